@@ -1,0 +1,1 @@
+//! CLIP vision and text towers, exact CLIP tokenizer and CLIP Surgery on candle

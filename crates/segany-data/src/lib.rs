@@ -1,0 +1,1 @@
+//! RefCOCO-family readers, COCO masks (RLE) and segmentation metrics
