@@ -1,0 +1,78 @@
+//! Multi-head self-attention with fused `in_proj` weights, plus CLIP Surgery's v-v path.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+/// `nn.MultiheadAttention` as CLIP uses it (self-attention, fused q/k/v projection).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    in_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    /// Reads `in_proj_weight` `[3W, W]`, `in_proj_bias` `[3W]` and `out_proj.{weight,bias}`.
+    pub fn new(width: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        let w = vb.get((3 * width, width), "in_proj_weight")?;
+        let b = vb.get(3 * width, "in_proj_bias")?;
+        let out_proj = linear(width, width, vb.pp("out_proj"))?;
+        let head_dim = width / heads;
+        Ok(Self {
+            in_proj: Linear::new(w, Some(b)),
+            out_proj,
+            heads,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// Projects `x` `[B, N, W]` to q, k, v, each `[B, H, N, W/H]`.
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, n, w) = x.dims3()?;
+        let qkv = self
+            .in_proj
+            .forward(x)?
+            .reshape((b, n, 3, self.heads, w / self.heads))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        Ok((q, k, v))
+    }
+
+    /// `softmax(a · bᵀ · scale + mask) · v`, heads merged back to `[B, N, W]`.
+    fn attend(&self, a: &Tensor, b: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let logits = (a.matmul(&b.t()?)? * self.scale)?;
+        let logits = match mask {
+            Some(m) => logits.broadcast_add(m)?,
+            None => logits,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let (bsz, h, n, dh) = v.dims4()?;
+        probs.matmul(v)?.transpose(1, 2)?.reshape((bsz, n, h * dh))
+    }
+
+    /// Standard attention of `x` `[B, N, W]`; `mask` is additive, broadcastable to `[N, N]`.
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x)?;
+        self.out_proj.forward(&self.attend(&q, &k, &v, mask)?)
+    }
+
+    /// CLIP Surgery: returns `(v-v path, original path)`, both through `out_proj`.
+    /// The v-v path is `softmax(v·vᵀ·d^-½)·v` with the same projections.
+    pub fn forward_surgery(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (q, k, v) = self.qkv(x)?;
+        let ori = self.attend(&q, &k, &v, None)?;
+        let vv = self.attend(&v, &v, &v, None)?;
+        Ok((self.out_proj.forward(&vv)?, self.out_proj.forward(&ori)?))
+    }
+}
+
+/// Additive causal mask `[n, n]`: 0 on and below the diagonal, -inf above.
+pub fn causal_mask(n: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (n, n), device)
+}

@@ -1,0 +1,64 @@
+//! The stack of residual blocks (`transformer.resblocks.N`).
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::activation::Activation;
+use crate::block::{DualStream, ResidualAttentionBlock};
+
+/// `Transformer`: `resblocks.0 .. resblocks.{layers-1}`.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    resblocks: Vec<ResidualAttentionBlock>,
+}
+
+impl Transformer {
+    /// Reads `resblocks.{i}` for `i < layers`.
+    pub fn new(
+        width: usize,
+        layers: usize,
+        heads: usize,
+        mlp_dim: usize,
+        act: Activation,
+        eps: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb = vb.pp("resblocks");
+        let resblocks = (0..layers)
+            .map(|i| ResidualAttentionBlock::new(width, heads, mlp_dim, act, eps, vb.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { resblocks })
+    }
+
+    /// Number of blocks.
+    pub fn layers(&self) -> usize {
+        self.resblocks.len()
+    }
+
+    /// Runs every block on `[B, N, W]`.
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for b in &self.resblocks {
+            x = b.forward(&x, mask)?;
+        }
+        Ok(x)
+    }
+
+    /// CLIP Surgery: vanilla blocks first, the dual-path blocks for the last `depth` ones
+    /// (clamped to the number of blocks). Returns both streams.
+    pub fn forward_surgery(&self, x: &Tensor, depth: usize) -> Result<DualStream> {
+        let split = self.resblocks.len() - depth.min(self.resblocks.len());
+        let mut x = x.clone();
+        for b in &self.resblocks[..split] {
+            x = b.forward(&x, None)?;
+        }
+        let mut s = DualStream {
+            new: x.clone(),
+            ori: x,
+        };
+        for b in &self.resblocks[split..] {
+            s = b.forward_surgery(&s)?;
+        }
+        Ok(s)
+    }
+}
