@@ -22,6 +22,7 @@ pub mod keys;
 pub mod layout;
 pub mod model;
 pub mod text;
+pub mod tokenizer;
 pub mod transformer;
 pub mod vision;
 
@@ -32,4 +33,5 @@ pub use error::{ClipError, Result};
 pub use layout::{Layout, Source};
 pub use model::{l2_normalize, ClipModel, ClipOutput, LoadOptions};
 pub use text::{TextFeatures, TextTransformer};
+pub use tokenizer::{clean_text, ClipTokenizer, TokenizeOptions, EOT_ID, SOT_ID};
 pub use vision::{VisionMode, VisionTransformer};
