@@ -1,0 +1,82 @@
+//! Device and dtype selection from user-facing strings.
+
+use crate::{Error, Result};
+use candle_core::{DType, Device};
+
+/// Parses a device name: `cpu`, `cuda`, `cuda:N`, `metal` or `metal:N`.
+///
+/// Asking for a device whose cargo feature was not compiled in is an error that says which
+/// feature to enable.
+///
+/// ```
+/// let dev = segany_core::parse_device("cpu").unwrap();
+/// assert!(dev.is_cpu());
+/// assert!(segany_core::parse_device("tpu").is_err());
+/// ```
+pub fn parse_device(name: &str) -> Result<Device> {
+    let lower = name.trim().to_ascii_lowercase();
+    let (kind, ordinal) = match lower.split_once(':') {
+        Some((k, n)) => {
+            let n: usize = n
+                .parse()
+                .map_err(|_| Error::InvalidArgument(format!("bad device ordinal in {name:?}")))?;
+            (k.to_string(), n)
+        }
+        None => (lower.clone(), 0),
+    };
+    match kind.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !cfg!(feature = "cuda") {
+                return Err(Error::InvalidArgument(
+                    "device cuda requested but segany was built without the `cuda` feature".into(),
+                ));
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        "metal" => {
+            if !cfg!(feature = "metal") {
+                return Err(Error::InvalidArgument(
+                    "device metal requested but segany was built without the `metal` feature"
+                        .into(),
+                ));
+            }
+            Ok(Device::new_metal(ordinal)?)
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "unknown device {name:?} (expected cpu, cuda[:N] or metal[:N])"
+        ))),
+    }
+}
+
+/// The best device compiled in: CUDA if available, else Metal, else CPU.
+pub fn best_device() -> Device {
+    if candle_core::utils::cuda_is_available() {
+        if let Ok(d) = Device::new_cuda(0) {
+            return d;
+        }
+    }
+    if candle_core::utils::metal_is_available() {
+        if let Ok(d) = Device::new_metal(0) {
+            return d;
+        }
+    }
+    Device::Cpu
+}
+
+/// Parses a dtype name: `f32`, `f16`, `bf16` (also `float32`, `half`, `bfloat16`).
+///
+/// ```
+/// assert_eq!(segany_core::parse_dtype("bf16").unwrap(), candle_core::DType::BF16);
+/// ```
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "f32" | "float32" | "float" => Ok(DType::F32),
+        "f16" | "float16" | "half" => Ok(DType::F16),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "f64" | "float64" => Ok(DType::F64),
+        other => Err(Error::InvalidArgument(format!(
+            "unknown dtype {other:?} (expected f32, f16 or bf16)"
+        ))),
+    }
+}

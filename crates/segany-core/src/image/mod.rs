@@ -1,0 +1,11 @@
+//! Image loading and the reference pre/post-processing of SAM.
+
+mod load;
+mod resample;
+mod sam_transform;
+
+pub use load::{load_rgb, to_rgb};
+pub use resample::{resize_rgb, Filter};
+pub use sam_transform::{
+    normalize_and_pad, postprocess_masks, ResizeLongestSide, PIXEL_MEAN, PIXEL_STD,
+};

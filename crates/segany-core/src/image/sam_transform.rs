@@ -1,0 +1,108 @@
+//! SAM's `ResizeLongestSide` transform, pixel normalisation and mask post-processing.
+
+use super::resample::{resize_rgb, Filter};
+use crate::Result;
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+
+/// SAM's pixel mean (RGB, 0..255 scale).
+pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// SAM's pixel standard deviation (RGB, 0..255 scale).
+pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// Resizes images so their longest side is `target_length` and maps prompt coordinates
+/// accordingly (segment-anything's `utils/transforms.py::ResizeLongestSide`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeLongestSide {
+    /// Length of the longest side after resizing (the encoder's input size, 1024 for SAM).
+    pub target_length: usize,
+}
+
+impl ResizeLongestSide {
+    /// A transform to `target_length`.
+    pub fn new(target_length: usize) -> Self {
+        Self { target_length }
+    }
+
+    /// `(new_h, new_w)` for an image of `(h, w)`: scaled so the long side is
+    /// `target_length`, rounded half up.
+    ///
+    /// ```
+    /// let t = segany_core::image::ResizeLongestSide::new(1024);
+    /// assert_eq!(t.preprocess_shape(300, 451), (681, 1024));
+    /// ```
+    pub fn preprocess_shape(&self, h: usize, w: usize) -> (usize, usize) {
+        let scale = self.target_length as f64 / h.max(w) as f64;
+        let nh = (h as f64 * scale + 0.5) as usize;
+        let nw = (w as f64 * scale + 0.5) as usize;
+        (nh, nw)
+    }
+
+    /// Resizes an image with Pillow's bilinear filter, as the reference does.
+    pub fn apply_image(&self, img: &RgbImage) -> RgbImage {
+        let (nh, nw) = self.preprocess_shape(img.height() as usize, img.width() as usize);
+        resize_rgb(img, nw as u32, nh as u32, Filter::Bilinear)
+    }
+
+    /// Maps `(x, y)` pixel coordinates of an image of `original_size = (h, w)` to the
+    /// resized frame.
+    pub fn apply_coords(&self, xy: [f32; 2], original_size: (usize, usize)) -> [f32; 2] {
+        let (oh, ow) = original_size;
+        let (nh, nw) = self.preprocess_shape(oh, ow);
+        [
+            (xy[0] as f64 * (nw as f64 / ow as f64)) as f32,
+            (xy[1] as f64 * (nh as f64 / oh as f64)) as f32,
+        ]
+    }
+
+    /// Maps an `[x0, y0, x1, y1]` box to the resized frame.
+    pub fn apply_box(&self, b: [f32; 4], original_size: (usize, usize)) -> [f32; 4] {
+        let p = self.apply_coords([b[0], b[1]], original_size);
+        let q = self.apply_coords([b[2], b[3]], original_size);
+        [p[0], p[1], q[0], q[1]]
+    }
+
+    /// Resizes, normalises with [`PIXEL_MEAN`]/[`PIXEL_STD`] and zero-pads bottom/right to a
+    /// `1×3×target×target` f32 tensor (segment-anything's `set_image` + `Sam.preprocess`).
+    /// Returns the tensor and the resized `(h, w)`.
+    pub fn preprocess(&self, img: &RgbImage, device: &Device) -> Result<(Tensor, (usize, usize))> {
+        let resized = self.apply_image(img);
+        let (h, w) = (resized.height() as usize, resized.width() as usize);
+        Ok((
+            normalize_and_pad(&resized, self.target_length, device)?,
+            (h, w),
+        ))
+    }
+}
+
+/// Normalises an already resized image and pads it to `size`×`size` (CHW, batch 1).
+pub fn normalize_and_pad(img: &RgbImage, size: usize, device: &Device) -> Result<Tensor> {
+    let mut data = vec![0f32; 3 * size * size];
+    for (x, y, p) in img.enumerate_pixels() {
+        let (x, y) = (x as usize, y as usize);
+        if x >= size || y >= size {
+            continue;
+        }
+        for c in 0..3 {
+            data[c * size * size + y * size + x] = (p.0[c] as f32 - PIXEL_MEAN[c]) / PIXEL_STD[c];
+        }
+    }
+    Ok(Tensor::from_vec(data, (1, 3, size, size), device)?)
+}
+
+/// SAM's `postprocess_masks`: upsample low-resolution logits `(B, K, h, w)` bilinearly to
+/// `image_size`², crop the padding to `input_size`, and resize bilinearly to
+/// `original_size`. Returns logits; threshold at 0 for binary masks.
+pub fn postprocess_masks(
+    low_res: &Tensor,
+    image_size: usize,
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<Tensor> {
+    let up = low_res.upsample_bilinear2d(image_size, image_size, false)?;
+    let cropped = up
+        .narrow(2, 0, input_size.0)?
+        .narrow(3, 0, input_size.1)?
+        .contiguous()?;
+    Ok(cropped.upsample_bilinear2d(original_size.0, original_size.1, false)?)
+}

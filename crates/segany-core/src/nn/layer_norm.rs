@@ -1,0 +1,203 @@
+//! Layer normalisation computed as PyTorch does: mean first, then the variance of the
+//! centred values (two passes), so activations with a large mean keep their precision.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor, D};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+/// LayerNorm over the last dimension with weight and bias (`nn.LayerNorm`).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Builds the layer from existing tensors.
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self { weight, bias, eps }
+    }
+}
+
+/// Loads `weight` and `bias` of size `dim` from `vb`.
+pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        vb.get(dim, "weight")?,
+        vb.get(dim, "bias")?,
+        eps,
+    ))
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.device().is_cpu() {
+            let xs = xs.contiguous()?;
+            return xs.apply_op3_no_bwd(
+                &self.weight,
+                &self.bias,
+                &TwoPassLayerNorm { eps: self.eps },
+            );
+        }
+        let dtype = xs.dtype();
+        let xs = xs.to_dtype(DType::F32)?;
+        let mean = xs.mean_keepdim(D::Minus1)?;
+        let centred = xs.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed
+            .to_dtype(dtype)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// LayerNorm over the channel dimension of an NCHW tensor (SAM's `LayerNorm2d`).
+#[derive(Debug, Clone)]
+pub struct LayerNorm2d(LayerNorm);
+
+/// Loads a [`LayerNorm2d`] of `channels` channels from `vb`.
+pub fn layer_norm_2d(channels: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm2d> {
+    Ok(LayerNorm2d(layer_norm(channels, eps, vb)?))
+}
+
+impl Module for LayerNorm2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        // NCHW -> NHWC, normalise the contiguous channel vectors, back to NCHW.
+        xs.permute((0, 2, 3, 1))?
+            .apply(&self.0)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()
+    }
+}
+
+struct TwoPassLayerNorm {
+    eps: f64,
+}
+
+fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => candle_core::bail!("layer-norm: operand must be contiguous"),
+    }
+}
+
+fn normalise_rows<T: Copy + Send + Sync>(
+    src: &[T],
+    w: &[T],
+    b: &[T],
+    eps: f64,
+    to: impl Fn(T) -> f32 + Sync,
+    from: impl Fn(f32) -> T + Sync,
+) -> Vec<T> {
+    let dim = w.len();
+    let mut dst = Vec::with_capacity(src.len());
+    // SAFETY-free initialisation: fill with the source, then overwrite.
+    dst.extend_from_slice(src);
+    dst.par_chunks_mut(dim)
+        .zip(src.par_chunks(dim))
+        .for_each(|(d, s)| {
+            let mut sum = 0f64;
+            for &v in s {
+                sum += to(v) as f64;
+            }
+            let mean = (sum / dim as f64) as f32;
+            let mut sq = 0f64;
+            for &v in s {
+                let c = to(v) - mean;
+                sq += (c * c) as f64;
+            }
+            let var = (sq / dim as f64) as f32;
+            let inv = 1.0 / (var + eps as f32).sqrt();
+            for i in 0..dim {
+                d[i] = from((to(s[i]) - mean) * inv * to(w[i]) + to(b[i]));
+            }
+        });
+    dst
+}
+
+impl CustomOp3 for TwoPassLayerNorm {
+    fn name(&self) -> &'static str {
+        "two-pass-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dim = l1.dims().last().copied().unwrap_or(0);
+        if l2.shape().elem_count() != dim || l3.shape().elem_count() != dim {
+            candle_core::bail!(
+                "layer-norm: weight {:?} / bias {:?} do not match input {:?}",
+                l2.shape(),
+                l3.shape(),
+                l1.shape()
+            )
+        }
+        let shape = l1.shape().clone();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                CpuStorage::F32(normalise_rows(x, w, b, self.eps, |v| v, |v| v))
+            }
+            (CpuStorage::F16(x), CpuStorage::F16(w), CpuStorage::F16(b)) => {
+                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                CpuStorage::F16(normalise_rows(
+                    x,
+                    w,
+                    b,
+                    self.eps,
+                    |v| v.to_f32(),
+                    half::f16::from_f32,
+                ))
+            }
+            (CpuStorage::BF16(x), CpuStorage::BF16(w), CpuStorage::BF16(b)) => {
+                let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
+                CpuStorage::BF16(normalise_rows(
+                    x,
+                    w,
+                    b,
+                    self.eps,
+                    |v| v.to_f32(),
+                    half::bf16::from_f32,
+                ))
+            }
+            _ => candle_core::bail!("layer-norm: unsupported or mixed dtypes"),
+        };
+        Ok((out, shape))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn matches_definition_with_large_mean() -> Result<()> {
+        // Values around 1000 with unit spread: a one-pass E[x²]-E[x]² loses all precision here.
+        let dev = Device::Cpu;
+        let base: Vec<f32> = (0..64)
+            .map(|i| 1000.0 + ((i * 37 % 11) as f32 - 5.0) * 0.1)
+            .collect();
+        let x = Tensor::from_vec(base.clone(), (1, 64), &dev)?;
+        let w = Tensor::ones(64, DType::F32, &dev)?;
+        let b = Tensor::zeros(64, DType::F32, &dev)?;
+        let y: Vec<f32> = LayerNorm::new(w, b, 1e-6)
+            .forward(&x)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mean = base.iter().map(|&v| v as f64).sum::<f64>() / 64.0;
+        let var = base.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 64.0;
+        for (yi, xi) in y.iter().zip(&base) {
+            let expect = (*xi as f64 - mean) / (var + 1e-6).sqrt();
+            assert!((*yi as f64 - expect).abs() < 2e-3, "{yi} vs {expect}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! The small MLP of the mask decoder (ReLU between layers, none after the last).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+/// `layers.0 .. layers.{n-1}` linear layers.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    sigmoid_output: bool,
+}
+
+impl Mlp {
+    /// Loads an MLP `input → hidden × (n−1) → output`.
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        output: usize,
+        num_layers: usize,
+        sigmoid_output: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let mut dims = vec![input];
+        dims.extend(std::iter::repeat_n(hidden, num_layers.saturating_sub(1)));
+        dims.push(output);
+        let layers = (0..num_layers)
+            .map(|i| candle_nn::linear(dims[i], dims[i + 1], vb.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            sigmoid_output,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        if self.sigmoid_output {
+            candle_nn::ops::sigmoid(&x)
+        } else {
+            Ok(x)
+        }
+    }
+}

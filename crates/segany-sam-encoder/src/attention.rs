@@ -1,0 +1,96 @@
+//! Multi-head self-attention with decomposed relative positions.
+
+use crate::rel_pos::{add_decomposed_rel_pos, get_rel_pos};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+/// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
+#[derive(Debug, Clone)]
+pub struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    scale: f64,
+    rel_pos: Option<(Tensor, Tensor)>,
+}
+
+impl Attention {
+    /// Loads the layer. Relative-position tables may have any length (they are resized on use).
+    /// `rel_pos_len` is the table length expected when the checkpoint holds none
+    /// (`2·size − 1` for a `size`×`size` attention grid).
+    pub fn new(
+        dim: usize,
+        num_heads: usize,
+        qkv_bias: bool,
+        use_rel_pos: bool,
+        rel_pos_len: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let qkv = if qkv_bias {
+            candle_nn::linear(dim, dim * 3, vb.pp("qkv"))?
+        } else {
+            candle_nn::linear_no_bias(dim, dim * 3, vb.pp("qkv"))?
+        };
+        let proj = candle_nn::linear(dim, dim, vb.pp("proj"))?;
+        let head_dim = dim / num_heads;
+        let rel_pos = if use_rel_pos {
+            let table = |name: &str| {
+                if vb.contains_tensor(name) {
+                    vb.get_unchecked(name)
+                } else {
+                    vb.get((rel_pos_len, head_dim), name)
+                }
+            };
+            let h = table("rel_pos_h")?;
+            let w = table("rel_pos_w")?;
+            for (name, t) in [("rel_pos_h", &h), ("rel_pos_w", &w)] {
+                if t.rank() != 2 || t.dim(1)? != head_dim {
+                    candle_core::bail!(
+                        "{}: expected [L, {head_dim}] relative-position table, found {:?}",
+                        vb.prefix().to_string() + "." + name,
+                        t.dims()
+                    );
+                }
+            }
+            Some((h, w))
+        } else {
+            None
+        };
+        Ok(Self {
+            qkv,
+            proj,
+            num_heads,
+            scale: (head_dim as f64).powf(-0.5),
+            rel_pos,
+        })
+    }
+
+    /// `(B, H, W, C)` → `(B, H, W, C)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, w, c) = x.dims4()?;
+        let heads = self.num_heads;
+        let hd = c / heads;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, h * w, 3, heads, hd))?
+            .permute((2, 0, 3, 1, 4))?
+            .reshape((3, b * heads, h * w, hd))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let mut attn = (&q * self.scale)?.matmul(&k.t()?)?;
+        if let Some((rel_h, rel_w)) = &self.rel_pos {
+            let rh = get_rel_pos(h, h, rel_h)?;
+            let rw = get_rel_pos(w, w, rel_w)?;
+            attn = add_decomposed_rel_pos(&attn, &q, &rh, &rw, (h, w), (h, w))?;
+        }
+        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        let out = attn
+            .matmul(&v)?
+            .reshape((b, heads, h, w, hd))?
+            .permute((0, 2, 3, 1, 4))?
+            .reshape((b, h, w, c))?;
+        self.proj.forward(&out)
+    }
+}

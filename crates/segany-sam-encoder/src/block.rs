@@ -1,0 +1,72 @@
+//! A ViT block with windowed or global attention.
+
+use crate::attention::Attention;
+use crate::window::{window_partition, window_unpartition};
+use crate::ImageEncoderConfig;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use segany_core::nn::{layer_norm, LayerNorm};
+
+/// `norm1 → attn (windowed if window_size > 0) → residual → norm2 → mlp (lin1, GELU, lin2) → residual`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    lin1: Linear,
+    lin2: Linear,
+    window_size: usize,
+}
+
+impl Block {
+    /// Loads block `vb` (`image_encoder.blocks.N`) with the given window size (0 = global).
+    pub fn new(cfg: &ImageEncoderConfig, window_size: usize, vb: VarBuilder) -> Result<Self> {
+        let dim = cfg.hidden_size;
+        let eps = cfg.layer_norm_eps;
+        let size = if window_size > 0 {
+            window_size
+        } else {
+            cfg.grid_size()
+        };
+        Ok(Self {
+            norm1: layer_norm(dim, eps, vb.pp("norm1"))?,
+            attn: Attention::new(
+                dim,
+                cfg.num_attention_heads,
+                cfg.qkv_bias,
+                cfg.use_rel_pos,
+                2 * size - 1,
+                vb.pp("attn"),
+            )?,
+            norm2: layer_norm(dim, eps, vb.pp("norm2"))?,
+            lin1: candle_nn::linear(dim, cfg.mlp_dim(), vb.pp("mlp").pp("lin1"))?,
+            lin2: candle_nn::linear(cfg.mlp_dim(), dim, vb.pp("mlp").pp("lin2"))?,
+            window_size,
+        })
+    }
+
+    /// Window size (0 for global attention).
+    pub fn window_size(&self) -> usize {
+        self.window_size
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let shortcut = x;
+        let y = self.norm1.forward(x)?;
+        let y = if self.window_size > 0 {
+            let (_, h, w, _) = y.dims4()?;
+            let (win, pad_hw) = window_partition(&y, self.window_size)?;
+            let out = self.attn.forward(&win)?;
+            window_unpartition(&out, self.window_size, pad_hw, (h, w))?
+        } else {
+            self.attn.forward(&y)?
+        };
+        let x = (shortcut + y)?;
+        let m = self
+            .lin2
+            .forward(&self.lin1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+        x + m
+    }
+}

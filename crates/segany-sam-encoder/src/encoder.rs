@@ -1,0 +1,134 @@
+//! The ViT image encoder: patch embedding, position embedding, blocks, neck.
+
+use crate::block::Block;
+use crate::ImageEncoderConfig;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use segany_core::nn::{layer_norm_2d, LayerNorm2d};
+
+/// SAM's `ImageEncoderViT`. Input `(B, 3, S, S)` normalised pixels, output
+/// `(B, output_channels, S/16, S/16)`.
+#[derive(Debug, Clone)]
+pub struct ImageEncoderViT {
+    patch_embed: Conv2d,
+    pos_embed: Option<Tensor>,
+    blocks: Vec<Block>,
+    neck_conv1: Conv2d,
+    neck_ln1: LayerNorm2d,
+    neck_conv2: Conv2d,
+    neck_ln2: LayerNorm2d,
+    cfg: ImageEncoderConfig,
+}
+
+impl ImageEncoderViT {
+    /// Loads the encoder from `vb` (usually `vb.pp("image_encoder")`).
+    pub fn new(cfg: &ImageEncoderConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let e = cfg.hidden_size;
+        let p = cfg.patch_size;
+        let patch_cfg = Conv2dConfig {
+            stride: p,
+            ..Default::default()
+        };
+        let patch_embed = candle_nn::conv2d(
+            cfg.num_channels,
+            e,
+            p,
+            patch_cfg,
+            vb.pp("patch_embed").pp("proj"),
+        )?;
+        let pos_embed = if cfg.use_abs_pos {
+            // Any grid is accepted; a grid other than the input's is resized on use.
+            let g = cfg.grid_size();
+            let t = if vb.contains_tensor("pos_embed") {
+                vb.get_unchecked("pos_embed")?
+            } else {
+                vb.get((1, g, g, e), "pos_embed")?
+            };
+            if t.rank() != 4 || t.dim(0)? != 1 || t.dim(3)? != e {
+                candle_core::bail!(
+                    "image_encoder.pos_embed: expected [1, g, g, {e}], found {:?}",
+                    t.dims()
+                );
+            }
+            Some(t)
+        } else {
+            None
+        };
+        let vb_b = vb.pp("blocks");
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let ws = if cfg.global_attn_indexes.contains(&i) {
+                    0
+                } else {
+                    cfg.window_size
+                };
+                Block::new(cfg, ws, vb_b.pp(i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let o = cfg.output_channels;
+        let neck = vb.pp("neck");
+        let conv3 = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Ok(Self {
+            patch_embed,
+            pos_embed,
+            blocks,
+            neck_conv1: candle_nn::conv2d_no_bias(e, o, 1, Default::default(), neck.pp("0"))?,
+            neck_ln1: layer_norm_2d(o, 1e-6, neck.pp("1"))?,
+            neck_conv2: candle_nn::conv2d_no_bias(o, o, 3, conv3, neck.pp("2"))?,
+            neck_ln2: layer_norm_2d(o, 1e-6, neck.pp("3"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration the encoder was built with.
+    pub fn config(&self) -> &ImageEncoderConfig {
+        &self.cfg
+    }
+
+    /// Patch embedding plus absolute position embedding: `(B, g, g, C)`.
+    pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
+        match &self.pos_embed {
+            None => x.contiguous(),
+            Some(pos) => {
+                let (_, gh, gw, _) = x.dims4()?;
+                let pos = if pos.dim(1)? != gh || pos.dim(2)? != gw {
+                    pos.permute((0, 3, 1, 2))?
+                        .upsample_bilinear2d(gh, gw, false)?
+                        .permute((0, 2, 3, 1))?
+                } else {
+                    pos.clone()
+                };
+                x.broadcast_add(&pos)
+            }
+        }
+    }
+
+    /// Runs the transformer blocks on embedded tokens `(B, g, g, C)`.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The neck: `(B, g, g, C)` tokens → `(B, output_channels, g, g)`.
+    pub fn neck(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
+        x.apply(&self.neck_conv1)?
+            .apply(&self.neck_ln1)?
+            .apply(&self.neck_conv2)?
+            .apply(&self.neck_ln2)
+    }
+}
+
+impl Module for ImageEncoderViT {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed(x)?;
+        for blk in &self.blocks {
+            x = blk.forward(&x)?;
+        }
+        self.neck(&x)
+    }
+}

@@ -1,0 +1,113 @@
+//! Decomposed relative positions (MViTv2), as SAM's `get_rel_pos` / `add_decomposed_rel_pos`.
+
+use candle_core::{Result, Tensor};
+
+/// Linear interpolation of `rows` rows of `cols` values to `out_rows` rows, as
+/// `F.interpolate(mode="linear", align_corners=False)` along the row axis (f32 arithmetic).
+pub fn interpolate_linear(table: &[f32], rows: usize, cols: usize, out_rows: usize) -> Vec<f32> {
+    let scale = rows as f32 / out_rows as f32;
+    let mut out = vec![0f32; out_rows * cols];
+    for o in 0..out_rows {
+        let real = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
+        let i0 = (real.floor() as usize).min(rows.saturating_sub(1));
+        let lambda = (real - i0 as f32).clamp(0.0, 1.0);
+        let i1 = if i0 + 1 < rows { i0 + 1 } else { i0 };
+        for c in 0..cols {
+            out[o * cols + c] =
+                (1.0 - lambda) * table[i0 * cols + c] + lambda * table[i1 * cols + c];
+        }
+    }
+    out
+}
+
+/// Relative-position embeddings for every (query, key) pair along one axis: a
+/// `(q_size, k_size, C)` tensor gathered from the `(L, C)` table `rel_pos`, which is first
+/// resized to `2·max(q, k) − 1` rows when its length differs.
+pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: &Tensor) -> Result<Tensor> {
+    let (len, c) = rel_pos.dims2()?;
+    let max_rel = 2 * q_size.max(k_size) - 1;
+    let dtype = rel_pos.dtype();
+    let table: Vec<f32> = rel_pos
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let table = if len != max_rel {
+        interpolate_linear(&table, len, c, max_rel)
+    } else {
+        table
+    };
+    let (qf, kf) = (q_size as f64, k_size as f64);
+    let q_scale = (kf / qf).max(1.0);
+    let k_scale = (qf / kf).max(1.0);
+    let mut out = Vec::with_capacity(q_size * k_size * c);
+    for i in 0..q_size {
+        for j in 0..k_size {
+            let coord = (i as f64 * q_scale - j as f64 * k_scale) + (kf - 1.0) * k_scale;
+            let idx = (coord as usize).min(max_rel - 1);
+            out.extend_from_slice(&table[idx * c..(idx + 1) * c]);
+        }
+    }
+    Tensor::from_vec(out, (q_size, k_size, c), rel_pos.device())?.to_dtype(dtype)
+}
+
+/// Adds the decomposed relative-position terms to attention logits.
+///
+/// `attn`: `(B, qh·qw, kh·kw)`; `q`: the unscaled queries `(B, qh·qw, C)`; `rh`: `(qh, kh, C)`;
+/// `rw`: `(qw, kw, C)` from [`get_rel_pos`].
+pub fn add_decomposed_rel_pos(
+    attn: &Tensor,
+    q: &Tensor,
+    rh: &Tensor,
+    rw: &Tensor,
+    q_hw: (usize, usize),
+    k_hw: (usize, usize),
+) -> Result<Tensor> {
+    let (qh, qw) = q_hw;
+    let (kh, kw) = k_hw;
+    let (b, _, c) = q.dims3()?;
+    let r_q = q.reshape((b, qh, qw, c))?;
+    // rel_h[b,h,w,k] = sum_c r_q[b,h,w,c] * rh[h,k,c], as one batched matmul over h.
+    let rel_h = r_q
+        .permute((1, 0, 2, 3))?
+        .contiguous()?
+        .reshape((qh, b * qw, c))?
+        .matmul(&rh.transpose(1, 2)?.contiguous()?)?
+        .reshape((qh, b, qw, kh))?
+        .permute((1, 0, 2, 3))?
+        .contiguous()?;
+    // rel_w[b,h,w,k] = sum_c r_q[b,h,w,c] * rw[w,k,c], batched over w.
+    let rel_w = r_q
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((qw, b * qh, c))?
+        .matmul(&rw.transpose(1, 2)?.contiguous()?)?
+        .reshape((qw, b, qh, kw))?
+        .permute((1, 2, 0, 3))?
+        .contiguous()?;
+    attn.reshape((b, qh, qw, kh, kw))?
+        .broadcast_add(&rel_h.unsqueeze(4)?)?
+        .broadcast_add(&rel_w.unsqueeze(3)?)?
+        .reshape((b, qh * qw, kh * kw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_when_length_fits_and_index_pattern() -> Result<()> {
+        // q = k = 3 needs 5 rows; row r of the result for (i, j) is i - j + 2.
+        let table: Vec<f32> = (0..5).map(|v| v as f32).collect();
+        let t = Tensor::from_vec(table, (5, 1), &candle_core::Device::Cpu)?;
+        let r: Vec<f32> = get_rel_pos(3, 3, &t)?.flatten_all()?.to_vec1()?;
+        assert_eq!(r, vec![2., 1., 0., 3., 2., 1., 4., 3., 2.]);
+        Ok(())
+    }
+
+    #[test]
+    fn linear_interpolation_matches_hand_computation() {
+        // 2 rows -> 4 rows, align_corners=False: positions -0.25(clamped 0), 0.25, 0.75, 1.25.
+        let out = interpolate_linear(&[0.0, 4.0], 2, 1, 4);
+        assert_eq!(out, vec![0.0, 1.0, 3.0, 4.0]);
+    }
+}

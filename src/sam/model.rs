@@ -1,0 +1,173 @@
+//! `Sam`: image encoder, prompt encoder and mask decoder, loaded from any supported checkpoint.
+
+use super::SamConfig;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use segany_core::checkpoint::CheckedVarBuilder;
+use segany_core::rename::sam::SamLayout;
+use segany_core::{CheckpointSource, Error, Result, TensorStore};
+use segany_sam_decoder::{MaskDecoder, PromptEncoder};
+use segany_sam_encoder::ImageEncoderViT;
+
+/// Weight file names tried, in order, in a directory or hub repository.
+pub const WEIGHT_FILES: &[&str] = &[
+    "model.safetensors",
+    "sam_vit_b_01ec64.safetensors",
+    "sam_vit_l_0b3195.safetensors",
+    "sam_vit_h_4b8939.safetensors",
+];
+
+/// The Segment Anything model.
+#[derive(Debug, Clone)]
+pub struct Sam {
+    /// The ViT image encoder.
+    pub image_encoder: ImageEncoderViT,
+    /// The prompt encoder.
+    pub prompt_encoder: PromptEncoder,
+    /// The mask decoder.
+    pub mask_decoder: MaskDecoder,
+    dense_pe: Tensor,
+    config: SamConfig,
+}
+
+impl Sam {
+    /// Builds the model from a `VarBuilder` holding canonical (Meta) names.
+    pub fn new(config: &SamConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        config.validate().map_err(candle_core::Error::msg)?;
+        let image_encoder = ImageEncoderViT::new(&config.vision_config, vb.pp("image_encoder"))?;
+        let prompt_encoder =
+            PromptEncoder::new(&config.prompt_encoder_config, vb.pp("prompt_encoder"))?;
+        let mask_decoder = MaskDecoder::new(&config.mask_decoder_config, vb.pp("mask_decoder"))?;
+        let dense_pe = prompt_encoder.get_dense_pe()?;
+        Ok(Self {
+            image_encoder,
+            prompt_encoder,
+            mask_decoder,
+            dense_pe,
+            config: config.clone(),
+        })
+    }
+
+    /// Loads SAM from a hub repo id (`facebook/sam-vit-base`, optionally `@revision`), a local
+    /// directory or a `.safetensors` file. The key layout (transformers or Meta) is detected
+    /// from the tensor names; without `config.json` the configuration is inferred from the
+    /// tensor shapes. Weights stored in f16/bf16 are converted to `dtype`.
+    pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_from(&CheckpointSource::parse(source)?, device, dtype)
+    }
+
+    /// [`Sam::load`] from a parsed [`CheckpointSource`].
+    pub fn load_from(source: &CheckpointSource, device: &Device, dtype: DType) -> Result<Self> {
+        let resolved = source.resolve(WEIGHT_FILES)?;
+        let store = TensorStore::load(&resolved.weights)?;
+        let config = match &resolved.config {
+            Some(path) => Some(SamConfig::from_json_file(path)?),
+            None => None,
+        };
+        Self::from_store(store, config, device, dtype)
+    }
+
+    /// Builds the model from tensors in either layout. `config: None` infers it from shapes.
+    pub fn from_store(
+        store: TensorStore,
+        config: Option<SamConfig>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let layout = SamLayout::detect(store.keys())?;
+        let iou_depth = config.as_ref().map_or_else(
+            || {
+                // The transformers IoU head has proj_in, layers.*, proj_out.
+                let inner = store
+                    .keys()
+                    .iter()
+                    .filter(|k| {
+                        k.starts_with("mask_decoder.iou_prediction_head.layers.")
+                            && k.ends_with(".weight")
+                    })
+                    .count();
+                if layout == SamLayout::Transformers {
+                    inner + 2
+                } else {
+                    inner
+                }
+            },
+            |c| c.mask_decoder_config.iou_head_depth,
+        );
+        let store = store.rename(|k| Some(layout.to_canonical(k, iou_depth)));
+        let config = match config {
+            Some(c) => c,
+            None => SamConfig::infer_from_tensors(&store)?,
+        };
+        config
+            .validate()
+            .map_err(|reason| Error::Config { path: None, reason })?;
+        let checked = CheckedVarBuilder::new(store, dtype, device);
+        let built = Self::new(&config, checked.var_builder());
+        checked.finish(built, |k| k == "pixel_mean" || k == "pixel_std")
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SamConfig {
+        &self.config
+    }
+
+    /// Side of the square encoder input (1024 for released models).
+    pub fn image_size(&self) -> usize {
+        self.config.vision_config.image_size
+    }
+
+    /// Side of the low-resolution mask grid (256 for released models).
+    pub fn mask_input_size(&self) -> usize {
+        self.config.prompt_encoder_config.mask_input_size()
+    }
+
+    /// Dense positional encoding of the embedding grid, `(1, D, g, g)` (cached).
+    pub fn dense_pe(&self) -> &Tensor {
+        &self.dense_pe
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.dense_pe.device()
+    }
+
+    /// The dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.dense_pe.dtype()
+    }
+
+    /// Encodes normalised, padded pixels `(B, 3, S, S)` into embeddings `(B, D, g, g)`.
+    pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        let s = self.image_size();
+        let dims = pixels.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] != s || dims[3] != s {
+            return Err(Error::InvalidArgument(format!(
+                "encoder input must be (B, 3, {s}, {s}), got {dims:?}"
+            )));
+        }
+        let pixels = pixels.to_device(self.device())?.to_dtype(self.dtype())?;
+        Ok(self.image_encoder.forward(&pixels)?)
+    }
+
+    /// Runs the prompt encoder and mask decoder on an embedding `(1, D, g, g)`: returns
+    /// low-resolution logits `(B, K, 4g, 4g)` and IoU predictions `(B, K)`, both f32.
+    ///
+    /// `points`: coordinates `(B, N, 2)` in the padded input frame and labels `(B, N)`;
+    /// `boxes`: `(B, 4)`; `masks`: `(B, 1, 4g, 4g)` logits.
+    pub fn decode(
+        &self,
+        embedding: &Tensor,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+        masks: Option<&Tensor>,
+        multimask_output: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (sparse, dense) = self.prompt_encoder.forward(points, boxes, masks)?;
+        let emb = embedding.to_dtype(self.dtype())?;
+        let (low, iou) =
+            self.mask_decoder
+                .forward(&emb, &self.dense_pe, &sparse, &dense, multimask_output)?;
+        Ok((low.to_dtype(DType::F32)?, iou.to_dtype(DType::F32)?))
+    }
+}
