@@ -64,7 +64,7 @@ impl SimpleBackend for LayoutBackend<'_> {
         let t = self.get_unchecked(name, dtype, dev)?;
         if t.shape() != &s {
             return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name} ({} layout)", self.layout),
+                msg: name.to_string(),
                 expected: s,
                 got: t.shape().clone(),
             });

@@ -22,7 +22,7 @@ pub enum ClipError {
         canonical: String,
     },
     /// A tensor has a shape that does not fit the configuration.
-    #[error("tensor `{key}` has shape {actual:?}, expected {expected:?}")]
+    #[error("tensor `{key}` (canonical name) has shape {actual:?}, expected {expected:?}")]
     ShapeMismatch {
         /// Canonical name of the parameter.
         key: String,

@@ -1,0 +1,179 @@
+//! Parity with transformers `CLIPModel` and open_clip `CLIP` on tiny random models in their
+//! own checkpoint layouts (fixtures from `tools/fixtures/clip_parity.py`): image embeddings,
+//! all image tokens after `ln_post`/projection, text embeddings, `ln_final` token features and
+//! logits, QuickGELU and GELU.
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use segany_clip::{Activation, ClipConfig, ClipModel, Layout, LoadOptions, VisionMode};
+
+const TOL: f32 = 1e-4;
+
+/// Fixture weights with the sparse token embedding expanded to its dense checkpoint key.
+fn checkpoint(ts: &HashMap<String, Tensor>, key: &str, vocab: usize) -> HashMap<String, Tensor> {
+    let mut w = common::group(ts, "weights");
+    let ids = ts["sparse.token_embedding.ids"]
+        .to_dtype(DType::U32)
+        .unwrap();
+    let rows = &ts["sparse.token_embedding.rows"];
+    let width = rows.dim(1).unwrap();
+    let dense = Tensor::zeros((vocab, width), DType::F32, &Device::Cpu)
+        .unwrap()
+        .index_add(&ids, rows, 0)
+        .unwrap();
+    w.insert(key.to_string(), dense);
+    w
+}
+
+fn run(name: &str, layout: Layout, sparse_key: &str, cfg: ClipConfig, act: Activation) {
+    let dir = common::fixtures_dir();
+    let ts = common::load(&dir.join(format!("{name}.safetensors")));
+    assert_eq!(cfg.vision.activation, act);
+    let weights = checkpoint(&ts, sparse_key, cfg.text.vocab_size);
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    assert_eq!(Layout::detect(&vb).unwrap(), layout, "{name}: layout");
+    let model = ClipModel::load(
+        vb,
+        &LoadOptions {
+            config: Some(cfg),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let px = &ts["inputs.pixel_values"];
+    let ids = &ts["inputs.token_ids"];
+    let out = |k: &str| &ts[&format!("outputs.{k}")];
+
+    let img = model.encode_image(px).unwrap();
+    common::assert_close(
+        &format!("{name} image_embeds"),
+        &img,
+        out("image_embeds"),
+        TOL,
+    );
+    let tokens = model.encode_image_tokens(px, VisionMode::Plain).unwrap();
+    common::assert_close(
+        &format!("{name} image_tokens"),
+        &tokens,
+        out("image_tokens"),
+        TOL,
+    );
+    let text = model.encode_text(ids).unwrap();
+    common::assert_close(
+        &format!("{name} text_embeds"),
+        &text.embeds,
+        out("text_embeds"),
+        TOL,
+    );
+    common::assert_close(
+        &format!("{name} text_tokens"),
+        &text.tokens,
+        out("text_tokens"),
+        TOL,
+    );
+    let logits = model.forward(px, ids).unwrap().logits_per_image;
+    common::assert_close(
+        &format!("{name} logits"),
+        &logits,
+        out("logits_per_image"),
+        TOL,
+    );
+}
+
+fn config(name: &str, transformers: bool) -> ClipConfig {
+    let path = common::fixtures_dir().join(format!("{name}.config.json"));
+    let json = std::fs::read_to_string(&path).unwrap();
+    if transformers {
+        ClipConfig::from_transformers_json(&json).unwrap()
+    } else {
+        ClipConfig::from_open_clip_json(&json).unwrap()
+    }
+}
+
+const HF_EMB: &str = "text_model.embeddings.token_embedding.weight";
+const OC_EMB: &str = "token_embedding.weight";
+
+#[test]
+fn transformers_quickgelu() {
+    let n = "transformers_quickgelu";
+    run(
+        n,
+        Layout::Transformers,
+        HF_EMB,
+        config(n, true),
+        Activation::QuickGelu,
+    );
+}
+
+#[test]
+fn transformers_gelu() {
+    let n = "transformers_gelu";
+    run(
+        n,
+        Layout::Transformers,
+        HF_EMB,
+        config(n, true),
+        Activation::Gelu,
+    );
+}
+
+#[test]
+fn open_clip_quickgelu() {
+    let n = "open_clip_quickgelu";
+    run(
+        n,
+        Layout::OpenAi,
+        OC_EMB,
+        config(n, false),
+        Activation::QuickGelu,
+    );
+}
+
+#[test]
+fn open_clip_gelu() {
+    let n = "open_clip_gelu";
+    run(
+        n,
+        Layout::OpenAi,
+        OC_EMB,
+        config(n, false),
+        Activation::Gelu,
+    );
+}
+
+/// The same open_clip checkpoint read through the open_clip rename map, and the geometry
+/// inferred from shapes. Head counts cannot be read from shapes: OpenAI's rule (width / 64)
+/// gives 1 for this tiny model with 32-wide heads, so they are taken from the config.
+#[test]
+fn open_clip_layout_and_inferred_geometry() {
+    let n = "open_clip_quickgelu";
+    let ts = common::load(&common::fixtures_dir().join(format!("{n}.safetensors")));
+    let cfg = config(n, false);
+    let vb = VarBuilder::from_tensors(checkpoint(&ts, OC_EMB, 49408), DType::F32, &Device::Cpu);
+    let canonical = segany_clip::canonical_var_builder(vb.clone(), Layout::OpenClip);
+    let mut inferred = ClipConfig::infer_from_weights(&canonical, Activation::QuickGelu).unwrap();
+    assert_eq!((inferred.vision.heads, inferred.text.heads), (1, 1)); // width 64 / 64
+    inferred.vision.heads = cfg.vision.heads;
+    inferred.text.heads = cfg.text.heads;
+    assert_eq!(inferred, cfg);
+    let model = ClipModel::load(
+        vb,
+        &LoadOptions {
+            layout: Some(Layout::OpenClip),
+            config: Some(inferred),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let text = model.encode_text(&ts["inputs.token_ids"]).unwrap();
+    common::assert_close(
+        "open_clip map text_embeds",
+        &text.embeds,
+        &ts["outputs.text_embeds"],
+        TOL,
+    );
+}
