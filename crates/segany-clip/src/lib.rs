@@ -25,6 +25,7 @@ pub mod text;
 pub mod tokenizer;
 pub mod transformer;
 pub mod vision;
+pub mod zero_shot;
 
 pub use activation::Activation;
 pub use backend::canonical_var_builder;
@@ -35,3 +36,4 @@ pub use model::{l2_normalize, ClipModel, ClipOutput, LoadOptions};
 pub use text::{TextFeatures, TextTransformer};
 pub use tokenizer::{clean_text, ClipTokenizer, TokenizeOptions, EOT_ID, SOT_ID};
 pub use vision::{VisionMode, VisionTransformer};
+pub use zero_shot::ZeroShotClassifier;
