@@ -6,13 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// The file at fault.
         path: PathBuf,
         /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A checkpoint file is not a valid safetensors archive (truncated, corrupt header, ...).
     #[error("{path}: not a valid safetensors file: {reason}")]
@@ -105,7 +104,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            reason: source,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod image;
 pub mod mask;
 pub mod nn;
 pub mod rename;
+pub mod viz;
 
 pub use checkpoint::{CheckpointSource, ResolvedCheckpoint, TensorStore};
 pub use device::{best_device, parse_device, parse_dtype};
