@@ -21,6 +21,8 @@ mod infer;
 pub mod keys;
 pub mod layout;
 pub mod model;
+pub mod preprocess;
+pub mod resample;
 pub mod text;
 pub mod tokenizer;
 pub mod transformer;
@@ -33,6 +35,9 @@ pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use error::{ClipError, Result};
 pub use layout::{Layout, Source};
 pub use model::{l2_normalize, ClipModel, ClipOutput, LoadOptions};
+pub use preprocess::{
+    clip_preprocess, ssp_sam_preprocess, CanvasPlacement, RgbImage, CLIP_MEAN, CLIP_STD,
+};
 pub use text::{TextFeatures, TextTransformer};
 pub use tokenizer::{clean_text, ClipTokenizer, TokenizeOptions, EOT_ID, SOT_ID};
 pub use vision::{VisionMode, VisionTransformer};
