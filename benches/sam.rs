@@ -1,1 +1,68 @@
-fn main(){}
+//! SAM benchmarks: the ViT-B image encoder at 1024² and one prompt through prompt encoder + mask
+//! decoder + post-processing, on random weights.
+//!
+//! `cargo bench --bench sam` times segany; with `--features compare-candle` the same weights and
+//! input also go through candle-transformers' `segment_anything`. `tools/bench/compare_sam.sh`
+//! runs this together with the PyTorch reference (`tools/bench/sam_torch_bench.py`) and prints
+//! the ratios.
+
+use candle_core::{DType, Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion};
+use segany::core::TensorStore;
+use segany::{Prompt, Sam, SamConfig, SamPredictor};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Random ViT-B weights under Meta names (shapes from a VarMap-built model).
+fn random_vit_b() -> HashMap<String, Tensor> {
+    let dev = Device::Cpu;
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    Sam::new(&SamConfig::vit_b(), vb).expect("build ViT-B");
+    let mut out = HashMap::new();
+    for (name, var) in varmap.data().lock().expect("varmap").iter() {
+        let t = var.as_tensor();
+        // Small random values everywhere (VarMap leaves some tensors at zero).
+        let r = Tensor::randn(0f32, 0.02, t.shape(), &dev).expect("randn");
+        out.insert(name.clone(), r);
+    }
+    out
+}
+
+fn image() -> image::RgbImage {
+    image::RgbImage::from_fn(1024, 768, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]))
+}
+
+fn bench(c: &mut Criterion) {
+    let weights = random_vit_b();
+    let sam = Sam::from_store(TensorStore::from_tensors(weights.clone()), None, &Device::Cpu, DType::F32).expect("load");
+    let (pixels, _) = segany::core::image::ResizeLongestSide::new(1024).preprocess(&image(), &Device::Cpu).expect("preprocess");
+
+    let mut g = c.benchmark_group("sam_vit_b");
+    g.sample_size(10).measurement_time(Duration::from_secs(60)).warm_up_time(Duration::from_secs(1));
+    g.bench_function("segany_encoder_1024", |b| b.iter(|| sam.encode(&pixels).expect("encode")));
+
+    let mut predictor = SamPredictor::new(sam.clone());
+    predictor.set_image(&image()).expect("set_image");
+    let prompt = Prompt::new().foreground(500.0, 375.0);
+    g.bench_function("segany_decoder_one_point", |b| b.iter(|| predictor.predict(&prompt, true).expect("predict")));
+
+    #[cfg(feature = "compare-candle")]
+    {
+        use candle_transformers::models::segment_anything::sam::Sam as CtSam;
+        let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        let ct = CtSam::new(768, 12, 12, &[2, 5, 8, 11], vb).expect("candle-transformers Sam");
+        let img = pixels.squeeze(0).expect("squeeze");
+        // Its `embeddings` normalises internally; feed the same padded 0..255 image it expects.
+        let raw = (img.clone() * 0.0).expect("zeros").affine(1.0, 128.0).expect("raw");
+        g.bench_function("candle_transformers_encoder_1024", |b| b.iter(|| ct.embeddings(&raw).expect("embeddings")));
+        let emb = ct.embeddings(&raw).expect("embeddings");
+        g.bench_function("candle_transformers_decoder_one_point", |b| {
+            b.iter(|| ct.forward_for_embeddings(&emb, 768, 1024, &[(500.0 / 1024.0, 375.0 / 768.0, true)], true).expect("decode"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
