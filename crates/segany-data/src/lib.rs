@@ -8,6 +8,7 @@
 //! - [`eval`]: the [`eval::ReferringSegmenter`] trait, baselines and a
 //!   resumable evaluation runner.
 pub mod error;
+pub mod eval;
 pub mod mask;
 pub mod metrics;
 pub mod npy;
