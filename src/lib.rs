@@ -29,5 +29,10 @@ pub use sam::{Sam, SamConfig};
 pub use segany_core::{BinaryMask, CheckpointSource, Error, Result};
 
 pub use segany_core as core;
+
+/// The README's code, compiled as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use segany_sam_decoder as sam_decoder;
 pub use segany_sam_encoder as sam_encoder;
