@@ -18,6 +18,7 @@ pub mod block;
 pub mod config;
 pub mod error;
 mod infer;
+pub mod io;
 pub mod keys;
 pub mod layout;
 pub mod model;
