@@ -43,10 +43,10 @@ impl PyNum {
     ///
     /// ```
     /// use segany_data::pyjson::PyNum;
-    /// assert_eq!(PyNum::Int(2).add(PyNum::Int(3)), PyNum::Int(5));
-    /// assert_eq!(PyNum::Int(2).add(PyNum::Float(0.5)), PyNum::Float(2.5));
+    /// assert_eq!(PyNum::Int(2).py_add(PyNum::Int(3)), PyNum::Int(5));
+    /// assert_eq!(PyNum::Int(2).py_add(PyNum::Float(0.5)), PyNum::Float(2.5));
     /// ```
-    pub fn add(self, other: PyNum) -> PyNum {
+    pub fn py_add(self, other: PyNum) -> PyNum {
         match (self, other) {
             (PyNum::Int(a), PyNum::Int(b)) => match a.checked_add(b) {
                 Some(s) => PyNum::Int(s),

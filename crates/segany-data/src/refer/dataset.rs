@@ -105,7 +105,8 @@ impl Refer {
         let mut available_splits: Vec<String> = Vec::new();
         for (i, r) in refs.iter().enumerate() {
             for a in r.ann_id.to_vec() {
-                if !(flavor == Flavor::GRefer && a == -1) && !anns.contains_key(&a) {
+                let no_target = flavor == Flavor::GRefer && a == -1;
+                if !no_target && !anns.contains_key(&a) {
                     return Err(DataError::MissingId {
                         kind: "annotation",
                         id: a,
@@ -245,7 +246,7 @@ impl Refer {
                     format!("bbox has {} values, expected 4", b.len()),
                 ));
             };
-            xyxy.push([x, y, x.add(w), y.add(h)]);
+            xyxy.push([x, y, x.py_add(w), y.py_add(h)]);
         }
         let col = |i: usize| xyxy.iter().map(|b| b[i]).collect::<Vec<_>>();
         let bad = || DataError::format(format!("ref {ref_id}"), "box is empty or NaN");
