@@ -1,6 +1,6 @@
 //! Multi-head self-attention with decomposed relative positions.
 
-use crate::rel_pos::{add_decomposed_rel_pos, get_rel_pos};
+use crate::rel_pos::{get_rel_pos, rel_pos_attention_logits};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -79,12 +79,14 @@ impl Attention {
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let mut attn = (&q * self.scale)?.matmul(&k.t()?)?;
-        if let Some((rel_h, rel_w)) = &self.rel_pos {
-            let rh = get_rel_pos(h, h, rel_h)?;
-            let rw = get_rel_pos(w, w, rel_w)?;
-            attn = add_decomposed_rel_pos(&attn, &q, &rh, &rw, (h, w), (h, w))?;
-        }
+        let attn = match &self.rel_pos {
+            Some((rel_h, rel_w)) => {
+                let rh = get_rel_pos(h, h, rel_h)?;
+                let rw = get_rel_pos(w, w, rel_w)?;
+                rel_pos_attention_logits(&q, &k, &rh, &rw, (h, w), self.scale)?
+            }
+            None => (&q * self.scale)?.matmul(&k.t()?)?,
+        };
         let attn = candle_nn::ops::softmax_last_dim(&attn)?;
         let out = attn
             .matmul(&v)?

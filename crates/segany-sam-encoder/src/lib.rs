@@ -8,7 +8,7 @@
 //! convolutional neck.
 //!
 //! ```
-//! use candle_core::{DType, Device, Tensor};
+//! use candle_core::{DType, Device, Module, Tensor};
 //! use candle_nn::{VarBuilder, VarMap};
 //! use segany_sam_encoder::{ImageEncoderConfig, ImageEncoderViT};
 //!
@@ -33,5 +33,7 @@ pub use attention::Attention;
 pub use block::Block;
 pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;
-pub use rel_pos::{get_rel_pos, interpolate_linear};
+pub use rel_pos::{
+    add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_attention_logits,
+};
 pub use window::{window_partition, window_unpartition};

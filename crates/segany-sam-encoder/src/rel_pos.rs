@@ -90,9 +90,86 @@ pub fn add_decomposed_rel_pos(
         .reshape((b, qh * qw, kh * kw))
 }
 
+/// Attention logits with the decomposed relative positions folded into one matmul:
+/// `[q·scale, rel_h, rel_w] @ [k, onehot(row), onehot(col)]ᵀ` equals
+/// `q·scale @ kᵀ + rel_h[…, row] + rel_w[…, col]` (the reference's
+/// [`add_decomposed_rel_pos`]) without materialising broadcast copies of the
+/// `(B, N, N)` bias.
+///
+/// `q`, `k`: `(B, h·w, C)` unscaled; `rh`: `(h, h, C)`; `rw`: `(w, w, C)`.
+pub fn rel_pos_attention_logits(
+    q: &Tensor,
+    k: &Tensor,
+    rh: &Tensor,
+    rw: &Tensor,
+    hw: (usize, usize),
+    scale: f64,
+) -> Result<Tensor> {
+    let (h, w) = hw;
+    let (b, n, c) = q.dims3()?;
+    let r_q = q.reshape((b, h, w, c))?;
+    let rel_h = r_q
+        .permute((1, 0, 2, 3))?
+        .contiguous()?
+        .reshape((h, b * w, c))?
+        .matmul(&rh.transpose(1, 2)?.contiguous()?)?
+        .reshape((h, b, w, h))?
+        .permute((1, 0, 2, 3))?
+        .reshape((b, n, h))?;
+    let rel_w = r_q
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((w, b * h, c))?
+        .matmul(&rw.transpose(1, 2)?.contiguous()?)?
+        .reshape((w, b, h, w))?
+        .permute((1, 2, 0, 3))?
+        .reshape((b, n, w))?;
+    let q_aug = Tensor::cat(&[&(q * scale)?, &rel_h, &rel_w], 2)?;
+    let mut onehot = vec![0f32; n * (h + w)];
+    for i in 0..h {
+        for j in 0..w {
+            let row = (i * w + j) * (h + w);
+            onehot[row + i] = 1.0;
+            onehot[row + h + j] = 1.0;
+        }
+    }
+    let onehot = Tensor::from_vec(onehot, (1, n, h + w), q.device())?
+        .to_dtype(q.dtype())?
+        .broadcast_as((b, n, h + w))?;
+    let k_aug = Tensor::cat(&[k, &onehot], 2)?;
+    q_aug.matmul(&k_aug.t()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folded_matmul_equals_reference_formulation() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (b, h, w, c) = (3, 5, 4, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, h * w, c), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (b, h * w, c), &dev)?;
+        let rh = get_rel_pos(h, h, &Tensor::randn(0f32, 1.0, (2 * h - 1, c), &dev)?)?;
+        let rw = get_rel_pos(w, w, &Tensor::randn(0f32, 1.0, (7, c), &dev)?)?;
+        let scale = (c as f64).powf(-0.5);
+        let reference = add_decomposed_rel_pos(
+            &(&q * scale)?.matmul(&k.t()?)?,
+            &q,
+            &rh,
+            &rw,
+            (h, w),
+            (h, w),
+        )?;
+        let folded = rel_pos_attention_logits(&q, &k, &rh, &rw, (h, w), scale)?;
+        let diff = (reference - folded)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max diff {diff}");
+        Ok(())
+    }
 
     #[test]
     fn identity_when_length_fits_and_index_pattern() -> Result<()> {
