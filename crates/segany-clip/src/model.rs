@@ -56,11 +56,16 @@ impl ClipModel {
     pub fn new(cfg: &ClipConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let vision = VisionTransformer::new(&cfg.vision, cfg.embed_dim, vb.pp("visual"))?;
         let text = TextTransformer::new(&cfg.text, cfg.embed_dim, vb.clone())?;
+        // Stored as a scalar (OpenAI, transformers) or as [1] (some converted files).
         let logit_scale = if vb.contains_tensor("logit_scale") {
-            vb.get_unchecked_dtype("logit_scale", DType::F64)?
-                .flatten_all()?
-                .get(0)?
-                .to_scalar::<f64>()?
+            let t = match vb.get_unchecked_dtype("logit_scale", DType::F64) {
+                Ok(t) => t,
+                // Backends that need a shape (e.g. `VarBuilder::zeros`).
+                Err(_) => {
+                    vb.get_with_hints_dtype((), "logit_scale", Default::default(), DType::F64)?
+                }
+            };
+            t.flatten_all()?.get(0)?.to_scalar::<f64>()?
         } else {
             cfg.logit_scale_init
         };

@@ -1,0 +1,66 @@
+//! ViT-B/16 image embedding and a batch of 32 texts, with the PyTorch time on the same work
+//! (`tests/fixtures/clip/bench_pytorch.json`, from `tools/fixtures/clip_bench.py`) printed
+//! beside. Weights are zeros: the time does not depend on their values.
+//!
+//! `cargo bench -p segany-clip --bench clip`
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use criterion::{criterion_group, criterion_main, Criterion};
+use segany_clip::{ClipConfig, ClipModel, ClipTokenizer, TokenizeOptions};
+
+fn pytorch_times() -> Option<(f64, f64, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/clip/bench_pytorch.json"
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some((
+        v["image_embedding_vit_b16_s"].as_f64()?,
+        v["text_batch32_s"].as_f64()?,
+        format!("torch {} on {} threads", v["torch"], v["threads"]),
+    ))
+}
+
+fn bench(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let cfg = ClipConfig::vit_b_16();
+    let model = match ClipModel::new(&cfg, VarBuilder::zeros(DType::F32, &dev)) {
+        Ok(m) => m,
+        Err(e) => panic!("building ViT-B/16: {e}"),
+    };
+    let px = Tensor::zeros((1, 3, 224, 224), DType::F32, &dev).expect("pixels");
+    let tok = ClipTokenizer::openai().expect("tokenizer");
+    let prompts: Vec<String> = (0..32)
+        .map(|i| {
+            format!(
+                "a photo of a {}, a type of object number {i}.",
+                ["dog", "cat", "car", "tree"][i % 4]
+            )
+        })
+        .collect();
+    let ids = tok
+        .tokenize(&prompts, TokenizeOptions::default(), &dev)
+        .expect("ids");
+    if let Some((img, txt, what)) = pytorch_times() {
+        println!(
+            "PyTorch ({what}): ViT-B/16 image embedding {:.1} ms, 32 texts {:.1} ms",
+            img * 1e3,
+            txt * 1e3
+        );
+    } else {
+        println!("PyTorch times: run tools/fixtures/clip_bench.py to print them here");
+    }
+    let mut g = c.benchmark_group("clip_vit_b16");
+    g.sample_size(10);
+    g.bench_function("image_embedding", |b| {
+        b.iter(|| model.encode_image(&px).expect("forward"))
+    });
+    g.bench_function("text_batch_32", |b| {
+        b.iter(|| model.encode_text(&ids).expect("forward"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
