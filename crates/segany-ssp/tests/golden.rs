@@ -1,0 +1,155 @@
+//! Parity with the official SSP-SAM forward pass on the golden files
+//! (`ssp_sam_224_seed1.safetensors`, `ssp_sam_336_seed2.safetensors`).
+//!
+//! The golden directory comes from `GOLDEN_DIR` (default `../shared/golden` relative to the
+//! workspace root); when a file is absent the test prints a notice and returns. Every expected
+//! number comes from the file: weights (`weights.*`, f16 loaded as f32), inputs (`inputs.*`) and
+//! outputs (`outputs.*`); the variant comes from the file's metadata (`variant`).
+
+use candle_core::{DType, Device, Tensor};
+use segany_core::checkpoint::CheckedVarBuilder;
+use segany_core::TensorStore;
+use segany_ssp::{is_ignored_key, ClipFeatures, SspSam, SspSamConfig};
+use std::path::PathBuf;
+
+/// Issue tolerances (outer limits).
+const PROMPT_TOL: f32 = 1e-3;
+const BOX_TOL: f32 = 1e-3;
+const LOGIT_TOL: f32 = 1e-2;
+const AGREEMENT_MIN: f64 = 0.999;
+
+/// `GOLDEN_DIR`, or `../shared/golden`; relative paths are taken from the workspace root.
+fn golden_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/golden"));
+    if dir.is_absolute() {
+        dir
+    } else {
+        root.join(dir)
+    }
+}
+
+/// The `__metadata__` map of a safetensors file.
+fn metadata(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("open golden file");
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).expect("header length");
+    let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
+    f.read_exact(&mut header).expect("header");
+    let v: serde_json::Value = serde_json::from_slice(&header).expect("header json");
+    v.get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len(), "element counts differ");
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+fn agreement(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let same = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| (**x >= 0.) == (**y >= 0.))
+        .count();
+    same as f64 / a.len() as f64
+}
+
+fn run_golden(file: &str) {
+    let path = golden_dir().join(file);
+    if !path.exists() {
+        eprintln!(
+            "NOTICE: golden file {} not found (set GOLDEN_DIR); skipping SSP-SAM parity test",
+            path.display()
+        );
+        return;
+    }
+    let meta = metadata(&path);
+    let variant: usize = meta
+        .get("variant")
+        .and_then(|v| v.parse().ok())
+        .expect("metadata `variant` (224 or 336)");
+    let mut cfg = SspSamConfig::for_image_size(variant).expect("known variant");
+    if let Some(c) = meta.get("clip_dim").and_then(|v| v.parse().ok()) {
+        cfg.clip_dim = c;
+    }
+    if let Some(g) = meta.get("grid").and_then(|v| v.parse::<usize>().ok()) {
+        assert_eq!(g, cfg.grid(), "metadata grid vs config");
+    }
+
+    let dev = Device::Cpu;
+    let store = TensorStore::load(&path).expect("load golden file");
+    let get = |k: &str| {
+        store
+            .get(k)
+            .unwrap_or_else(|| panic!("golden file lacks {k}"))
+            .clone()
+    };
+    let f32 = |k: &str| get(k).to_dtype(DType::F32).unwrap();
+    let image_tokens = f32("inputs.clip_image_features");
+    let text_embedding = f32("inputs.clip_text_embedding");
+    let word_features = f32("inputs.clip_word_features");
+    let token_ids = get("inputs.token_ids");
+    let sam_embedding = f32("inputs.sam_image_embedding");
+    let want_prompts = f32("outputs.prompts");
+    let want_boxes = f32("outputs.pred_boxes");
+    let want_logits = f32("outputs.pred_masks_512");
+
+    let weights = store.rename(|k| k.strip_prefix("weights.").map(str::to_string));
+    let cvb = CheckedVarBuilder::new(weights, DType::F32, &dev);
+    let built = SspSam::new(&cfg, cvb.var_builder());
+    let model = cvb
+        .finish(built, is_ignored_key)
+        .expect("golden weights load");
+
+    let clip = ClipFeatures {
+        image_tokens: &image_tokens,
+        text_embedding: &text_embedding,
+        word_features: &word_features,
+        token_ids: &token_ids,
+    };
+    let start = std::time::Instant::now();
+    let out = model.forward(&clip, &sam_embedding).expect("forward");
+    let elapsed = start.elapsed();
+
+    let dp = max_abs_diff(&out.prompts, &want_prompts);
+    let db = max_abs_diff(&out.boxes, &want_boxes);
+    let dl = max_abs_diff(&out.logits_512, &want_logits);
+    let agree = agreement(&out.logits_512, &want_logits);
+    println!(
+        "{file}: prompts max|Δ| = {dp:.3e} (tol {PROMPT_TOL:e}), boxes max|Δ| = {db:.3e} (tol {BOX_TOL:e}), \
+         logits_512 max|Δ| = {dl:.3e} (tol {LOGIT_TOL:e}), mask agreement = {:.6}% (min {:.1}%), forward {elapsed:?}",
+        agree * 100.0,
+        AGREEMENT_MIN * 100.0
+    );
+    assert!(dp <= PROMPT_TOL, "prompts differ by {dp}");
+    assert!(db <= BOX_TOL, "boxes differ by {db}");
+    assert!(dl <= LOGIT_TOL, "logits differ by {dl}");
+    assert!(agree >= AGREEMENT_MIN, "masks agree on {agree}");
+}
+
+#[test]
+fn golden_ssp_sam_224_seed1() {
+    run_golden("ssp_sam_224_seed1.safetensors");
+}
+
+#[test]
+fn golden_ssp_sam_336_seed2() {
+    run_golden("ssp_sam_336_seed2.safetensors");
+}
