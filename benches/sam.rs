@@ -30,22 +30,38 @@ fn random_vit_b() -> HashMap<String, Tensor> {
 }
 
 fn image() -> image::RgbImage {
-    image::RgbImage::from_fn(1024, 768, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]))
+    image::RgbImage::from_fn(1024, 768, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    })
 }
 
 fn bench(c: &mut Criterion) {
     let weights = random_vit_b();
-    let sam = Sam::from_store(TensorStore::from_tensors(weights.clone()), None, &Device::Cpu, DType::F32).expect("load");
-    let (pixels, _) = segany::core::image::ResizeLongestSide::new(1024).preprocess(&image(), &Device::Cpu).expect("preprocess");
+    let sam = Sam::from_store(
+        TensorStore::from_tensors(weights.clone()),
+        None,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .expect("load");
+    let (pixels, _) = segany::core::image::ResizeLongestSide::new(1024)
+        .preprocess(&image(), &Device::Cpu)
+        .expect("preprocess");
 
     let mut g = c.benchmark_group("sam_vit_b");
-    g.sample_size(10).measurement_time(Duration::from_secs(60)).warm_up_time(Duration::from_secs(1));
-    g.bench_function("segany_encoder_1024", |b| b.iter(|| sam.encode(&pixels).expect("encode")));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(60))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("segany_encoder_1024", |b| {
+        b.iter(|| sam.encode(&pixels).expect("encode"))
+    });
 
     let mut predictor = SamPredictor::new(sam.clone());
     predictor.set_image(&image()).expect("set_image");
     let prompt = Prompt::new().foreground(500.0, 375.0);
-    g.bench_function("segany_decoder_one_point", |b| b.iter(|| predictor.predict(&prompt, true).expect("predict")));
+    g.bench_function("segany_decoder_one_point", |b| {
+        b.iter(|| predictor.predict(&prompt, true).expect("predict"))
+    });
 
     #[cfg(feature = "compare-candle")]
     {
@@ -54,11 +70,25 @@ fn bench(c: &mut Criterion) {
         let ct = CtSam::new(768, 12, 12, &[2, 5, 8, 11], vb).expect("candle-transformers Sam");
         let img = pixels.squeeze(0).expect("squeeze");
         // Its `embeddings` normalises internally; feed the same padded 0..255 image it expects.
-        let raw = (img.clone() * 0.0).expect("zeros").affine(1.0, 128.0).expect("raw");
-        g.bench_function("candle_transformers_encoder_1024", |b| b.iter(|| ct.embeddings(&raw).expect("embeddings")));
+        let raw = (img.clone() * 0.0)
+            .expect("zeros")
+            .affine(1.0, 128.0)
+            .expect("raw");
+        g.bench_function("candle_transformers_encoder_1024", |b| {
+            b.iter(|| ct.embeddings(&raw).expect("embeddings"))
+        });
         let emb = ct.embeddings(&raw).expect("embeddings");
         g.bench_function("candle_transformers_decoder_one_point", |b| {
-            b.iter(|| ct.forward_for_embeddings(&emb, 768, 1024, &[(500.0 / 1024.0, 375.0 / 768.0, true)], true).expect("decode"))
+            b.iter(|| {
+                ct.forward_for_embeddings(
+                    &emb,
+                    768,
+                    1024,
+                    &[(500.0 / 1024.0, 375.0 / 768.0, true)],
+                    true,
+                )
+                .expect("decode")
+            })
         });
     }
     g.finish();

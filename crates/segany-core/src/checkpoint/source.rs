@@ -139,7 +139,7 @@ mod hub {
 
     fn offline() -> bool {
         std::env::var("HF_HUB_OFFLINE")
-            .is_ok_and(|v| !v.is_empty() && v != "0" && v.to_ascii_lowercase() != "false")
+            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
     }
 
     fn fetch(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
