@@ -13,6 +13,7 @@ use crate::resample::{resize_rgb8, Filter};
 /// CLIP's normalisation mean (RGB).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's normalisation standard deviation (RGB).
+#[allow(clippy::excessive_precision)] // the literals of the reference code
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// A borrowed RGB8 image.
@@ -44,6 +45,25 @@ impl<'a> RgbImage<'a> {
     }
 }
 
+fn check_size(size: usize) -> Result<()> {
+    if size == 0 {
+        return Err(ClipError::InvalidConfig {
+            field: "size".into(),
+            value: "0".into(),
+            reason: "the output side must be positive".into(),
+        });
+    }
+    Ok(())
+}
+
+fn bad_image(img: RgbImage) -> ClipError {
+    ClipError::InvalidConfig {
+        field: "image".into(),
+        value: format!("{}x{}, {} bytes", img.width, img.height, img.data.len()),
+        reason: "expected a non-empty RGB8 buffer of width*height*3 bytes".into(),
+    }
+}
+
 /// Python's `round()` (half to even).
 fn py_round(x: f64) -> i64 {
     let r = x.round();
@@ -68,27 +88,29 @@ fn normalize(rgb: &[u8], w: usize, h: usize, device: &Device) -> Result<Tensor> 
 /// Resize-and-crop step of CLIP's transform as RGB8 (`size × size × 3`):
 /// torchvision `Resize(size, BICUBIC)` (short side to `size`, long side
 /// `int(size * long / short)`) then `CenterCrop(size)`.
-pub fn clip_resize_crop(img: RgbImage, size: usize) -> Vec<u8> {
+pub fn clip_resize_crop(img: RgbImage, size: usize) -> Result<Vec<u8>> {
+    check_size(size)?;
     let (w, h) = (img.width, img.height);
     let (new_w, new_h) = if w <= h {
         (size, size * h / w)
     } else {
         (size * w / h, size)
     };
-    let resized = resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bicubic);
+    let resized =
+        resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bicubic).ok_or_else(|| bad_image(img))?;
     let top = py_round((new_h as f64 - size as f64) / 2.0).max(0) as usize;
     let left = py_round((new_w as f64 - size as f64) / 2.0).max(0) as usize;
     let mut out = Vec::with_capacity(size * size * 3);
     for y in top..top + size {
         out.extend_from_slice(&resized[(y * new_w + left) * 3..(y * new_w + left + size) * 3]);
     }
-    out
+    Ok(out)
 }
 
 /// CLIP's eval transform (OpenAI `clip._transform`, open_clip `image_transform`):
 /// `[3, size, size]` f32.
 pub fn clip_preprocess(img: RgbImage, size: usize, device: &Device) -> Result<Tensor> {
-    normalize(&clip_resize_crop(img, size), size, size, device)
+    normalize(&clip_resize_crop(img, size)?, size, size, device)
 }
 
 /// Where SSP-SAM's preprocessing put the image on its canvas.
@@ -114,11 +136,13 @@ pub fn ssp_sam_preprocess(
     size: usize,
     device: &Device,
 ) -> Result<(Tensor, CanvasPlacement)> {
+    check_size(size)?;
     let (w, h) = (img.width, img.height);
     let ratio = size as f64 / w.max(h) as f64;
     let new_h = (py_round(h as f64 * ratio).max(1) as usize).min(size);
     let new_w = (py_round(w as f64 * ratio).max(1) as usize).min(size);
-    let resized = resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bilinear);
+    let resized = resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bilinear)
+        .ok_or_else(|| bad_image(img))?;
     let norm = normalize(&resized, new_w, new_h, device)?;
     let (dh, dw) = ((size - new_h) as f64, (size - new_w) as f64);
     let top = py_round(dh / 2.0 - 0.1).max(0) as usize;

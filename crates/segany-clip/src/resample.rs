@@ -97,7 +97,8 @@ fn clip8(v: i64) -> u8 {
 }
 
 /// Resizes an RGB8 image (`height × width × 3`, row-major) to `out_w × out_h` exactly as
-/// Pillow's `Image.resize((out_w, out_h), filter)` does.
+/// Pillow's `Image.resize((out_w, out_h), filter)` does. `None` when a size is zero or the
+/// buffer length is not `width * height * 3`.
 pub fn resize_rgb8(
     src: &[u8],
     width: usize,
@@ -105,7 +106,10 @@ pub fn resize_rgb8(
     out_w: usize,
     out_h: usize,
     filter: Filter,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
+    if width == 0 || height == 0 || out_w == 0 || out_h == 0 || src.len() != width * height * 3 {
+        return None;
+    }
     let need_h = out_w != width;
     let need_v = out_h != height;
     let horiz = precompute(width, out_w, filter);
@@ -155,5 +159,5 @@ pub fn resize_rgb8(
         h = out_h;
     }
     debug_assert_eq!(img.len(), h * w * 3);
-    img
+    Some(img)
 }

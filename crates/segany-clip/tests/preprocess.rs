@@ -21,7 +21,7 @@ fn clip_and_ssp_sam_preprocessing_match_pil() {
                 .unwrap()
                 .to_vec1::<u8>()
                 .unwrap();
-            let got = clip_resize_crop(rgb, n);
+            let got = clip_resize_crop(rgb, n).unwrap();
             let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
             println!("image {i} ({w}x{h}) CLIP resize+crop {n}: {diff} differing bytes");
             assert_eq!(got, want, "image {i}, size {n}: resize+crop not bit-exact");
@@ -51,4 +51,8 @@ fn clip_and_ssp_sam_preprocessing_match_pil() {
 fn bad_image_buffer() {
     assert!(RgbImage::new(&[0u8; 10], 2, 2).is_err());
     assert!(RgbImage::new(&[], 0, 0).is_err());
+    let px = [0u8; 12];
+    let rgb = RgbImage::new(&px, 2, 2).unwrap();
+    assert!(clip_preprocess(rgb, 0, &Device::Cpu).is_err());
+    assert!(ssp_sam_preprocess(rgb, 0, &Device::Cpu).is_err());
 }
