@@ -22,9 +22,11 @@
 #![warn(missing_docs)]
 
 pub mod predictor;
+pub mod referring;
 pub mod sam;
 
 pub use predictor::{ImageEmbedding, Point, PointLabel, Prediction, Prompt, SamPredictor};
+pub use referring::{ReferringOptions, ReferringResult, ReferringSegmenter};
 pub use sam::{Sam, SamConfig};
 pub use segany_core::{BinaryMask, CheckpointSource, Error, Result};
 

@@ -1,0 +1,2 @@
+//! SSP-SAM benchmarks: placeholder replaced below.
+fn main() {}
