@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times segany, candle-transformers and the official PyTorch SAM ViT-B in one run and prints
 # ratios. Needs a Python with torch + segment-anything (PYTHON=/path/to/python, default python3).
-# Criterion's estimates are read from target/criterion/sam_vit_b/*/new/estimates.json (mean).
+# Criterion's estimates are read from $CARGO_TARGET_DIR (default target)/criterion/sam_vit_b/*/new/estimates.json (mean).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
@@ -9,11 +9,11 @@ THREADS=${THREADS:-2}
 export RAYON_NUM_THREADS=$THREADS
 torch_json=$($PY tools/bench/sam_torch_bench.py --threads "$THREADS")
 cargo bench --bench sam --features compare-candle -- --noplot
-$PY - "$torch_json" <<'PYEOF'
+$PY - "$torch_json" "${CARGO_TARGET_DIR:-target}" <<'PYEOF'
 import json, sys, pathlib
 t = json.loads(sys.argv[1])
 def crit(name):
-    p = pathlib.Path("target/criterion/sam_vit_b") / name / "new" / "estimates.json"
+    p = pathlib.Path(sys.argv[2]) / "criterion" / "sam_vit_b" / name / "new" / "estimates.json"
     return json.loads(p.read_text())["mean"]["point_estimate"] / 1e9 if p.exists() else float("nan")
 enc, dec = crit("segany_encoder_1024"), crit("segany_decoder_one_point")
 ct_enc, ct_dec = crit("candle_transformers_encoder_1024"), crit("candle_transformers_decoder_one_point")
