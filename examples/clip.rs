@@ -9,8 +9,8 @@
 //!
 //! `--model` is a local directory (transformers `model.safetensors` + `config.json`, or
 //! open_clip `open_clip_pytorch_model.safetensors` [+ `open_clip_config.json`]) or a single
-//! `.safetensors` file (OpenAI / CLIP Surgery state dict). Hub repo ids are resolved by
-//! `segany-core` once its hub glue is wired in; until then pass a downloaded directory.
+//! `.safetensors` file (OpenAI / CLIP Surgery state dict), or a hub repo id
+//! (`openai/clip-vit-base-patch16@refs/pr/10`; `HF_HOME` / `HF_HUB_OFFLINE` honoured).
 //!
 //! Prints the softmax over the texts and writes `DIR/features.safetensors`:
 //! `image_tokens` [1,1+N,D] (all tokens after ln_post and projection; with `--surgery` the
@@ -77,14 +77,22 @@ fn device(s: &str) -> Result<Device> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let dev = device(&args.device)?;
-    let path = PathBuf::from(&args.model);
-    if !path.exists() {
-        bail!(
-            "{:?} is not a local directory or file; hub ids are resolved by segany-core \
-             (not wired into this example yet): download the repository and pass its directory",
-            args.model
-        );
-    }
+    let source = segany::CheckpointSource::parse(&args.model)?;
+    let path = match &source {
+        segany::CheckpointSource::Hub { .. } => {
+            let weights = [
+                "model.safetensors",
+                "open_clip_model.safetensors",
+                "open_clip_pytorch_model.safetensors",
+            ];
+            let resolved = source.resolve(&weights)?;
+            for extra in ["tokenizer.json", "open_clip_config.json"] {
+                source.fetch_optional(extra);
+            }
+            resolved.weights
+        }
+        segany::CheckpointSource::Dir(p) | segany::CheckpointSource::File(p) => p.clone(),
+    };
     let files = CheckpointFiles::locate(&path)?;
     let (model, tokenizer) = files
         .load(&dev)

@@ -129,6 +129,17 @@ impl CheckpointSource {
             Self::Hub { repo, revision } => hub::resolve(repo, revision, weight_names),
         }
     }
+
+    /// Fetches an optional companion file (`tokenizer.json`, `open_clip_config.json`, ...):
+    /// downloads it from a hub repository, or finds it in a directory or next to a file.
+    /// `None` when it does not exist.
+    pub fn fetch_optional(&self, name: &str) -> Option<PathBuf> {
+        match self {
+            Self::Hub { repo, revision } => hub::fetch(repo, revision, name).ok(),
+            Self::Dir(dir) => Some(dir.join(name)).filter(|p| p.is_file()),
+            Self::File(path) => path.parent().map(|d| d.join(name)).filter(|p| p.is_file()),
+        }
+    }
 }
 
 mod hub {
@@ -142,7 +153,7 @@ mod hub {
             .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
     }
 
-    fn fetch(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
+    pub(super) fn fetch(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
         let r = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
         let err = |reason: String| Error::Hub {
             repo: repo.to_string(),
