@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! cargo run --release --example evaluate -- --data-root DIR --dataset refcoco \
-//!     --split-by unc --split val --segmenter gt-box|whole-image \
+//!     --split-by unc --split val --segmenter gt-box|whole-image|ssp-sam \
+//!     [--sam facebook/sam-vit-huge --clip DIR --ssp DIR] [--device cpu|cuda|metal] \
 //!     [--image-root DIR/images/train2014] [--limit N] [--output-dir eval_out]
 //! ```
+//!
+//! `ssp-sam` runs the SSP-SAM pipeline (`segany::referring`) and needs `--sam`, `--clip` and
+//! `--ssp` as the `refer` example does.
 //!
 //! Per-sample results stream to `OUT/<dataset>_<split>_<segmenter>.jsonl`
 //! (rerunning resumes from it); the final table is printed and written to
@@ -32,9 +36,21 @@ struct Args {
     /// val, testA, testB, test, ...
     #[arg(long)]
     split: String,
-    /// whole-image or gt-box (oracle).
+    /// whole-image, gt-box (oracle) or ssp-sam.
     #[arg(long, default_value = "gt-box")]
     segmenter: String,
+    /// SAM checkpoint for ssp-sam (hub id, directory or file).
+    #[arg(long, default_value = "facebook/sam-vit-huge")]
+    sam: String,
+    /// CLIP checkpoint for ssp-sam (hub id, directory or file).
+    #[arg(long)]
+    clip: Option<String>,
+    /// SSP-SAM head checkpoint for ssp-sam (directory or file).
+    #[arg(long)]
+    ssp: Option<PathBuf>,
+    /// Device for ssp-sam: cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Image folder (default: DATA/images/train2014, or
     /// DATA/images/saiapr_tc-12 for refclef).
     #[arg(long)]
@@ -54,7 +70,17 @@ fn main() -> anyhow::Result<()> {
     let mut seg: Box<dyn ReferringSegmenter> = match a.segmenter.as_str() {
         "whole-image" => Box::new(WholeImage),
         "gt-box" => Box::new(GroundTruthBox),
-        other => anyhow::bail!("unknown segmenter {other:?} (whole-image, gt-box)"),
+        "ssp-sam" => {
+            let (Some(clip), Some(ssp)) = (&a.clip, &a.ssp) else {
+                anyhow::bail!("--segmenter ssp-sam needs --clip and --ssp (and --sam)");
+            };
+            let device = segany::core::parse_device(&a.device)?;
+            Box::new(
+                segany::referring::ReferringSegmenter::load(&a.sam, clip, ssp, &device)
+                    .context("loading the SSP-SAM pipeline")?,
+            )
+        }
+        other => anyhow::bail!("unknown segmenter {other:?} (whole-image, gt-box, ssp-sam)"),
     };
     let image_root = a.image_root.unwrap_or_else(|| {
         let sub = if a.dataset == "refclef" {
@@ -77,6 +103,10 @@ fn main() -> anyhow::Result<()> {
     let json_path = a.output_dir.join(format!("{stem}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    println!("results: {} and {}", cfg.results_path.display(), json_path.display());
+    println!(
+        "results: {} and {}",
+        cfg.results_path.display(),
+        json_path.display()
+    );
     Ok(())
 }
