@@ -23,7 +23,6 @@ pub mod keys;
 pub mod layout;
 pub mod model;
 pub mod preprocess;
-pub mod resample;
 pub mod text;
 pub mod tokenizer;
 pub mod transformer;

@@ -2,13 +2,13 @@
 //! SSP-SAM's (long side to S bilinear, mean/std, pasted centred on a zero S×S canvas).
 //!
 //! Inputs are RGB8 pixel buffers (`height × width × 3`, row-major) so that this crate does no
-//! image decoding; resizing is Pillow-exact ([`crate::resample`]), so the tensors equal
+//! image decoding; resizing is Pillow-exact (`segany_core::image::resize_u8`), so the tensors equal
 //! torchvision-on-PIL pipelines.
 
 use candle_core::{Device, Tensor};
 
 use crate::error::{ClipError, Result};
-use crate::resample::{resize_rgb8, Filter};
+use segany_core::image::{resize_u8, Filter};
 
 /// CLIP's normalisation mean (RGB).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -96,8 +96,8 @@ pub fn clip_resize_crop(img: RgbImage, size: usize) -> Result<Vec<u8>> {
     } else {
         (size * w / h, size)
     };
-    let resized =
-        resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bicubic).ok_or_else(|| bad_image(img))?;
+    let resized = resize_u8(img.data, w, h, 3, new_w, new_h, Filter::Bicubic)
+        .ok_or_else(|| bad_image(img))?;
     let top = py_round((new_h as f64 - size as f64) / 2.0).max(0) as usize;
     let left = py_round((new_w as f64 - size as f64) / 2.0).max(0) as usize;
     let mut out = Vec::with_capacity(size * size * 3);
@@ -141,7 +141,7 @@ pub fn ssp_sam_preprocess(
     let ratio = size as f64 / w.max(h) as f64;
     let new_h = (py_round(h as f64 * ratio).max(1) as usize).min(size);
     let new_w = (py_round(w as f64 * ratio).max(1) as usize).min(size);
-    let resized = resize_rgb8(img.data, w, h, new_w, new_h, Filter::Bilinear)
+    let resized = resize_u8(img.data, w, h, 3, new_w, new_h, Filter::Bilinear)
         .ok_or_else(|| bad_image(img))?;
     let norm = normalize(&resized, new_w, new_h, device)?;
     let (dh, dw) = ((size - new_h) as f64, (size - new_w) as f64);

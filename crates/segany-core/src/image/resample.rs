@@ -143,6 +143,49 @@ fn pass(
     out
 }
 
+/// Resizes an interleaved 8-bit image (`height × width × channels`, row-major) to
+/// `out_w × out_h` exactly as Pillow's `Image.resize((out_w, out_h), filter)` does for modes
+/// `L` (1 channel) and `RGB` (3). `None` when a size is zero or the buffer length is not
+/// `width · height · channels`.
+///
+/// ```
+/// use segany_core::image::{resize_u8, Filter};
+/// let gray = vec![0u8, 255, 0, 255];
+/// let out = resize_u8(&gray, 4, 1, 1, 2, 1, Filter::Bilinear).unwrap();
+/// assert_eq!(out.len(), 2);
+/// assert!(resize_u8(&gray, 3, 1, 1, 2, 1, Filter::Bilinear).is_none());
+/// ```
+pub fn resize_u8(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+) -> Option<Vec<u8>> {
+    if width == 0
+        || height == 0
+        || out_w == 0
+        || out_h == 0
+        || channels == 0
+        || src.len() != width * height * channels
+    {
+        return None;
+    }
+    // Pillow skips a pass whose size is unchanged (it would be the identity anyway).
+    let data = if out_w != width {
+        pass(src, height, width, out_w, true, channels, filter)
+    } else {
+        src.to_vec()
+    };
+    Some(if out_h != height {
+        pass(&data, out_w, height, out_h, false, channels, filter)
+    } else {
+        data
+    })
+}
+
 /// Resizes an RGB image to `width`×`height` exactly as Pillow's `Image.resize` does.
 ///
 /// ```
@@ -154,17 +197,15 @@ fn pass(
 /// ```
 pub fn resize_rgb(img: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let (ow, oh) = (width as usize, height as usize);
-    if ow == 0 || oh == 0 || w == 0 || h == 0 {
-        return RgbImage::new(width, height);
-    }
-    let mut data = img.as_raw().clone();
-    if ow != w {
-        data = pass(&data, h, w, ow, true, 3, filter);
-    }
-    if oh != h {
-        data = pass(&data, ow, h, oh, false, 3, filter);
-    }
-    // Sizes match the buffer by construction.
-    RgbImage::from_raw(width, height, data).unwrap_or_else(|| RgbImage::new(width, height))
+    resize_u8(
+        img.as_raw(),
+        w,
+        h,
+        3,
+        width as usize,
+        height as usize,
+        filter,
+    )
+    .and_then(|data| RgbImage::from_raw(width, height, data))
+    .unwrap_or_else(|| RgbImage::new(width, height))
 }
