@@ -21,10 +21,12 @@
 //! checkpoints, images, masks), [`sam_encoder`] and [`sam_decoder`].
 #![warn(missing_docs)]
 
+pub mod automatic;
 pub mod predictor;
 pub mod referring;
 pub mod sam;
 
+pub use automatic::{AmgConfig, MaskRecord, OutputMode, SamAutomaticMaskGenerator};
 pub use predictor::{ImageEmbedding, Point, PointLabel, Prediction, Prompt, SamPredictor};
 pub use referring::{ReferringOptions, ReferringResult, ReferringSegmenter};
 pub use sam::{Sam, SamConfig};

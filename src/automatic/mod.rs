@@ -1,0 +1,344 @@
+//! Automatic mask generation: segment-anything's `SamAutomaticMaskGenerator`, step for step.
+//!
+//! A grid of single foreground points is run through SAM (three masks per point) on the whole
+//! image and, optionally, on layers of overlapping crops (each crop re-encoded with its own
+//! `set_image`). Masks are kept when the predicted IoU is `>` `pred_iou_thresh` and the stability
+//! score (IoU of the full-resolution logits thresholded at `+offset` and `-offset`, strict `>`)
+//! is `>=` `stability_score_thresh`; masks whose box touches a crop edge that is not an image
+//! edge are dropped; duplicates are removed by box NMS within each crop (by predicted IoU) and
+//! across crops (preferring smaller crops); optionally small holes and islands are removed and
+//! NMS runs again (preferring untouched masks).
+//!
+//! ```no_run
+//! use segany::automatic::{AmgConfig, SamAutomaticMaskGenerator};
+//! # fn main() -> segany::Result<()> {
+//! let sam = segany::Sam::load("facebook/sam-vit-base", &candle_core::Device::Cpu, candle_core::DType::F32)?;
+//! let mut generator = SamAutomaticMaskGenerator::new(sam, AmgConfig::default())?;
+//! let records = generator.generate(&segany::core::image::load_rgb("photo.jpg")?)?;
+//! println!("{} masks", records.len());
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod crops;
+mod grid;
+mod nms;
+mod record;
+mod regions;
+
+pub use config::AmgConfig;
+pub use crops::{generate_crop_boxes, is_box_near_crop_edge, BoxXyxy};
+pub use grid::{build_all_layer_point_grids, build_point_grid};
+pub use nms::nms;
+pub use record::{MaskRecord, OutputMode, Segmentation};
+pub use regions::{connected_components, mask_to_box, remove_small_regions, RegionMode};
+
+use crate::{Sam, SamPredictor};
+use candle_core::{DType, Tensor};
+use image::RgbImage;
+use segany_core::image::postprocess_masks;
+use segany_core::{Error, Result};
+use segany_data::mask::Rle;
+
+/// A mask kept so far, in the image frame (segment-anything's `MaskData` row).
+#[derive(Debug, Clone)]
+struct Candidate {
+    rle: Rle,
+    bbox: BoxXyxy,
+    iou: f32,
+    point: [f64; 2],
+    stability: f32,
+    crop_box: BoxXyxy,
+}
+
+fn data_err(e: segany_data::DataError) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// Generates masks for a whole image from a grid of point prompts.
+#[derive(Debug, Clone)]
+pub struct SamAutomaticMaskGenerator {
+    predictor: SamPredictor,
+    config: AmgConfig,
+    grids: Vec<Vec<[f64; 2]>>,
+}
+
+impl SamAutomaticMaskGenerator {
+    /// A generator over `sam` with `config` (validated).
+    pub fn new(sam: Sam, config: AmgConfig) -> Result<Self> {
+        let grids = config.point_grids()?;
+        Ok(Self {
+            predictor: SamPredictor::new(sam),
+            config,
+            grids,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AmgConfig {
+        &self.config
+    }
+
+    /// The predictor (and through it the model).
+    pub fn predictor(&self) -> &SamPredictor {
+        &self.predictor
+    }
+
+    /// Generates the mask records for `image`, in segment-anything's order.
+    pub fn generate(&mut self, image: &RgbImage) -> Result<Vec<MaskRecord>> {
+        if image.width() == 0 || image.height() == 0 {
+            return Err(Error::InvalidArgument("image has zero size".into()));
+        }
+        let mut data = self.generate_masks(image)?;
+        let cfg = &self.config;
+        if cfg.min_mask_region_area > 0 {
+            data = postprocess_small_regions(
+                data,
+                cfg.min_mask_region_area as f64,
+                cfg.box_nms_thresh.max(cfg.crop_nms_thresh),
+            )?;
+        }
+        data.into_iter()
+            .map(|c| {
+                let area = u64::from(c.rle.area());
+                let segmentation = match cfg.output_mode {
+                    OutputMode::CocoRle => Segmentation::Coco(c.rle),
+                    OutputMode::UncompressedRle => Segmentation::Uncompressed(c.rle),
+                    OutputMode::BinaryMask => {
+                        let m = c.rle.decode().map_err(data_err)?;
+                        Segmentation::Binary {
+                            size: (m.height(), m.width()),
+                            data: m.into_vec(),
+                        }
+                    }
+                };
+                Ok(MaskRecord {
+                    segmentation,
+                    area,
+                    bbox: crops::xyxy_to_xywh(&c.bbox),
+                    predicted_iou: f64::from(c.iou),
+                    point_coords: [c.point],
+                    stability_score: f64::from(c.stability),
+                    crop_box: crops::xyxy_to_xywh(&c.crop_box),
+                })
+            })
+            .collect()
+    }
+
+    fn generate_masks(&mut self, image: &RgbImage) -> Result<Vec<Candidate>> {
+        let orig = (image.height() as usize, image.width() as usize);
+        let (crop_boxes, layers) = generate_crop_boxes(
+            orig,
+            self.config.crop_n_layers,
+            self.config.crop_overlap_ratio,
+        );
+        let mut data = Vec::new();
+        for (crop_box, layer) in crop_boxes.iter().zip(&layers) {
+            data.extend(self.process_crop(image, *crop_box, *layer, orig)?);
+        }
+        if crop_boxes.len() > 1 {
+            // Prefer masks from smaller crops.
+            let scores: Vec<f32> = data
+                .iter()
+                .map(|c| {
+                    let b = c.crop_box;
+                    1.0 / ((b[2] - b[0]) * (b[3] - b[1])) as f32
+                })
+                .collect();
+            let boxes: Vec<[f32; 4]> = data.iter().map(|c| c.bbox.map(|v| v as f32)).collect();
+            let keep = nms(&boxes, &scores, self.config.crop_nms_thresh);
+            data = keep.into_iter().map(|i| data[i].clone()).collect();
+        }
+        Ok(data)
+    }
+
+    fn process_crop(
+        &mut self,
+        image: &RgbImage,
+        crop_box: BoxXyxy,
+        layer: usize,
+        orig: (usize, usize),
+    ) -> Result<Vec<Candidate>> {
+        let [x0, y0, x1, y1] = crop_box;
+        let cropped = image::imageops::crop_imm(
+            image,
+            x0 as u32,
+            y0 as u32,
+            (x1 - x0) as u32,
+            (y1 - y0) as u32,
+        )
+        .to_image();
+        let crop_size = (cropped.height() as usize, cropped.width() as usize);
+        self.predictor.set_image(&cropped)?;
+        let grid = self.grids.get(layer).ok_or_else(|| {
+            Error::InvalidArgument(format!("no point grid for crop layer {layer}"))
+        })?;
+        let points: Vec<[f64; 2]> = grid
+            .iter()
+            .map(|p| [p[0] * crop_size.1 as f64, p[1] * crop_size.0 as f64])
+            .collect();
+        let mut data = Vec::new();
+        for batch in points.chunks(self.config.points_per_batch.max(1)) {
+            data.extend(self.process_batch(batch, crop_size, crop_box, orig)?);
+        }
+        self.predictor.reset_image();
+        // Remove duplicates within this crop. The reference runs this NMS on crop-frame boxes;
+        // ours are already in the image frame, which gives the same f32 arithmetic on integer
+        // boxes (translation only shifts exact integers).
+        let boxes: Vec<[f32; 4]> = data.iter().map(|c| c.bbox.map(|v| v as f32)).collect();
+        let scores: Vec<f32> = data.iter().map(|c| c.iou).collect();
+        let keep = nms(&boxes, &scores, self.config.box_nms_thresh);
+        Ok(keep.into_iter().map(|i| data[i].clone()).collect())
+    }
+
+    fn process_batch(
+        &self,
+        points: &[[f64; 2]],
+        crop_size: (usize, usize),
+        crop_box: BoxXyxy,
+        orig: (usize, usize),
+    ) -> Result<Vec<Candidate>> {
+        let cfg = &self.config;
+        let sam = self.predictor.model();
+        let emb = self.predictor.embedding().ok_or(Error::NoImage)?;
+        let (ch, cw) = crop_size;
+        let (nh, nw) =
+            segany_core::image::ResizeLongestSide::new(sam.image_size()).preprocess_shape(ch, cw);
+        let (sx, sy) = (nw as f64 / cw as f64, nh as f64 / ch as f64);
+        let b = points.len();
+        let xy: Vec<f32> = points
+            .iter()
+            .flat_map(|p| [(p[0] * sx) as f32, (p[1] * sy) as f32])
+            .collect();
+        let dev = sam.device();
+        let coords = Tensor::from_vec(xy, (b, 1, 2), dev)?;
+        let labels = Tensor::ones((b, 1), DType::F32, dev)?;
+        let (low, iou) = sam.decode(&emb.features, Some((&coords, &labels)), None, None, true)?;
+        let k = iou.dim(1)?;
+        let ious: Vec<f32> = iou.flatten_all()?.to_vec1()?;
+        // Filter by predicted IoU (strict `>`, only when the threshold is positive).
+        let thr_iou = cfg.pred_iou_thresh as f32;
+        let kept: Vec<usize> = (0..b * k)
+            .filter(|&i| cfg.pred_iou_thresh <= 0.0 || ious[i] > thr_iou)
+            .collect();
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx = Tensor::from_vec(
+            kept.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            kept.len(),
+            dev,
+        )?;
+        let low = low.flatten(0, 1)?.index_select(&idx, 0)?.unsqueeze(0)?;
+        let logits =
+            postprocess_masks(&low, sam.image_size(), emb.input_size, crop_size)?.squeeze(0)?;
+        // Stability score on the full-resolution logits.
+        let hi = (0.0 + cfg.stability_score_offset) as f32;
+        let lo = (0.0 - cfg.stability_score_offset) as f32;
+        let count = |t: f32| -> Result<Vec<u32>> {
+            Ok(logits.gt(t)?.to_dtype(DType::U32)?.sum((1, 2))?.to_vec1()?)
+        };
+        let inter = count(hi)?;
+        let union = count(lo)?;
+        let masks: Vec<u8> = logits.gt(0f32)?.flatten_all()?.to_vec1()?;
+        let (h, w) = crop_size;
+        let orig_box: BoxXyxy = [0, 0, orig.1 as i64, orig.0 as i64];
+        let mut out = Vec::new();
+        for (j, &i) in kept.iter().enumerate() {
+            let stability = inter[j] as f32 / union[j] as f32;
+            if cfg.stability_score_thresh > 0.0 && !(stability >= cfg.stability_score_thresh as f32)
+            {
+                continue;
+            }
+            let m = &masks[j * h * w..(j + 1) * h * w];
+            let bb = mask_to_box(m, h, w);
+            let bbox = [
+                bb[0] + crop_box[0],
+                bb[1] + crop_box[1],
+                bb[2] + crop_box[0],
+                bb[3] + crop_box[1],
+            ];
+            if is_box_near_crop_edge(&bbox, &crop_box, &orig_box) {
+                continue;
+            }
+            let p = points[i / k];
+            out.push(Candidate {
+                rle: uncropped_rle(m, crop_size, crop_box, orig)?,
+                bbox,
+                iou: ious[i],
+                point: [p[0] + crop_box[0] as f64, p[1] + crop_box[1] as f64],
+                stability,
+                crop_box,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Column-major COCO RLE of a crop-frame mask pasted into the `orig` image at `crop_box`.
+fn uncropped_rle(
+    m: &[u8],
+    (ch, cw): (usize, usize),
+    crop_box: BoxXyxy,
+    (h, w): (usize, usize),
+) -> Result<Rle> {
+    let (x0, y0) = (crop_box[0] as usize, crop_box[1] as usize);
+    let mut counts = Vec::new();
+    let (mut cur, mut run) = (0u8, 0u32);
+    for x in 0..w {
+        for y in 0..h {
+            let v = if x >= x0 && x < x0 + cw && y >= y0 && y < y0 + ch {
+                m[(y - y0) * cw + (x - x0)]
+            } else {
+                0
+            };
+            if v != cur {
+                counts.push(run);
+                run = 0;
+                cur = v;
+            }
+            run += 1;
+        }
+    }
+    counts.push(run);
+    Rle::new(h, w, counts).map_err(data_err)
+}
+
+/// Removes small holes and islands, then NMS preferring masks that did not change
+/// (`SamAutomaticMaskGenerator.postprocess_small_regions`).
+fn postprocess_small_regions(
+    data: Vec<Candidate>,
+    min_area: f64,
+    nms_thresh: f64,
+) -> Result<Vec<Candidate>> {
+    if data.is_empty() {
+        return Ok(data);
+    }
+    let mut new_masks = Vec::with_capacity(data.len());
+    let mut scores = Vec::with_capacity(data.len());
+    let mut boxes = Vec::with_capacity(data.len());
+    for c in &data {
+        let m = c.rle.decode().map_err(data_err)?;
+        let (h, w) = (m.height(), m.width());
+        let mut px = m.into_vec();
+        let a = remove_small_regions(&mut px, h, w, min_area, RegionMode::Holes);
+        let b = remove_small_regions(&mut px, h, w, min_area, RegionMode::Islands);
+        scores.push(if a || b { 0.0f32 } else { 1.0 });
+        boxes.push(mask_to_box(&px, h, w));
+        new_masks.push((px, h, w));
+    }
+    let fboxes: Vec<[f32; 4]> = boxes.iter().map(|b| b.map(|v| v as f32)).collect();
+    let keep = nms(&fboxes, &scores, nms_thresh);
+    let mut out = Vec::with_capacity(keep.len());
+    for i in keep {
+        let mut c = data[i].clone();
+        if scores[i] == 0.0 {
+            let (px, h, w) = &new_masks[i];
+            let mask = segany_data::mask::Mask::from_vec(*h, *w, px.clone()).map_err(data_err)?;
+            c.rle = Rle::encode(&mask).map_err(data_err)?;
+            c.bbox = boxes[i];
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
