@@ -25,6 +25,7 @@ pub mod automatic;
 pub mod predictor;
 pub mod referring;
 pub mod sam;
+pub mod semantic;
 
 pub use automatic::{AmgConfig, MaskRecord, OutputMode, SamAutomaticMaskGenerator};
 pub use predictor::{ImageEmbedding, Point, PointLabel, Prediction, Prompt, SamPredictor};
