@@ -35,6 +35,7 @@ mod mlp;
 mod position;
 mod prompt_encoder;
 mod transformer;
+mod upscale;
 
 pub use attention::Attention;
 pub use config::{
@@ -45,3 +46,4 @@ pub use mlp::Mlp;
 pub use position::PositionEmbeddingRandom;
 pub use prompt_encoder::PromptEncoder;
 pub use transformer::{TwoWayAttentionBlock, TwoWayTransformer};
+pub use upscale::ConvTranspose2x2;

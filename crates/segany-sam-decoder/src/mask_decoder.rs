@@ -4,9 +4,10 @@
 use crate::config::{MaskDecoderConfig, LAYER_NORM_2D_EPS};
 use crate::mlp::Mlp;
 use crate::transformer::TwoWayTransformer;
+use crate::upscale::ConvTranspose2x2;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
-use segany_core::nn::{layer_norm_2d, LayerNorm2d};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, LayerNorm};
 
 /// SAM's `MaskDecoder`.
 #[derive(Debug, Clone)]
@@ -14,9 +15,9 @@ pub struct MaskDecoder {
     iou_token: Tensor,
     mask_tokens: Tensor,
     transformer: TwoWayTransformer,
-    upscale1: ConvTranspose2d,
-    upscale_ln: LayerNorm2d,
-    upscale2: ConvTranspose2d,
+    upscale1: ConvTranspose2x2,
+    upscale_ln: LayerNorm,
+    upscale2: ConvTranspose2x2,
     hypernetworks: Vec<Mlp>,
     iou_head: Mlp,
     num_mask_tokens: usize,
@@ -28,12 +29,6 @@ impl MaskDecoder {
         let d = cfg.hidden_size;
         let n = cfg.num_multimask_outputs + 1;
         let up = vb.pp("output_upscaling");
-        let s2 = ConvTranspose2dConfig {
-            stride: 2,
-            padding: 0,
-            output_padding: 0,
-            dilation: 1,
-        };
         let hypernetworks = (0..n)
             .map(|i| {
                 Mlp::new(
@@ -50,9 +45,9 @@ impl MaskDecoder {
             iou_token: vb.pp("iou_token").get((1, d), "weight")?,
             mask_tokens: vb.pp("mask_tokens").get((n, d), "weight")?,
             transformer: TwoWayTransformer::new(cfg, vb.pp("transformer"))?,
-            upscale1: candle_nn::conv_transpose2d(d, d / 4, 2, s2, up.pp("0"))?,
-            upscale_ln: layer_norm_2d(d / 4, LAYER_NORM_2D_EPS, up.pp("1"))?,
-            upscale2: candle_nn::conv_transpose2d(d / 4, d / 8, 2, s2, up.pp("3"))?,
+            upscale1: ConvTranspose2x2::new(d, d / 4, up.pp("0"))?,
+            upscale_ln: layer_norm(d / 4, LAYER_NORM_2D_EPS, up.pp("1"))?,
+            upscale2: ConvTranspose2x2::new(d / 4, d / 8, up.pp("3"))?,
             hypernetworks,
             iou_head: Mlp::new(
                 d,
@@ -92,8 +87,9 @@ impl MaskDecoder {
         let pos_src = image_pe.broadcast_as((b, c, h, w))?.contiguous()?;
         let (hs, src) = self.transformer.forward(&src, &pos_src, &tokens)?;
         let iou_token_out = hs.narrow(1, 0, 1)?.squeeze(1)?;
-        let src = src.transpose(1, 2)?.reshape((b, c, h, w))?;
+        // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are NHWC.
         let up = src
+            .reshape((b, h, w, c))?
             .apply(&self.upscale1)?
             .apply(&self.upscale_ln)?
             .gelu_erf()?
@@ -106,13 +102,10 @@ impl MaskDecoder {
             .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
-        let (_, uc, uh, uw) = up.dims4()?;
-        let masks = hyper_in.matmul(&up.reshape((b, uc, uh * uw))?)?.reshape((
-            b,
-            self.num_mask_tokens,
-            uh,
-            uw,
-        ))?;
+        let (_, uh, uw, uc) = up.dims4()?;
+        let masks = hyper_in
+            .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
+            .reshape((b, self.num_mask_tokens, uh, uw))?;
         let iou = self.iou_head.forward(&iou_token_out)?;
         Ok((masks, iou))
     }

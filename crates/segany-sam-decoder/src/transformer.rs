@@ -4,7 +4,7 @@ use crate::attention::Attention;
 use crate::config::{MaskDecoderConfig, TRANSFORMER_LAYER_NORM_EPS};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use segany_core::nn::{layer_norm, transpose_last2, LayerNorm};
 
 /// One `TwoWayAttentionBlock`.
 #[derive(Debug, Clone)]
@@ -109,8 +109,8 @@ impl TwoWayTransformer {
         image_pe: &Tensor,
         tokens: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let image = image.flatten_from(2)?.permute((0, 2, 1))?.contiguous()?;
-        let image_pe = image_pe.flatten_from(2)?.permute((0, 2, 1))?.contiguous()?;
+        let image = transpose_last2(&image.flatten_from(2)?)?;
+        let image_pe = transpose_last2(&image_pe.flatten_from(2)?)?;
         let mut queries = tokens.clone();
         let mut keys = image;
         for layer in &self.layers {

@@ -1,6 +1,7 @@
 //! SAM's `ResizeLongestSide` transform, pixel normalisation and mask post-processing.
 
 use super::resample::{resize_rgb, Filter};
+use crate::nn::resize_bilinear;
 use crate::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -99,10 +100,7 @@ pub fn postprocess_masks(
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Result<Tensor> {
-    let up = low_res.upsample_bilinear2d(image_size, image_size, false)?;
-    let cropped = up
-        .narrow(2, 0, input_size.0)?
-        .narrow(3, 0, input_size.1)?
-        .contiguous()?;
-    Ok(cropped.upsample_bilinear2d(original_size.0, original_size.1, false)?)
+    let up = resize_bilinear(low_res, image_size, image_size)?;
+    let cropped = up.narrow(2, 0, input_size.0)?.narrow(3, 0, input_size.1)?;
+    Ok(resize_bilinear(&cropped, original_size.0, original_size.1)?)
 }

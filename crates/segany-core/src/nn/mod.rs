@@ -1,5 +1,9 @@
 //! Small layers shared by several models.
 
+mod interpolate;
 mod layer_norm;
+mod transpose;
 
+pub use interpolate::resize_bilinear;
 pub use layer_norm::{layer_norm, layer_norm_2d, LayerNorm, LayerNorm2d};
+pub use transpose::transpose_last2;

@@ -1,0 +1,84 @@
+//! A fast transpose of the last two dimensions into a contiguous tensor.
+//!
+//! candle copies a transposed view element by element through a strided index; for the
+//! `(B, C, H·W) → (B, H·W, C)` reshuffles of image features that costs milliseconds per call. On
+//! the CPU this op transposes cache-sized tiles in parallel; other devices use the plain
+//! `transpose(..).contiguous()`.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+const TILE: usize = 32;
+
+struct TransposeLast2;
+
+fn transpose_batch<T: WithDType>(src: &[T], batches: usize, rows: usize, cols: usize) -> Vec<T> {
+    let mut dst = src.to_vec();
+    let plane = rows * cols;
+    if plane == 0 {
+        return dst;
+    }
+    dst.par_chunks_mut(plane)
+        .zip(src.par_chunks(plane))
+        .take(batches)
+        .for_each(|(d, s)| {
+            // d is (cols, rows), s is (rows, cols).
+            for r0 in (0..rows).step_by(TILE) {
+                for c0 in (0..cols).step_by(TILE) {
+                    for r in r0..(r0 + TILE).min(rows) {
+                        for c in c0..(c0 + TILE).min(cols) {
+                            d[c * rows + r] = s[r * cols + c];
+                        }
+                    }
+                }
+            }
+        });
+    dst
+}
+
+impl CustomOp1 for TransposeLast2 {
+    fn name(&self) -> &'static str {
+        "transpose-last2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.dims();
+        if dims.len() < 2 {
+            candle_core::bail!("transpose-last2 needs at least 2 dimensions, got {dims:?}")
+        }
+        let (rows, cols) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        let batches: usize = dims[..dims.len() - 2].iter().product();
+        let (a, b) = l.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("transpose-last2: input must be contiguous".into())
+        })?;
+        let mut out_dims = dims.to_vec();
+        let n = out_dims.len();
+        out_dims.swap(n - 2, n - 1);
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(transpose_batch(&v[a..b], batches, rows, cols)),
+            CpuStorage::F16(v) => CpuStorage::F16(transpose_batch(&v[a..b], batches, rows, cols)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(transpose_batch(&v[a..b], batches, rows, cols)),
+            CpuStorage::F64(v) => CpuStorage::F64(transpose_batch(&v[a..b], batches, rows, cols)),
+            _ => candle_core::bail!("transpose-last2: unsupported dtype"),
+        };
+        Ok((out, Shape::from_dims(&out_dims)))
+    }
+}
+
+/// `x.transpose(D::Minus2, D::Minus1).contiguous()`, fast on the CPU.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::arange(0f32, 6., &Device::Cpu).unwrap().reshape((1, 2, 3)).unwrap();
+/// let y = segany_core::nn::transpose_last2(&x).unwrap();
+/// assert_eq!(y.to_vec3::<f32>().unwrap(), vec![vec![vec![0., 3.], vec![1., 4.], vec![2., 5.]]]);
+/// ```
+pub fn transpose_last2(x: &Tensor) -> Result<Tensor> {
+    let n = x.rank();
+    if x.device().is_cpu() && n >= 2 {
+        x.contiguous()?.apply_op1_no_bwd(&TransposeLast2)
+    } else {
+        x.transpose(n.saturating_sub(2), n.saturating_sub(1))?
+            .contiguous()
+    }
+}
