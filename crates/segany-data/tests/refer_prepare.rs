@@ -14,8 +14,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data/refer")
 }
 
+/// A fresh temporary directory, unique per call (tests run in parallel).
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("segany-data-{name}-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("segany-data-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -30,10 +33,15 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 fn check_prepare(dataset: &str, split_by: &str) {
-    let refer = Refer::load(&root(), dataset, split_by).unwrap();
-    let out = tmp(dataset);
+    check_prepare_at(&root(), dataset, split_by, dataset);
+}
+
+/// `prepare` on `data_root/<dataset>/…` against `expected/<key>/`.
+fn check_prepare_at(data_root: &Path, dataset: &str, split_by: &str, key: &str) {
+    let refer = Refer::load(data_root, dataset, split_by).unwrap();
+    let out = tmp(&format!("{key}-{split_by}"));
     let report = prepare(&refer, split_by, &out, true, false).unwrap();
-    let exp = root().join("expected").join(dataset);
+    let exp = root().join("expected").join(key);
     let want = std::fs::read(exp.join(format!("anns/{dataset}.json"))).unwrap();
     let got = std::fs::read(&report.anns_path).unwrap();
     assert_eq!(
@@ -86,8 +94,14 @@ fn prepare_grefcoco_matches_grefcoco_data_process() {
 }
 
 fn check_samples(dataset: &str, split_by: &str) {
-    let refer = Refer::load(&root(), dataset, split_by).unwrap();
-    let path = root().join(format!("expected/{dataset}_samples.json"));
+    check_samples_at(&root(), dataset, split_by, dataset);
+}
+
+/// Per-sentence samples of `data_root/<dataset>/…` against
+/// `expected/<key>_samples.json` (every split listed there, empty ones too).
+fn check_samples_at(data_root: &Path, dataset: &str, split_by: &str, key: &str) {
+    let refer = Refer::load(data_root, dataset, split_by).unwrap();
+    let path = root().join(format!("expected/{key}_samples.json"));
     let want: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let gref = dataset == "grefcoco";
     let mut n = 0;
@@ -147,6 +161,82 @@ fn refclef_samples_match_refer_api_including_test_and_test_ab() {
 #[test]
 fn grefcoco_samples_match_grefer_api() {
     check_samples("grefcoco", "unc");
+}
+
+#[test]
+fn prepare_refcocog_google_matches_data_process() {
+    check_prepare_at(&root(), "refcocog", "google", "refcocog_google");
+}
+
+#[test]
+fn refcocog_google_samples_match_refer_api() {
+    // includes `test`, which selects nothing under google's train/val split
+    check_samples_at(&root(), "refcocog", "google", "refcocog_google");
+}
+
+#[test]
+fn prepare_refclef_berkeley_matches_data_process() {
+    check_prepare_at(&root(), "refclef", "berkeley", "refclef_berkeley");
+}
+
+#[test]
+fn refclef_berkeley_samples_match_refer_api() {
+    // includes `testA`, which selects nothing under berkeley's train/val/test
+    check_samples_at(&root(), "refclef", "berkeley", "refclef_berkeley");
+}
+
+#[test]
+fn refcocog_umd_samples_match_refer_api() {
+    check_samples("refcocog", "umd");
+}
+
+#[test]
+fn prepare_refcoco_plus_unc_matches_data_process() {
+    check_prepare("refcoco+", "unc");
+}
+
+#[test]
+fn refcoco_plus_samples_match_refer_api() {
+    check_samples("refcoco+", "unc");
+}
+
+fn pickle_root() -> PathBuf {
+    root().join("pickle_root")
+}
+
+#[test]
+fn prepare_grefcoco_from_pickle_matches_grefcoco_data_process() {
+    // pickle_root/grefcoco holds grefs(unc).p and no JSON
+    assert!(!pickle_root().join("grefcoco/grefs(unc).json").exists());
+    check_prepare_at(&pickle_root(), "grefcoco", "unc", "grefcoco");
+}
+
+#[test]
+fn grefcoco_samples_from_pickle_match_grefer_api() {
+    check_samples_at(&pickle_root(), "grefcoco", "unc", "grefcoco");
+}
+
+#[test]
+fn grefcoco_pickle_and_json_give_the_same_refs() {
+    let p = Refer::load(&pickle_root(), "grefcoco", "unc").unwrap();
+    let j = Refer::load(&root(), "grefcoco", "unc").unwrap();
+    assert_eq!(p.refs(), j.refs());
+}
+
+#[test]
+fn grefcoco_pickle_wins_over_json() {
+    // grefer.py loads grefs(unc).p when it exists; the JSON is not read
+    let d = tmp("grefcoco-both");
+    let g = d.join("grefcoco");
+    std::fs::create_dir_all(&g).unwrap();
+    for f in ["grefs(unc).p", "instances.json"] {
+        std::fs::copy(pickle_root().join("grefcoco").join(f), g.join(f)).unwrap();
+    }
+    std::fs::write(g.join("grefs(unc).json"), b"not json").unwrap();
+    let r = Refer::load(&d, "grefcoco", "unc").unwrap();
+    let j = Refer::load(&root(), "grefcoco", "unc").unwrap();
+    assert_eq!(r.refs(), j.refs());
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
