@@ -110,17 +110,16 @@ impl SamPredictor {
     /// 1..3); otherwise one (token 0), exactly as the reference selects them.
     pub fn predict(&self, prompt: &Prompt, multimask: bool) -> Result<Prediction> {
         let mut out = self.predict_batch(std::slice::from_ref(prompt), multimask)?;
-        out.pop().ok_or(Error::NoImage)
+        out.pop()
+            .ok_or_else(|| Error::InvalidPrompt("no prediction for the prompt".into()))
     }
 
     /// Predicts masks for N prompts in one decoder pass. All prompts must have the same shape:
     /// the same number of points, all or none with a box, all or none with a mask input
     /// (e.g. N boxes, or N point sets).
     pub fn predict_batch(&self, prompts: &[Prompt], multimask: bool) -> Result<Vec<Prediction>> {
-        let logits = self.predict_logits_batch(prompts, multimask)?;
-        let emb = self.embedding.as_ref().ok_or(Error::NoImage)?;
-        let (h, w) = emb.original_size;
-        let (low, iou, full) = logits;
+        let (low, iou, full) = self.predict_logits_batch(prompts, multimask)?;
+        let (h, w) = self.embedding.as_ref().ok_or(Error::NoImage)?.original_size;
         let scores: Vec<Vec<f32>> = iou.to_vec2()?;
         let mut preds = Vec::with_capacity(prompts.len());
         for (i, s) in scores.into_iter().enumerate() {
