@@ -1,6 +1,7 @@
 //! Multi-head self-attention with decomposed relative positions.
 
-use crate::rel_pos::{get_rel_pos, rel_pos_attention_logits};
+use crate::fused_softmax::rel_pos_softmax;
+use crate::rel_pos::{get_rel_pos, rel_pos_terms};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -79,15 +80,16 @@ impl Attention {
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
+        let logits = (&q * self.scale)?.matmul(&k.t()?)?;
         let attn = match &self.rel_pos {
             Some((rel_h, rel_w)) => {
                 let rh = get_rel_pos(h, h, rel_h)?;
                 let rw = get_rel_pos(w, w, rel_w)?;
-                rel_pos_attention_logits(&q, &k, &rh, &rw, (h, w), self.scale)?
+                let (terms_h, terms_w) = rel_pos_terms(&q, &rh, &rw, (h, w))?;
+                rel_pos_softmax(&logits, &terms_h, &terms_w)?
             }
-            None => (&q * self.scale)?.matmul(&k.t()?)?,
+            None => candle_nn::ops::softmax_last_dim(&logits)?,
         };
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
         let out = attn
             .matmul(&v)?
             .reshape((b, heads, h, w, hd))?

@@ -26,6 +26,7 @@ mod attention;
 mod block;
 mod config;
 mod encoder;
+mod fused_softmax;
 mod rel_pos;
 mod window;
 
@@ -33,7 +34,6 @@ pub use attention::Attention;
 pub use block::Block;
 pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;
-pub use rel_pos::{
-    add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_attention_logits,
-};
+pub use fused_softmax::rel_pos_softmax;
+pub use rel_pos::{add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_terms};
 pub use window::{window_partition, window_unpartition};

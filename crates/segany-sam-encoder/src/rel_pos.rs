@@ -90,21 +90,15 @@ pub fn add_decomposed_rel_pos(
         .reshape((b, qh * qw, kh * kw))
 }
 
-/// Attention logits with the decomposed relative positions folded into one matmul:
-/// `[q·scale, rel_h, rel_w] @ [k, onehot(row), onehot(col)]ᵀ` equals
-/// `q·scale @ kᵀ + rel_h[…, row] + rel_w[…, col]` (the reference's
-/// [`add_decomposed_rel_pos`]) without materialising broadcast copies of the
-/// `(B, N, N)` bias.
-///
-/// `q`, `k`: `(B, h·w, C)` unscaled; `rh`: `(h, h, C)`; `rw`: `(w, w, C)`.
-pub fn rel_pos_attention_logits(
+/// The decomposed relative-position terms for queries `q` `(B, h·w, C)` (unscaled):
+/// `rel_h (B, h·w, h)` with `rel_h[b, (i,j), k] = q[b,(i,j)] · rh[i, k]` and
+/// `rel_w (B, h·w, w)` with `rel_w[b, (i,j), k] = q[b,(i,j)] · rw[j, k]`.
+pub fn rel_pos_terms(
     q: &Tensor,
-    k: &Tensor,
     rh: &Tensor,
     rw: &Tensor,
     hw: (usize, usize),
-    scale: f64,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let (h, w) = hw;
     let (b, n, c) = q.dims3()?;
     let r_q = q.reshape((b, h, w, c))?;
@@ -124,20 +118,7 @@ pub fn rel_pos_attention_logits(
         .reshape((w, b, h, w))?
         .permute((1, 2, 0, 3))?
         .reshape((b, n, w))?;
-    let q_aug = Tensor::cat(&[&(q * scale)?, &rel_h, &rel_w], 2)?;
-    let mut onehot = vec![0f32; n * (h + w)];
-    for i in 0..h {
-        for j in 0..w {
-            let row = (i * w + j) * (h + w);
-            onehot[row + i] = 1.0;
-            onehot[row + h + j] = 1.0;
-        }
-    }
-    let onehot = Tensor::from_vec(onehot, (1, n, h + w), q.device())?
-        .to_dtype(q.dtype())?
-        .broadcast_as((b, n, h + w))?;
-    let k_aug = Tensor::cat(&[k, &onehot], 2)?;
-    q_aug.matmul(&k_aug.t()?)
+    Ok((rel_h, rel_w))
 }
 
 #[cfg(test)]
@@ -145,29 +126,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folded_matmul_equals_reference_formulation() -> Result<()> {
+    fn fused_softmax_equals_reference_formulation() -> Result<()> {
         let dev = candle_core::Device::Cpu;
         let (b, h, w, c) = (3, 5, 4, 8);
         let q = Tensor::randn(0f32, 1.0, (b, h * w, c), &dev)?;
         let k = Tensor::randn(0f32, 1.0, (b, h * w, c), &dev)?;
         let rh = get_rel_pos(h, h, &Tensor::randn(0f32, 1.0, (2 * h - 1, c), &dev)?)?;
         let rw = get_rel_pos(w, w, &Tensor::randn(0f32, 1.0, (7, c), &dev)?)?;
-        let scale = (c as f64).powf(-0.5);
-        let reference = add_decomposed_rel_pos(
-            &(&q * scale)?.matmul(&k.t()?)?,
+        let attn = (&q * 0.3)?.matmul(&k.t()?)?;
+        let reference = candle_nn::ops::softmax_last_dim(&add_decomposed_rel_pos(
+            &attn,
             &q,
             &rh,
             &rw,
             (h, w),
             (h, w),
-        )?;
-        let folded = rel_pos_attention_logits(&q, &k, &rh, &rw, (h, w), scale)?;
-        let diff = (reference - folded)?
+        )?)?;
+        let (rel_h, rel_w) = rel_pos_terms(&q, &rh, &rw, (h, w))?;
+        let fused = crate::fused_softmax::rel_pos_softmax(&attn, &rel_h, &rel_w)?;
+        let diff = (reference - fused)?
             .abs()?
             .flatten_all()?
             .max(0)?
             .to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "max diff {diff}");
+        assert!(diff < 1e-6, "max diff {diff}");
         Ok(())
     }
 
