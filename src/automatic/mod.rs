@@ -246,8 +246,10 @@ impl SamAutomaticMaskGenerator {
         let mut out = Vec::new();
         for (j, &i) in kept.iter().enumerate() {
             let stability = inter[j] as f32 / union[j] as f32;
-            if cfg.stability_score_thresh > 0.0 && !(stability >= cfg.stability_score_thresh as f32)
-            {
+            // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let rejected = !(stability >= cfg.stability_score_thresh as f32);
+            if cfg.stability_score_thresh > 0.0 && rejected {
                 continue;
             }
             let m = &masks[j * h * w..(j + 1) * h * w];
