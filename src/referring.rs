@@ -491,9 +491,21 @@ impl segany_data::eval::ReferringSegmenter for ReferringSegmenter {
             r.mask.width(),
             r.mask.data().to_vec(),
         )?;
+        // SSP-SAM scores its own 512² logits (> 0) in the padded frame.
+        let frame: Vec<u8> = r
+            .logits_512
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| err(e.into()))?
+            .into_iter()
+            .map(|v| u8::from(v > 0.0))
+            .collect();
+        let side = segany_data::metrics::SSP_SAM_FRAME;
+        let frame_mask = segany_data::mask::Mask::from_vec(side, side, frame)?;
         Ok(segany_data::eval::Prediction {
             mask,
             no_target: false,
+            frame_mask: Some(frame_mask),
         })
     }
 }

@@ -55,6 +55,33 @@ fn pipeline_on_random_weights() {
     assert!(0.0 <= x0 && x0 <= x1 && x1 <= 300.0, "{:?}", r.box_xyxy);
     assert!(0.0 <= y0 && y0 <= y1 && y1 <= 200.0, "{:?}", r.box_xyxy);
 
+    // Through the evaluation trait: the original-size mask, plus the native 512 frame
+    // (logits > 0) that SSP-SAM scores.
+    let sample = segany_data::refer::Sample {
+        ref_id: 0,
+        ann_ids: vec![],
+        image_id: 0,
+        category_ids: vec![],
+        split: "val".into(),
+        sent_id: 0,
+        sent: "the dog on the left".into(),
+        raw: "The Dog on the LEFT".into(),
+        bbox: None,
+        file_name: String::new(),
+    };
+    let input = segany_data::eval::SegmenterInput {
+        image: &img,
+        sentence: "The Dog on the LEFT",
+        sample: &sample,
+    };
+    let p =
+        segany_data::eval::ReferringSegmenter::segment(&mut seg, &input).expect("trait segment");
+    assert_eq!(p.mask.as_slice(), r.mask.data());
+    let frame = p.frame_mask.expect("native 512 frame");
+    let logits: Vec<f32> = r.logits_512.flatten_all().unwrap().to_vec1().unwrap();
+    let expect: Vec<u8> = logits.iter().map(|&v| u8::from(v > 0.0)).collect();
+    assert_eq!(frame.as_slice(), expect.as_slice());
+
     // SSP-SAM's text: lower-cased, "." appended.
     let ids = seg.token_ids("A Dog").expect("ids");
     assert_eq!(ids.len(), 77);

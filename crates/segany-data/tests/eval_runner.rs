@@ -70,3 +70,39 @@ fn gt_box_on_grefcoco_recognises_no_target() {
     assert_eq!(r.gres_original.t_acc, Some(1.0));
     let _ = std::fs::remove_dir_all(c.results_path.parent().unwrap());
 }
+
+/// Whole-image masks at original resolution, but an empty native 512 frame.
+struct WholeWithEmptyFrame;
+
+impl segany_data::eval::ReferringSegmenter for WholeWithEmptyFrame {
+    fn name(&self) -> String {
+        "whole-empty-frame".into()
+    }
+
+    fn segment(
+        &mut self,
+        input: &segany_data::eval::SegmenterInput<'_>,
+    ) -> segany_data::Result<segany_data::eval::Prediction> {
+        let mut p = WholeImage.segment(input)?;
+        let side = segany_data::metrics::SSP_SAM_FRAME;
+        p.frame_mask = Some(segany_data::mask::Mask::zeros(side, side));
+        Ok(p)
+    }
+}
+
+#[test]
+fn native_frame_masks_are_scored_in_the_512_frame() {
+    use segany_data::eval::ReferringSegmenter;
+    let refer = Refer::load(&root(), "refcoco", "unc").unwrap();
+    let images = root().join("images/train2014");
+    let whole = evaluate(&refer, &mut WholeImage, &cfg("whole", images.clone(), None)).unwrap();
+    let c = cfg("native", images, None);
+    let native = evaluate(&refer, &mut WholeWithEmptyFrame, &c).unwrap();
+    assert!(native.scored > 0);
+    // Original-resolution scores come from `mask` and are unchanged ...
+    assert_eq!(native.res_original, whole.res_original);
+    // ... while the 512 frame scores the (empty) native mask: no intersection anywhere.
+    assert!(whole.res_frame.miou > 0.0);
+    assert_eq!(native.res_frame.miou, 0.0);
+    let _ = std::fs::remove_dir_all(c.results_path.parent().unwrap());
+}

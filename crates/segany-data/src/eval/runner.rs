@@ -116,7 +116,11 @@ fn run_one(
         Err(e) => return fail(rec, Status::SegmenterError, e),
     };
     let scored = score(&pred.mask, &gt).and_then(|orig| {
-        let frame = score(&ssp_sam_frame(&pred.mask), &ssp_sam_frame(&gt))?;
+        let pred_frame = match &pred.frame_mask {
+            Some(native) => native.clone(),
+            None => ssp_sam_frame(&pred.mask),
+        };
+        let frame = score(&pred_frame, &ssp_sam_frame(&gt))?;
         Ok((orig, frame))
     });
     match scored {

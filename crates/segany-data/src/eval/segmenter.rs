@@ -25,6 +25,10 @@ pub struct Prediction {
     /// Whether the model says the sentence refers to nothing (GRES); models
     /// without a no-target head leave it `false`.
     pub no_target: bool,
+    /// The prediction in SSP-SAM's 512×512 padded frame when the model makes
+    /// one natively (SSP-SAM thresholds its 512² logits at 0). `None`: the
+    /// runner maps `mask` into the frame exactly as it maps the ground truth.
+    pub frame_mask: Option<Mask>,
 }
 
 /// Image + sentence → mask. The SSP-SAM pipeline implements this.
@@ -38,7 +42,7 @@ pub struct Prediction {
 ///     fn name(&self) -> String { "empty".into() }
 ///     fn segment(&mut self, input: &SegmenterInput<'_>) -> segany_data::Result<Prediction> {
 ///         let (w, h) = input.image.dimensions();
-///         Ok(Prediction { mask: Mask::zeros(h as usize, w as usize), no_target: true })
+///         Ok(Prediction { mask: Mask::zeros(h as usize, w as usize), no_target: true, frame_mask: None })
 ///     }
 /// }
 /// ```
@@ -64,6 +68,7 @@ impl ReferringSegmenter for WholeImage {
         Ok(Prediction {
             mask: Mask::from_vec(h, w, vec![1; h * w])?,
             no_target: false,
+            frame_mask: None,
         })
     }
 }
@@ -87,6 +92,7 @@ impl ReferringSegmenter for GroundTruthBox {
             return Ok(Prediction {
                 mask,
                 no_target: true,
+                frame_mask: None,
             });
         };
         let clamp = |v: f64, hi: usize| v.max(0.0).min(hi as f64) as usize;
@@ -100,6 +106,7 @@ impl ReferringSegmenter for GroundTruthBox {
         Ok(Prediction {
             mask,
             no_target: false,
+            frame_mask: None,
         })
     }
 }
