@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use clap::Parser;
 use segany_clip::io::CheckpointFiles;
 use segany_clip::{
@@ -61,22 +61,9 @@ struct Args {
     out: PathBuf,
 }
 
-fn device(s: &str) -> Result<Device> {
-    let (kind, idx) = match s.split_once(':') {
-        Some((k, i)) => (k, i.parse::<usize>().context("device index")?),
-        None => (s, 0),
-    };
-    Ok(match kind {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(idx)?,
-        "metal" => Device::new_metal(idx)?,
-        other => bail!("unknown device {other:?} (cpu, cuda[:N], metal[:N])"),
-    })
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
-    let dev = device(&args.device)?;
+    let dev = segany::core::parse_device(&args.device)?;
     let source = segany::CheckpointSource::parse(&args.model)?;
     let path = match &source {
         segany::CheckpointSource::Hub { .. } => {

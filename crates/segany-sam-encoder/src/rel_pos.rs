@@ -64,35 +64,18 @@ pub fn add_decomposed_rel_pos(
 ) -> Result<Tensor> {
     let (qh, qw) = q_hw;
     let (kh, kw) = k_hw;
-    let (b, _, c) = q.dims3()?;
-    let r_q = q.reshape((b, qh, qw, c))?;
-    // rel_h[b,h,w,k] = sum_c r_q[b,h,w,c] * rh[h,k,c], as one batched matmul over h.
-    let rel_h = r_q
-        .permute((1, 0, 2, 3))?
-        .contiguous()?
-        .reshape((qh, b * qw, c))?
-        .matmul(&rh.transpose(1, 2)?.contiguous()?)?
-        .reshape((qh, b, qw, kh))?
-        .permute((1, 0, 2, 3))?
-        .contiguous()?;
-    // rel_w[b,h,w,k] = sum_c r_q[b,h,w,c] * rw[w,k,c], batched over w.
-    let rel_w = r_q
-        .permute((2, 0, 1, 3))?
-        .contiguous()?
-        .reshape((qw, b * qh, c))?
-        .matmul(&rw.transpose(1, 2)?.contiguous()?)?
-        .reshape((qw, b, qh, kw))?
-        .permute((1, 2, 0, 3))?
-        .contiguous()?;
+    let b = q.dim(0)?;
+    let (rel_h, rel_w) = rel_pos_terms(q, rh, rw, q_hw)?;
     attn.reshape((b, qh, qw, kh, kw))?
-        .broadcast_add(&rel_h.unsqueeze(4)?)?
-        .broadcast_add(&rel_w.unsqueeze(3)?)?
+        .broadcast_add(&rel_h.reshape((b, qh, qw, kh, 1))?)?
+        .broadcast_add(&rel_w.reshape((b, qh, qw, 1, kw))?)?
         .reshape((b, qh * qw, kh * kw))
 }
 
-/// The decomposed relative-position terms for queries `q` `(B, h·w, C)` (unscaled):
-/// `rel_h (B, h·w, h)` with `rel_h[b, (i,j), k] = q[b,(i,j)] · rh[i, k]` and
-/// `rel_w (B, h·w, w)` with `rel_w[b, (i,j), k] = q[b,(i,j)] · rw[j, k]`.
+/// The decomposed relative-position terms for queries `q` `(B, h·w, C)` (unscaled) and tables
+/// `rh (h, kh, C)`, `rw (w, kw, C)` from [`get_rel_pos`]:
+/// `rel_h (B, h·w, kh)` with `rel_h[b, (i,j), k] = q[b,(i,j)] · rh[i, k]` and
+/// `rel_w (B, h·w, kw)` with `rel_w[b, (i,j), k] = q[b,(i,j)] · rw[j, k]`.
 pub fn rel_pos_terms(
     q: &Tensor,
     rh: &Tensor,
@@ -101,23 +84,26 @@ pub fn rel_pos_terms(
 ) -> Result<(Tensor, Tensor)> {
     let (h, w) = hw;
     let (b, n, c) = q.dims3()?;
+    let (kh, kw) = (rh.dim(1)?, rw.dim(1)?);
     let r_q = q.reshape((b, h, w, c))?;
+    // rel_h[b,i,j,k] = sum_c r_q[b,i,j,c] * rh[i,k,c]: one batched matmul over i.
     let rel_h = r_q
         .permute((1, 0, 2, 3))?
         .contiguous()?
         .reshape((h, b * w, c))?
         .matmul(&rh.transpose(1, 2)?.contiguous()?)?
-        .reshape((h, b, w, h))?
+        .reshape((h, b, w, kh))?
         .permute((1, 0, 2, 3))?
-        .reshape((b, n, h))?;
+        .reshape((b, n, kh))?;
+    // rel_w[b,i,j,k] = sum_c r_q[b,i,j,c] * rw[j,k,c]: batched over j.
     let rel_w = r_q
         .permute((2, 0, 1, 3))?
         .contiguous()?
         .reshape((w, b * h, c))?
         .matmul(&rw.transpose(1, 2)?.contiguous()?)?
-        .reshape((w, b, h, w))?
+        .reshape((w, b, h, kw))?
         .permute((1, 2, 0, 3))?
-        .reshape((b, n, w))?;
+        .reshape((b, n, kw))?;
     Ok((rel_h, rel_w))
 }
 
