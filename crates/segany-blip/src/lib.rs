@@ -1,0 +1,1 @@
+//! BLIP captioning for SSA-engine (work in progress).
