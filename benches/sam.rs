@@ -2,9 +2,8 @@
 //! decoder + post-processing, on random weights.
 //!
 //! `cargo bench --bench sam` times segany; with `--features compare-candle` the same weights and
-//! input also go through candle-transformers' `segment_anything`. `tools/bench/compare_sam.sh`
-//! runs this together with the PyTorch reference (`tools/bench/sam_torch_bench.py`) and prints
-//! the ratios.
+//! input also go through candle-transformers' `segment_anything`. `benches/compare/run.sh` runs
+//! this together with the reference implementations and writes a table of ratios.
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -13,9 +12,14 @@ use segany::{Prompt, Sam, SamConfig, SamPredictor};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Random ViT-B weights under Meta names (shapes from a VarMap-built model).
+/// Random ViT-B weights under Meta names (shapes from a VarMap-built model), or the Meta-layout
+/// safetensors file named by `SEGANY_BENCH_SAM_WEIGHTS` (`benches/compare/run.sh` passes the
+/// file every reference implementation loads).
 fn random_vit_b() -> HashMap<String, Tensor> {
     let dev = Device::Cpu;
+    if let Ok(path) = std::env::var("SEGANY_BENCH_SAM_WEIGHTS") {
+        return candle_core::safetensors::load(&path, &dev).expect("SEGANY_BENCH_SAM_WEIGHTS");
+    }
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     Sam::new(&SamConfig::vit_b(), vb).expect("build ViT-B");

@@ -1,13 +1,20 @@
-//! ViT-B/16 image embedding and a batch of 32 texts, with the PyTorch time on the same work
-//! (`tests/fixtures/clip/bench_pytorch.json`, from `tools/fixtures/clip_bench.py`) printed
-//! beside. Weights are zeros: the time does not depend on their values.
+//! * `clip_vit_b16`: ViT-B/16 image embedding and a batch of 32 texts, with the PyTorch time on
+//!   the same work (`tests/fixtures/clip/bench_pytorch.json`, from
+//!   `tools/fixtures/clip_bench.py`) printed beside. Weights are zeros: the time does not depend
+//!   on their values.
+//! * `clip_vit_l14_336`: ViT-L/14@336 image embedding (one 336² image) and one text (77 token
+//!   ids), SSP-SAM's main-table CLIP. Zero weights, or the checkpoint directory / file named by
+//!   `SEGANY_BENCH_CLIP_L336` (`benches/compare/run.sh` passes the random weights that
+//!   transformers and open_clip time in the same run).
 //!
 //! `cargo bench -p segany-clip --bench clip`
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use criterion::{criterion_group, criterion_main, Criterion};
+use segany_clip::io::CheckpointFiles;
 use segany_clip::{ClipConfig, ClipModel, ClipTokenizer, TokenizeOptions};
+use std::time::Duration;
 
 fn pytorch_times() -> Option<(f64, f64, String)> {
     let path = concat!(
@@ -62,5 +69,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The token ids of benches/compare/refs.py (`CLIP_IDS`), padded to 77.
+const IDS: [u32; 8] = [49406, 518, 786, 525, 518, 1823, 269, 49407];
+
+fn bench_l14_336(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let model = match std::env::var("SEGANY_BENCH_CLIP_L336") {
+        Ok(path) => {
+            let files = CheckpointFiles::locate(std::path::Path::new(&path))
+                .expect("SEGANY_BENCH_CLIP_L336");
+            files.load(&dev).expect("loading SEGANY_BENCH_CLIP_L336").0
+        }
+        Err(_) => ClipModel::new(
+            &ClipConfig::vit_l_14_336(),
+            VarBuilder::zeros(DType::F32, &dev),
+        )
+        .expect("building ViT-L/14@336"),
+    };
+    let px = Tensor::randn(0f32, 1.0, (1, 3, 336, 336), &dev).expect("pixels");
+    let mut ids = vec![0u32; 77];
+    ids[..IDS.len()].copy_from_slice(&IDS);
+    let ids = Tensor::from_vec(ids, (1, 77), &dev).expect("ids");
+    let mut g = c.benchmark_group("clip_vit_l14_336");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("image_embedding", |b| {
+        b.iter(|| model.encode_image(&px).expect("forward"))
+    });
+    g.bench_function("text_one", |b| {
+        b.iter(|| model.encode_text(&ids).expect("forward"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_l14_336);
 criterion_main!(benches);
