@@ -4,6 +4,7 @@
 //! This module holds the model-free parts: the voting rule ([`vote`]) and the metric
 //! ([`MiouAccumulator`]). The semantic branch (SegFormer) is not wired in yet.
 
+pub mod engine;
 mod miou;
 mod vote;
 
