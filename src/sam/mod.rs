@@ -3,5 +3,5 @@
 mod config;
 mod model;
 
-pub use config::SamConfig;
-pub use model::Sam;
+pub use config::{EncoderKind, SamConfig};
+pub use model::{ImageEncoder, Sam};

@@ -1,5 +1,6 @@
 //! `Sam`: image encoder, prompt encoder and mask decoder, loaded from any supported checkpoint.
 
+use super::config::EncoderKind;
 use super::SamConfig;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -7,7 +8,7 @@ use segany_core::checkpoint::CheckedVarBuilder;
 use segany_core::rename::sam::SamLayout;
 use segany_core::{CheckpointSource, Error, Result, TensorStore};
 use segany_sam_decoder::{MaskDecoder, PromptEncoder};
-use segany_sam_encoder::ImageEncoderViT;
+use segany_sam_encoder::{ImageEncoderViT, TinyViT};
 
 /// Weight file names tried, in order, in a directory or hub repository.
 pub const WEIGHT_FILES: &[&str] = &[
@@ -15,13 +16,60 @@ pub const WEIGHT_FILES: &[&str] = &[
     "sam_vit_b_01ec64.safetensors",
     "sam_vit_l_0b3195.safetensors",
     "sam_vit_h_4b8939.safetensors",
+    "mobile_sam.safetensors",
+    "mobile_sam-tiny-vitt.safetensors",
 ];
 
-/// The Segment Anything model.
+/// SAM's image encoder: the ViT of SAM or MobileSAM's TinyViT. Both map normalised, padded
+/// pixels `(B, 3, S, S)` to embeddings `(B, D, g, g)`.
+#[derive(Debug, Clone)]
+pub enum ImageEncoder {
+    /// SAM's ViT-B/L/H.
+    ViT(ImageEncoderViT),
+    /// MobileSAM's TinyViT.
+    TinyViT(TinyViT),
+}
+
+impl ImageEncoder {
+    /// Builds the encoder `config` asks for from `vb` (`image_encoder.*`).
+    pub fn new(config: &SamConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(match &config.tiny_vit_config {
+            Some(t) => Self::TinyViT(TinyViT::new(t, vb)?),
+            None => Self::ViT(ImageEncoderViT::new(&config.vision_config, vb)?),
+        })
+    }
+
+    /// Which encoder this is.
+    pub fn kind(&self) -> EncoderKind {
+        match self {
+            Self::ViT(_) => EncoderKind::ViT,
+            Self::TinyViT(_) => EncoderKind::TinyViT,
+        }
+    }
+}
+
+impl Module for ImageEncoder {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::ViT(e) => e.forward(x),
+            Self::TinyViT(e) => e.forward(x),
+        }
+    }
+}
+
+/// Checkpoint entries a TinyViT model never reads: BatchNorm step counters and the unused
+/// ImageNet classification head that `mobile_sam.pt` carries.
+fn tiny_vit_unused(key: &str) -> bool {
+    key.ends_with(".num_batches_tracked")
+        || key.starts_with("image_encoder.norm_head.")
+        || key.starts_with("image_encoder.head.")
+}
+
+/// The Segment Anything model (SAM, or MobileSAM with a TinyViT encoder).
 #[derive(Debug, Clone)]
 pub struct Sam {
-    /// The ViT image encoder.
-    pub image_encoder: ImageEncoderViT,
+    /// The image encoder (ViT or TinyViT).
+    pub image_encoder: ImageEncoder,
     /// The prompt encoder.
     pub prompt_encoder: PromptEncoder,
     /// The mask decoder.
@@ -34,7 +82,7 @@ impl Sam {
     /// Builds the model from a `VarBuilder` holding canonical (Meta) names.
     pub fn new(config: &SamConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         config.validate().map_err(candle_core::Error::msg)?;
-        let image_encoder = ImageEncoderViT::new(&config.vision_config, vb.pp("image_encoder"))?;
+        let image_encoder = ImageEncoder::new(config, vb.pp("image_encoder"))?;
         let prompt_encoder =
             PromptEncoder::new(&config.prompt_encoder_config, vb.pp("prompt_encoder"))?;
         let mask_decoder = MaskDecoder::new(&config.mask_decoder_config, vb.pp("mask_decoder"))?;
@@ -51,7 +99,9 @@ impl Sam {
     /// Loads SAM from a hub repo id (`facebook/sam-vit-base`, optionally `@revision`), a local
     /// directory or a `.safetensors` file. The key layout (transformers or Meta) is detected
     /// from the tensor names; without `config.json` the configuration is inferred from the
-    /// tensor shapes. Weights stored in f16/bf16 are converted to `dtype`.
+    /// tensor shapes, MobileSAM's TinyViT encoder included (`mobile_sam.pt` converted to
+    /// safetensors, or candle's `mobile_sam-tiny-vitt.safetensors`). Weights stored in
+    /// f16/bf16 are converted to `dtype`.
     pub fn load(source: &str, device: &Device, dtype: DType) -> Result<Self> {
         Self::load_from(&CheckpointSource::parse(source)?, device, dtype)
     }
@@ -104,7 +154,15 @@ impl Sam {
             .map_err(|reason| Error::Config { path: None, reason })?;
         let checked = CheckedVarBuilder::new(store, dtype, device);
         let built = Self::new(&config, checked.var_builder());
-        checked.finish(built, |k| k == "pixel_mean" || k == "pixel_std")
+        let tiny = config.encoder_kind() == EncoderKind::TinyViT;
+        checked.finish(built, |k| {
+            k == "pixel_mean" || k == "pixel_std" || (tiny && tiny_vit_unused(k))
+        })
+    }
+
+    /// Which image encoder the model uses.
+    pub fn encoder_kind(&self) -> EncoderKind {
+        self.image_encoder.kind()
     }
 
     /// The configuration.

@@ -1,4 +1,4 @@
-//! SAM's ViT image encoder (ViT-B/L/H) on candle.
+//! SAM's ViT image encoder (ViT-B/L/H) on candle, and MobileSAM's TinyViT ([`tiny_vit`]).
 //!
 //! Module and tensor names follow Meta's original checkpoint (`image_encoder.blocks.N.attn.qkv`,
 //! `image_encoder.neck.0`, ...); other layouts are renamed onto these by
@@ -28,6 +28,7 @@ mod config;
 mod encoder;
 mod fused_softmax;
 mod rel_pos;
+pub mod tiny_vit;
 mod window;
 
 pub use attention::Attention;
@@ -36,4 +37,5 @@ pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;
 pub use fused_softmax::rel_pos_softmax;
 pub use rel_pos::{add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_terms};
+pub use tiny_vit::{TinyViT, TinyViTConfig};
 pub use window::{window_partition, window_unpartition};

@@ -1,0 +1,120 @@
+//! `Conv2d_BN`: a bias-free convolution followed by an eval-mode BatchNorm, folded into one
+//! convolution with a bias at load time (what the reference's own `Conv2d_BN.fuse` does).
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Geometry of a [`Conv2dBN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvBnSpec {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Square kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Channel groups (`in_channels` for a depthwise convolution).
+    pub groups: usize,
+}
+
+impl ConvBnSpec {
+    /// A 1×1 convolution.
+    pub fn pointwise(in_channels: usize, out_channels: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            groups: 1,
+        }
+    }
+
+    /// A depthwise `kernel`×`kernel` convolution with "same" padding.
+    pub fn depthwise(channels: usize, kernel: usize, stride: usize) -> Self {
+        Self {
+            in_channels: channels,
+            out_channels: channels,
+            kernel,
+            stride,
+            padding: kernel / 2,
+            groups: channels,
+        }
+    }
+}
+
+/// Convolution + BatchNorm (`c.weight`, `bn.{weight,bias,running_mean,running_var}`) in eval
+/// mode: `(conv(x) − mean) / sqrt(var + eps) · γ + β`, computed as one convolution whose
+/// weights are scaled by `γ / sqrt(var + eps)` plus a per-channel bias.
+#[derive(Debug, Clone)]
+pub struct Conv2dBN {
+    weight: Tensor,
+    bias: Tensor,
+    spec: ConvBnSpec,
+}
+
+impl Conv2dBN {
+    /// Loads `c.weight` and the `bn.*` statistics from `vb` and folds them (in f32).
+    pub fn new(spec: ConvBnSpec, bn_eps: f64, vb: VarBuilder) -> Result<Self> {
+        let ConvBnSpec {
+            in_channels,
+            out_channels: out,
+            kernel: k,
+            groups,
+            ..
+        } = spec;
+        if groups == 0 || in_channels % groups != 0 || out % groups != 0 {
+            candle_core::bail!(
+                "{}: {in_channels} → {out} channels do not split into {groups} groups",
+                vb.prefix()
+            );
+        }
+        let w = vb
+            .pp("c")
+            .get((out, in_channels / groups, k, k), "weight")?;
+        let bn = vb.pp("bn");
+        let f32 = |t: Tensor| t.to_dtype(DType::F32);
+        let gamma = f32(bn.get(out, "weight")?)?;
+        let beta = f32(bn.get(out, "bias")?)?;
+        let mean = f32(bn.get(out, "running_mean")?)?;
+        let var = f32(bn.get(out, "running_var")?)?;
+        let scale = gamma.broadcast_div(&(var + bn_eps)?.sqrt()?)?;
+        let bias = (beta - mean.mul(&scale)?)?;
+        let weight = f32(w.clone())?.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
+        let dtype = w.dtype();
+        Ok(Self {
+            weight: weight.to_dtype(dtype)?,
+            bias: bias.reshape((1, out, 1, 1))?.to_dtype(dtype)?,
+            spec,
+        })
+    }
+
+    /// The convolution's geometry.
+    pub fn spec(&self) -> ConvBnSpec {
+        self.spec
+    }
+}
+
+impl Module for Conv2dBN {
+    /// `(B, C_in, H, W)` → `(B, C_out, H', W')`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let s = self.spec;
+        if s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1 {
+            // A 1×1 convolution is a matmul over channels: (C_out, C_in) · (B, C_in, H·W).
+            let (b, c, h, w) = x.dims4()?;
+            let wm = self.weight.reshape((s.out_channels, c))?;
+            let y = wm
+                .broadcast_left(b)?
+                .matmul(&x.reshape((b, c, h * w))?.contiguous()?)?;
+            return y
+                .reshape((b, s.out_channels, h, w))?
+                .broadcast_add(&self.bias);
+        }
+        x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
+            .broadcast_add(&self.bias)
+    }
+}

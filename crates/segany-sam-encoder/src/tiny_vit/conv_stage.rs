@@ -1,0 +1,110 @@
+//! TinyViT's convolutional parts: the patch-embedding stem, MBConv blocks, patch merging.
+
+use super::config::scaled;
+use super::conv_bn::{Conv2dBN, ConvBnSpec};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// `PatchEmbed` (`patch_embed.seq.{0,2}`): two 3×3 stride-2 Conv2d_BN with GELU between,
+/// `(B, C_in, S, S)` → `(B, dim, S/4, S/4)`.
+#[derive(Debug, Clone)]
+pub struct PatchEmbed {
+    conv1: Conv2dBN,
+    conv2: Conv2dBN,
+}
+
+impl PatchEmbed {
+    /// Loads the stem (`vb` is `patch_embed`).
+    pub fn new(in_channels: usize, dim: usize, bn_eps: f64, vb: VarBuilder) -> Result<Self> {
+        let spec = |i, o| ConvBnSpec {
+            in_channels: i,
+            out_channels: o,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            groups: 1,
+        };
+        let seq = vb.pp("seq");
+        Ok(Self {
+            conv1: Conv2dBN::new(spec(in_channels, dim / 2), bn_eps, seq.pp("0"))?,
+            conv2: Conv2dBN::new(spec(dim / 2, dim), bn_eps, seq.pp("2"))?,
+        })
+    }
+}
+
+impl Module for PatchEmbed {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv2.forward(&self.conv1.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// `MBConv` (`conv1`, `conv2`, `conv3`): 1×1 expand, GELU, depthwise 3×3, GELU, 1×1 project,
+/// residual add, GELU. NCHW in and out.
+#[derive(Debug, Clone)]
+pub struct MBConv {
+    conv1: Conv2dBN,
+    conv2: Conv2dBN,
+    conv3: Conv2dBN,
+}
+
+impl MBConv {
+    /// Loads the block for `dim` channels expanded `expand_ratio` times (truncated as `int()`).
+    pub fn new(dim: usize, expand_ratio: f64, bn_eps: f64, vb: VarBuilder) -> Result<Self> {
+        let hidden = scaled(dim, expand_ratio);
+        Ok(Self {
+            conv1: Conv2dBN::new(ConvBnSpec::pointwise(dim, hidden), bn_eps, vb.pp("conv1"))?,
+            conv2: Conv2dBN::new(ConvBnSpec::depthwise(hidden, 3, 1), bn_eps, vb.pp("conv2"))?,
+            conv3: Conv2dBN::new(ConvBnSpec::pointwise(hidden, dim), bn_eps, vb.pp("conv3"))?,
+        })
+    }
+}
+
+impl Module for MBConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv1.forward(x)?.gelu_erf()?;
+        let y = self.conv2.forward(&y)?.gelu_erf()?;
+        (self.conv3.forward(&y)? + x)?.gelu_erf()
+    }
+}
+
+/// `PatchMerging` (`downsample.conv{1,2,3}`): 1×1, GELU, depthwise 3×3 (stride
+/// [`super::TinyViTConfig::merge_stride`]), GELU, 1×1. Takes NCHW, returns NCHW.
+#[derive(Debug, Clone)]
+pub struct PatchMerging {
+    conv1: Conv2dBN,
+    conv2: Conv2dBN,
+    conv3: Conv2dBN,
+}
+
+impl PatchMerging {
+    /// Loads the merging from `dim` to `out_dim` channels with the given depthwise stride.
+    pub fn new(
+        dim: usize,
+        out_dim: usize,
+        stride: usize,
+        bn_eps: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv1: Conv2dBN::new(ConvBnSpec::pointwise(dim, out_dim), bn_eps, vb.pp("conv1"))?,
+            conv2: Conv2dBN::new(
+                ConvBnSpec::depthwise(out_dim, 3, stride),
+                bn_eps,
+                vb.pp("conv2"),
+            )?,
+            conv3: Conv2dBN::new(
+                ConvBnSpec::pointwise(out_dim, out_dim),
+                bn_eps,
+                vb.pp("conv3"),
+            )?,
+        })
+    }
+}
+
+impl Module for PatchMerging {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv1.forward(x)?.gelu_erf()?;
+        let y = self.conv2.forward(&y)?.gelu_erf()?;
+        self.conv3.forward(&y)
+    }
+}
