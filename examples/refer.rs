@@ -15,10 +15,11 @@
 //! * `--ssp`: the converted SSP-SAM checkpoint (`tools/convert_ssp_sam.py`), a directory or
 //!   `.safetensors` file.
 //!
-//! The image is encoded once; each `--text` then runs only the text tower, the head and SAM's
-//! mask decoder. Texts are lower-cased and get a trailing "." as SSP-SAM does. An empty text, or
-//! one over CLIP's 77-token context, is an error (pass `--truncate` to cut long texts to 77
-//! tokens, EOT last, instead).
+//! The image is encoded once; the `--text`s then run only the text tower, the head and SAM's
+//! mask decoder, `--batch-size` of them at a time (default 8). Texts are lower-cased and get a
+//! trailing "." as SSP-SAM does. An empty text, or one over CLIP's 77-token context, is an error
+//! naming the `--text` at fault (pass `--truncate` to cut long texts to 77 tokens, EOT last,
+//! instead).
 //!
 //! Writes to `--out`: `mask_<k>.png` (k = 0, 1, ... in `--text` order; original size, 255 =
 //! object), `overlay.png` (all masks and boxes on the image), `result.json` (per text: box in
@@ -60,6 +61,9 @@ struct Args {
     /// Cut texts longer than 77 tokens (EOT kept last) instead of failing.
     #[arg(long)]
     truncate: bool,
+    /// Expressions run through the text tower, head and decoder together.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
     /// cpu, cuda[:N] or metal[:N] (GPU needs the matching cargo feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -83,6 +87,7 @@ fn main() -> Result<()> {
         .context("loading SAM, CLIP and the SSP-SAM head")?;
     seg.set_options(ReferringOptions {
         truncate: args.truncate,
+        batch_size: args.batch_size,
         ..Default::default()
     });
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -98,10 +103,13 @@ fn main() -> Result<()> {
     let mut entries = Vec::new();
     let mut logits = Vec::new();
     let mut boxes = Vec::new();
+    // Check every expression first so an error names the one at fault.
     for (k, text) in args.texts.iter().enumerate() {
-        let r = seg
-            .segment_text(text)
+        seg.token_ids(text)
             .with_context(|| format!("--text #{k} {text:?}"))?;
+    }
+    let results = seg.segment_all(&img, &args.texts)?;
+    for (k, (text, r)) in args.texts.iter().zip(results).enumerate() {
         let path = args.out.join(format!("mask_{k}.png"));
         r.mask.save_png(&path)?;
         let color = viz::palette(k);

@@ -48,6 +48,10 @@ pub struct ReferringOptions {
     pub truncate: bool,
     /// Dual-path (v-v attention) blocks at the end of the CLIP vision tower (6 for CS-ViT).
     pub surgery_depth: usize,
+    /// Expressions run together by [`ReferringSegmenter::segment_all`] (memory grows with it:
+    /// each one carries 1 + 128 + P² tokens through the head and 129 prompts through SAM's
+    /// decoder).
+    pub batch_size: usize,
 }
 
 impl Default for ReferringOptions {
@@ -55,6 +59,7 @@ impl Default for ReferringOptions {
         Self {
             truncate: false,
             surgery_depth: 6,
+            batch_size: 8,
         }
     }
 }
@@ -382,27 +387,53 @@ impl ReferringSegmenter {
 
     /// Segments the object `text` describes in the current image.
     pub fn segment_text(&self, text: &str) -> Result<ReferringResult> {
+        self.segment_batch(&[text])?
+            .pop()
+            .ok_or_else(|| Error::InvalidArgument("no result for the expression".into()))
+    }
+
+    /// Segments several expressions on the current image in one batch: the CLIP text tower, the
+    /// head and SAM's mask decoder each run once over all of them (the image encoders' outputs
+    /// are shared). Results come back in the order of `texts` and equal [`segment_text`] on each
+    /// expression (to float rounding). Every expression is checked before any work is done; the
+    /// timings of each result are the batch's divided by its size.
+    ///
+    /// [`segment_text`]: Self::segment_text
+    pub fn segment_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<ReferringResult>> {
         let image = self.image.as_ref().ok_or(Error::NoImage)?;
         let emb = self.predictor.embedding().ok_or(Error::NoImage)?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
         let device = self.predictor.model().device().clone();
+        let k = texts.len();
+        let share = |t: Instant| ms(t) / k as f64;
 
         let t = Instant::now();
-        let ids = self.token_ids(text)?;
-        let n = ids.len();
-        let ids = Tensor::from_vec(ids, (1, n), &device)?;
+        let mut ids = Vec::with_capacity(k * self.ssp.config().context_length);
+        for text in texts {
+            ids.extend(self.token_ids(text.as_ref())?);
+        }
+        let n = ids.len() / k;
+        let ids = Tensor::from_vec(ids, (k, n), &device)?;
         let text_features = self.clip.encode_text(&ids).map_err(clip_error)?;
-        let text_ms = ms(t);
+        let text_ms = share(t);
 
         let t = Instant::now();
+        let (_, tokens, width) = image.clip_tokens.dims3()?;
+        let image_tokens = image
+            .clip_tokens
+            .broadcast_as((k, tokens, width))?
+            .contiguous()?;
         let clip = ClipFeatures {
-            image_tokens: &image.clip_tokens,
+            image_tokens: &image_tokens,
             text_embedding: &text_features.embeds,
             word_features: &text_features.tokens,
             token_ids: &ids,
         };
         let head = self.ssp.head.forward(&clip)?;
-        let box_cxcywh: Vec<f32> = head.boxes.flatten_all()?.to_vec1()?;
-        let head_ms = ms(t);
+        let boxes: Vec<f32> = head.boxes.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let head_ms = share(t);
 
         let t = Instant::now();
         let (low_res, logits_512) = self.ssp.decode(&head.prompts, &emb.features)?;
@@ -413,42 +444,60 @@ impl ReferringSegmenter {
             emb.input_size,
             emb.original_size,
         )?;
-        let values: Vec<f32> = full.flatten_all()?.to_vec1()?;
-        let mask = BinaryMask::from_logits(oh, ow, &values, 0.0)?;
-        let logits_512 = logits_512.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)?;
-        let decode_ms = ms(t);
+        let logits_512 = logits_512.squeeze(1)?.to_dtype(DType::F32)?;
+        let mut masks = Vec::with_capacity(k);
+        for i in 0..k {
+            let values: Vec<f32> = full.get(i)?.flatten_all()?.to_vec1()?;
+            masks.push(BinaryMask::from_logits(oh, ow, &values, 0.0)?);
+        }
+        let decode_ms = share(t);
 
-        let b = [box_cxcywh[0], box_cxcywh[1], box_cxcywh[2], box_cxcywh[3]];
-        Ok(ReferringResult {
-            text: text.to_string(),
-            mask,
-            logits_512,
-            box_cxcywh: b,
-            box_xyxy: canvas_box_to_image(
-                b,
-                self.ssp.config().image_size,
-                &image.placement,
-                image.original_size,
-            ),
-            timings: ExpressionTimings {
-                text_ms,
-                head_ms,
-                decode_ms,
-            },
-        })
+        let timings = ExpressionTimings {
+            text_ms,
+            head_ms,
+            decode_ms,
+        };
+        texts
+            .iter()
+            .zip(masks)
+            .enumerate()
+            .map(|(i, (text, mask))| {
+                let b = [
+                    boxes[4 * i],
+                    boxes[4 * i + 1],
+                    boxes[4 * i + 2],
+                    boxes[4 * i + 3],
+                ];
+                Ok(ReferringResult {
+                    text: text.as_ref().to_string(),
+                    mask,
+                    logits_512: logits_512.get(i)?,
+                    box_cxcywh: b,
+                    box_xyxy: canvas_box_to_image(
+                        b,
+                        self.ssp.config().image_size,
+                        &image.placement,
+                        image.original_size,
+                    ),
+                    timings,
+                })
+            })
+            .collect()
     }
 
-    /// Sets the image (if it changed) and segments every expression.
+    /// Sets the image (if it changed) and segments every expression, in batches of
+    /// [`ReferringOptions::batch_size`].
     pub fn segment_all<S: AsRef<str>>(
         &mut self,
         img: &RgbImage,
         texts: &[S],
     ) -> Result<Vec<ReferringResult>> {
         self.set_image(img)?;
-        texts
-            .iter()
-            .map(|t| self.segment_text(t.as_ref()))
-            .collect()
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.options.batch_size.max(1)) {
+            out.extend(self.segment_batch(chunk)?);
+        }
+        Ok(out)
     }
 }
 

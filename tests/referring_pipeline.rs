@@ -107,3 +107,145 @@ fn pipeline_on_random_weights() {
     assert_eq!(ids[76], 49407);
     seg.segment_text(&long).expect("segment truncated");
 }
+
+/// Random weights with sane scales, whatever the VarMap's init was (tensors fetched with plain
+/// `vb.get` start at zero): matrices and kernels N(0, 1/fan_in), 1-D `weight`s (norm gains)
+/// 1 + N(0, 0.1), SSP-SAM's Gaussian scale/sigma near their init, everything else (biases)
+/// N(0, 0.1).
+fn randomize(vm: &VarMap) {
+    for (name, var) in vm.data().lock().expect("varmap").iter() {
+        let t = var.as_tensor();
+        let dims = t.dims();
+        let (mean, std) = if name.ends_with("tf_scale") {
+            (1.0, 0.1) // SSP-SAM's init: scale 1, sigma 0.5 (a tiny sigma zeroes the visual path)
+        } else if name.ends_with("tf_sigma") {
+            (0.5, 0.05)
+        } else if dims.len() >= 2 {
+            let fan_in = t.elem_count() / dims[0];
+            (0.0, 1.0 / (fan_in as f32).sqrt())
+        } else if name.ends_with("weight") {
+            (1.0, 0.1)
+        } else {
+            (0.0, 0.1)
+        };
+        let r = candle_core::Tensor::randn(mean, std, t.shape(), t.device()).expect("randn");
+        var.set(&r).expect("set");
+    }
+}
+
+/// Builds a model twice: the first build creates the variables of a VarMap, which are then
+/// randomised; the second build reads those tensors (models may derive fused or transposed weights when
+/// built, so randomising after a single build would leave those at their init).
+fn random_model<M>(build: impl Fn(VarBuilder) -> candle_core::Result<M>) -> M {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    build(vb).expect("first build");
+    randomize(&vm);
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> = vm
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    build(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)).expect("second build")
+}
+
+/// A narrow SAM encoder (64 wide, 2 blocks) that still embeds 256×64×64 at 1024 px, so the
+/// pipeline fits the SSP-SAM head while encoding stays cheap; all weights random.
+fn small_random_pipeline() -> ReferringSegmenter {
+    let mut cfg = SamConfig::vit_b();
+    cfg.vision_config.hidden_size = 64;
+    cfg.vision_config.num_hidden_layers = 2;
+    cfg.vision_config.num_attention_heads = 2;
+    cfg.vision_config.mlp_dim = Some(128);
+    cfg.vision_config.global_attn_indexes = vec![1];
+    let sam = random_model(|vb| Sam::new(&cfg, vb));
+    let mut ccfg = ClipConfig::vit_b_16();
+    ccfg.vision.layers = 7;
+    ccfg.text.layers = 2;
+    let clip = random_model(|vb| ClipModel::new(&ccfg, vb));
+    let ssp = random_model(|vb| SspSam::new(&SspSamConfig::vit_b16_224(), vb));
+    let tok = ClipTokenizer::openai().expect("tokenizer");
+    ReferringSegmenter::from_parts(sam, clip, tok, ssp, ReferringOptions::default())
+        .expect("parts fit")
+}
+
+fn max_abs(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
+
+/// Several expressions in one batch (and in chunks) give what each gives alone: the padded
+/// token positions, the per-sample attention masks and the shared image embedding must not
+/// leak across the batch.
+#[test]
+fn batched_expressions_match_one_at_a_time() {
+    let mut seg = small_random_pipeline();
+    let img = image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([
+            (x * 7 % 256) as u8,
+            (y * 3 % 256) as u8,
+            ((x ^ y) % 256) as u8,
+        ])
+    });
+    seg.set_image(&img).expect("set_image");
+    let texts = [
+        "the cat",
+        "a man on the left wearing a red hat and holding an umbrella",
+        "dog",
+    ];
+    let single: Vec<_> = texts
+        .iter()
+        .map(|t| seg.segment_text(t).expect("single"))
+        .collect();
+    let batch = seg.segment_batch(&texts).expect("batch");
+    seg.set_options(ReferringOptions {
+        batch_size: 2,
+        ..Default::default()
+    });
+    let chunked = seg.segment_all(&img, &texts).expect("chunked");
+    assert_eq!(batch.len(), 3);
+    assert_eq!(chunked.len(), 3);
+    for (k, s) in single.iter().enumerate() {
+        // The expressions must actually differ, or this test proves nothing.
+        if k > 0 {
+            assert!(max_abs(&s.logits_512, &single[0].logits_512) > 1e-3);
+        }
+        for other in [&batch[k], &chunked[k]] {
+            assert_eq!(other.text, s.text);
+            // f32 sums in a different order: tolerance 1e-4 abs on logits of std ~O(1).
+            let d = max_abs(&other.logits_512, &s.logits_512);
+            assert!(d < 1e-4, "#{k}: logits differ by {d}");
+            eprintln!("#{k}: batched vs alone, max |Δ logits_512| = {d:e}");
+            for (a, b) in other.box_cxcywh.iter().zip(s.box_cxcywh) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "#{k}: box {:?} vs {:?}",
+                    other.box_cxcywh,
+                    s.box_cxcywh
+                );
+            }
+            let agree = other
+                .mask
+                .data()
+                .iter()
+                .zip(s.mask.data())
+                .filter(|(a, b)| a == b)
+                .count();
+            assert!(
+                agree as f64 >= 0.9999 * s.mask.data().len() as f64,
+                "#{k}: masks differ"
+            );
+        }
+    }
+    assert!(seg.segment_batch::<&str>(&[]).expect("empty").is_empty());
+    assert!(matches!(
+        seg.segment_batch(&["a cat", "  "]),
+        Err(Error::InvalidPrompt(_))
+    ));
+}
