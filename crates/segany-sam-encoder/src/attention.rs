@@ -1,8 +1,10 @@
 //! Multi-head self-attention with decomposed relative positions.
 
+use crate::fused_attention::{fused_attention, Geometry};
 use crate::fused_softmax::rel_pos_softmax;
 use crate::rel_pos::{get_rel_pos, rel_pos_terms};
-use candle_core::{Module, Result, Tensor};
+use crate::window::{window_partition, window_unpartition};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
@@ -66,6 +68,48 @@ impl Attention {
         })
     }
 
+    /// Attention over a `(B, H, W, C)` token grid in `window`×`window` windows (zero-padded
+    /// to whole windows), or globally when `window` is 0: `(B, H, W, C)` → `(B, H, W, C)`.
+    ///
+    /// f32 on the CPU runs the fused kernel ([`crate::fused_attention`]); elsewhere this is
+    /// [`window_partition`], [`Attention::forward`] and [`window_unpartition`].
+    pub fn forward_grid(&self, x: &Tensor, window: usize) -> Result<Tensor> {
+        let (b, h, w, c) = x.dims4()?;
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
+            let rel = match &self.rel_pos {
+                Some((rel_h, rel_w)) => {
+                    Some((get_rel_pos(wh, wh, rel_h)?, get_rel_pos(ww, ww, rel_w)?))
+                }
+                None => None,
+            };
+            let geometry = Geometry {
+                batch: b,
+                height: h,
+                width: w,
+                window,
+                heads: self.num_heads,
+                head_dim: c / self.num_heads,
+            };
+            let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3 * c))?;
+            let out = fused_attention(
+                &qkv,
+                self.qkv.bias(),
+                rel.as_ref().map(|(a, b)| (a, b)),
+                geometry,
+                self.scale as f32,
+            )?;
+            return self.proj.forward(&out);
+        }
+        if window == 0 {
+            return self.forward(x);
+        }
+        let (win, pad_hw) = window_partition(x, window)?;
+        let out = self.forward(&win)?;
+        window_unpartition(&out, window, pad_hw, (h, w))
+    }
+
+    /// Attention within each `(B, H, W, C)` window (the reference composition, any device):
     /// `(B, H, W, C)` → `(B, H, W, C)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;

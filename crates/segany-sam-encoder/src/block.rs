@@ -1,7 +1,6 @@
 //! A ViT block with windowed or global attention.
 
 use crate::attention::Attention;
-use crate::window::{window_partition, window_unpartition};
 use crate::ImageEncoderConfig;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -55,14 +54,7 @@ impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let shortcut = x;
         let y = self.norm1.forward(x)?;
-        let y = if self.window_size > 0 {
-            let (_, h, w, _) = y.dims4()?;
-            let (win, pad_hw) = window_partition(&y, self.window_size)?;
-            let out = self.attn.forward(&win)?;
-            window_unpartition(&out, self.window_size, pad_hw, (h, w))?
-        } else {
-            self.attn.forward(&y)?
-        };
+        let y = self.attn.forward_grid(&y, self.window_size)?;
         let x = (shortcut + y)?;
         let m = self
             .lin2

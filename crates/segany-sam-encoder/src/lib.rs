@@ -26,6 +26,7 @@ mod attention;
 mod block;
 mod config;
 mod encoder;
+pub mod fused_attention;
 mod fused_softmax;
 mod rel_pos;
 pub mod tiny_vit;

@@ -1,0 +1,170 @@
+//! Strided f32 matrix products on plain slices, for CPU kernels that work block by block.
+//!
+//! candle's `matmul` needs tensors and parallelises inside each product; a kernel that already
+//! runs many small products in parallel (attention over windows and heads) wants them serial,
+//! with views into existing buffers (any row and column stride) and a scale folded in. This is
+//! a bounds-checked wrapper over the `gemm` crate, the same kernels candle's CPU matmul uses.
+
+use candle_core::{bail, Result};
+
+/// A read-only f32 matrix view: element `(i, j)` is `data[i·row_stride + j·col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view; fails when an element would fall outside `data`.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self> {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+            if last >= data.len() {
+                bail!(
+                    "matrix view {rows}×{cols} (strides {row_stride}, {col_stride}) overruns a \
+                     buffer of {} values",
+                    data.len()
+                )
+            }
+        }
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+
+    /// A contiguous row-major `rows × cols` view.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// `dst = scale · (a · b)`, where `dst` holds `a.rows()` rows of `b.cols()` values, `dst_stride`
+/// apart. `parallel` lets gemm split the product over rayon's threads; kernels that already run
+/// products in parallel pass `false`.
+pub fn matmul_into(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    parallel: bool,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        bail!("matmul: {m}×{k} times {}×{n}", b.rows)
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if dst_stride < n || (m - 1) * dst_stride + n > dst.len() {
+        bail!(
+            "matmul: {m}×{n} result (row stride {dst_stride}) does not fit {} values",
+            dst.len()
+        )
+    }
+    if k == 0 {
+        for r in 0..m {
+            dst[r * dst_stride..r * dst_stride + n].fill(0.0);
+        }
+        return Ok(());
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views were bounds-checked on construction and `dst` above; gemm reads
+    // `a` and `b` only inside those extents and writes only the m×n cells of `dst`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            false,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_product_matches_naive() -> Result<()> {
+        // a: 3×4 read as columns of a 4×3 buffer (transposed view); b: 4×2 with row stride 5.
+        let a_buf: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect();
+        let b_buf: Vec<f32> = (0..20).map(|v| (v % 7) as f32 - 3.0).collect();
+        let a = MatRef::row_major(&a_buf, 4, 3)?.t();
+        let b = MatRef::new(&b_buf, 4, 2, 5, 1)?;
+        let mut dst = vec![f32::NAN; 3 * 3];
+        matmul_into(&mut dst, 3, a, b, 0.5, false)?;
+        for i in 0..3 {
+            for j in 0..2 {
+                let s: f32 = (0..4).map(|k| a_buf[k * 3 + i] * b_buf[k * 5 + j]).sum();
+                assert!((dst[i * 3 + j] - 0.5 * s).abs() < 1e-5);
+            }
+            assert!(dst[i * 3 + 2].is_nan(), "padding column written");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_overruns() {
+        let buf = [0f32; 6];
+        assert!(MatRef::new(&buf, 2, 4, 3, 1).is_err());
+        let a = MatRef::row_major(&buf, 2, 3).unwrap();
+        let b = MatRef::row_major(&buf, 3, 2).unwrap();
+        assert!(matmul_into(&mut [0f32; 3], 2, a, b, 1.0, false).is_err());
+        assert!(matmul_into(&mut [0f32; 4], 2, a, b.t(), 1.0, false).is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! Windowed and global attention with decomposed relative positions, fused on the CPU.
+//!
+//! The reference pads the token grid to whole windows, cuts it into windows, runs the `qkv`
+//! projection on every window token, materialises `(windows·heads, N, N)` logits, biases them,
+//! takes their softmax, multiplies by the values and stitches the windows back. For ViT-B's
+//! global blocks the logits alone are 12 × 4096² values (800 MB, written twice).
+//!
+//! Here the `qkv` projection has run on the unpadded grid. A padded token is a zero vector, so
+//! its keys and values are the projection's bias, which is what this kernel uses for them;
+//! padded queries are dropped by the reference, so they are not computed. Each work item
+//! (image, window, head, and for global attention one grid row of queries) computes its logits
+//! block, the relative-position terms `q·rel_h[i]`, `q·rel_w[j]`, the biased softmax (in the
+//! reference's order, `(logit + rel_h) + rel_w`) and its share of `softmax · V`, writing the
+//! result straight into the `(B, H, W, C)` output. Items run in parallel; each product is a
+//! serial gemm on views of the `qkv` buffer or of small gathered windows.
+
+use candle_core::{bail, DType, Result, Storage, Tensor};
+use rayon::prelude::*;
+use segany_core::nn::{matmul_into, MatRef};
+
+/// Shape of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Token grid height.
+    pub height: usize,
+    /// Token grid width.
+    pub width: usize,
+    /// Window side, or 0 for global attention over the whole grid.
+    pub window: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Geometry {
+    fn channels(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Attention window `(rows, cols)`: the window, or the whole grid.
+    fn window_hw(&self) -> (usize, usize) {
+        if self.window > 0 {
+            (self.window, self.window)
+        } else {
+            (self.height, self.width)
+        }
+    }
+}
+
+/// Relative-position tables from `get_rel_pos` for the window: `rh (wh, wh, hd)`,
+/// `rw (ww, ww, hd)`, contiguous.
+struct RelPos<'a> {
+    rh: &'a [f32],
+    rw: &'a [f32],
+}
+
+/// Output buffer shared by the work items, which write disjoint `(token, head)` cells.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: items write disjoint ranges (checked in `write`), and the buffer outlives the
+// parallel loop.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn write(&self, offset: usize, values: &[f32]) {
+        assert!(
+            offset + values.len() <= self.len,
+            "attention output overrun"
+        );
+        // SAFETY: in bounds (asserted); no two items write the same cells, and nothing reads
+        // the buffer until the loop has finished.
+        unsafe {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), values.len())
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Biases one logits row with its relative-position terms and normalises it in place.
+fn softmax_row(row: &mut [f32], th: &[f32], tw: &[f32]) {
+    let kw = tw.len();
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for (chunk, &h) in row.chunks_exact_mut(kw).zip(th) {
+        for (k, (o, &w)) in chunk.iter_mut().zip(tw).enumerate() {
+            let v = (*o + h) + w;
+            *o = v;
+            let l = &mut lanes[k % 8];
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for o in row.iter_mut() {
+        *o = (*o - max).exp();
+        sum += *o;
+    }
+    let inv = 1.0 / sum;
+    for o in row.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// Per-thread scratch buffers.
+#[derive(Default)]
+struct Scratch {
+    logits: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: Vec<f32>,
+    th: Vec<f32>,
+    tw: Vec<f32>,
+}
+
+/// One block of queries against one window's keys: `q` rows (contiguous, `hd` wide) with
+/// window coordinates `pos`, keys `k` and values `v` as `(Nk, hd)` views. Result in `s.out`.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    q: &[f32],
+    q_stride: usize,
+    pos: &[(usize, usize)],
+    k: MatRef,
+    v: MatRef,
+    rel: Option<&RelPos>,
+    (wh, ww): (usize, usize),
+    scale: f32,
+    s: &mut Scratch,
+) -> Result<()> {
+    let (r, nk, hd) = (pos.len(), k.rows(), k.cols());
+    s.logits.resize(r * nk, 0.0);
+    s.out.resize(r * hd, 0.0);
+    let qm = MatRef::new(q, r, hd, q_stride, 1)?;
+    matmul_into(&mut s.logits, nk, qm, k.t(), scale, false)?;
+    s.th.resize(wh, 0.0);
+    s.tw.resize(ww, 0.0);
+    for (row, (&(i, j), logits)) in pos.iter().zip(s.logits.chunks_exact_mut(nk)).enumerate() {
+        let qr = &q[row * q_stride..row * q_stride + hd];
+        match rel {
+            Some(t) => {
+                let rh = &t.rh[i * wh * hd..(i + 1) * wh * hd];
+                let rw = &t.rw[j * ww * hd..(j + 1) * ww * hd];
+                for (o, e) in s.th.iter_mut().zip(rh.chunks_exact(hd)) {
+                    *o = dot(qr, e);
+                }
+                for (o, e) in s.tw.iter_mut().zip(rw.chunks_exact(hd)) {
+                    *o = dot(qr, e);
+                }
+            }
+            None => {
+                s.th.fill(0.0);
+                s.tw.fill(0.0);
+            }
+        }
+        softmax_row(logits, &s.th, &s.tw);
+    }
+    let p = MatRef::row_major(&s.logits, r, nk)?;
+    matmul_into(&mut s.out, hd, p, v, 1.0, false)
+}
+
+fn cpu_f32(t: &Tensor, what: &str) -> Result<Vec<f32>> {
+    if t.dtype() != DType::F32 {
+        bail!("fused attention: {what} must be f32, found {:?}", t.dtype())
+    }
+    t.flatten_all()?.to_vec1()
+}
+
+/// Attention of ViT blocks on the CPU.
+///
+/// `qkv`: `(B, H·W, 3C)` f32, the `qkv` projection of the unpadded token grid; `qkv_bias`:
+/// `(3C)` (the keys and values of padding tokens; `None` means zero); `rel`: `(rh, rw)` from
+/// `get_rel_pos` for the attention window (`(wh, wh, hd)`, `(ww, ww, hd)`), or `None`.
+/// Returns `(B, H, W, C)`, the attention output before the `proj` projection.
+pub fn fused_attention(
+    qkv: &Tensor,
+    qkv_bias: Option<&Tensor>,
+    rel: Option<(&Tensor, &Tensor)>,
+    g: Geometry,
+    scale: f32,
+) -> Result<Tensor> {
+    let (c, hd) = (g.channels(), g.head_dim);
+    let n = g.height * g.width;
+    let (wh, ww) = g.window_hw();
+    if qkv.dims() != [g.batch, n, 3 * c] {
+        bail!(
+            "fused attention: qkv {:?}, expected {:?}",
+            qkv.dims(),
+            [g.batch, n, 3 * c]
+        )
+    }
+    let bias = match qkv_bias {
+        Some(b) => cpu_f32(b, "qkv bias")?,
+        None => vec![0f32; 3 * c],
+    };
+    let tables = match rel {
+        Some((rh, rw)) => {
+            if rh.dims() != [wh, wh, hd] || rw.dims() != [ww, ww, hd] {
+                bail!(
+                    "fused attention: rel-pos {:?} / {:?} for a {wh}×{ww} window",
+                    rh.dims(),
+                    rw.dims()
+                )
+            }
+            Some((cpu_f32(rh, "rel_pos_h")?, cpu_f32(rw, "rel_pos_w")?))
+        }
+        None => None,
+    };
+    let rel = tables.as_ref().map(|(rh, rw)| RelPos { rh, rw });
+    if bias.len() != 3 * c {
+        bail!(
+            "fused attention: qkv bias has {} values, expected {}",
+            bias.len(),
+            3 * c
+        )
+    }
+    let qkv = qkv.contiguous()?;
+    let (storage, layout) = qkv.storage_and_layout();
+    let data = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+        _ => bail!("fused attention: qkv must be a contiguous f32 CPU tensor"),
+    };
+    let mut out = vec![0f32; g.batch * n * c];
+    let shared = SharedOut {
+        ptr: out.as_mut_ptr(),
+        len: out.len(),
+    };
+    if g.window == 0 {
+        global(data, &g, rel.as_ref(), scale, &shared)?;
+    } else {
+        windowed(data, &bias, &g, rel.as_ref(), scale, &shared)?;
+    }
+    drop(storage);
+    Tensor::from_vec(out, (g.batch, g.height, g.width, c), qkv.device())
+}
+
+/// Queries per global-attention item: enough that packing the keys and values for each
+/// item's two products stays a small share of the work.
+const GLOBAL_QUERIES: usize = 256;
+
+/// Global attention: one item per (image, head, band of grid rows); keys and values are read
+/// in place.
+fn global(
+    data: &[f32],
+    g: &Geometry,
+    rel: Option<&RelPos>,
+    scale: f32,
+    out: &SharedOut,
+) -> Result<()> {
+    let (c, hd, n, w) = (g.channels(), g.head_dim, g.height * g.width, g.width);
+    let band = (GLOBAL_QUERIES / w.max(1)).clamp(1, g.height.max(1));
+    let bands = g.height.div_ceil(band);
+    let items = g.batch * g.heads * bands;
+    (0..items)
+        .into_par_iter()
+        .try_for_each_init(Scratch::default, |s, item| {
+            let y0 = (item % bands) * band;
+            let rows = band.min(g.height - y0);
+            let head = (item / bands) % g.heads;
+            let b = item / (bands * g.heads);
+            let img = &data[b * n * 3 * c..(b + 1) * n * 3 * c];
+            let k = MatRef::new(&img[c + head * hd..], n, hd, 3 * c, 1)?;
+            let v = MatRef::new(&img[2 * c + head * hd..], n, hd, 3 * c, 1)?;
+            let q = &img[y0 * w * 3 * c + head * hd..];
+            let pos: Vec<(usize, usize)> = (y0..y0 + rows)
+                .flat_map(|y| (0..w).map(move |x| (y, x)))
+                .collect();
+            attend(q, 3 * c, &pos, k, v, rel, (g.height, g.width), scale, s)?;
+            let first = b * n + y0 * w;
+            for (t, o) in s.out.chunks_exact(hd).enumerate() {
+                out.write((first + t) * c + head * hd, o);
+            }
+            Ok(())
+        })
+}
+
+/// Windowed attention: one item per (image, window, head); the window's queries, keys and
+/// values are gathered, with the bias for keys and values of padding tokens.
+fn windowed(
+    data: &[f32],
+    bias: &[f32],
+    g: &Geometry,
+    rel: Option<&RelPos>,
+    scale: f32,
+    out: &SharedOut,
+) -> Result<()> {
+    let (c, hd, n, ws) = (g.channels(), g.head_dim, g.height * g.width, g.window);
+    let (nwh, nww) = (g.height.div_ceil(ws), g.width.div_ceil(ws));
+    let items = g.batch * nwh * nww * g.heads;
+    (0..items)
+        .into_par_iter()
+        .try_for_each_init(Scratch::default, |s, item| {
+            let head = item % g.heads;
+            let wx = (item / g.heads) % nww;
+            let wy = (item / (g.heads * nww)) % nwh;
+            let b = item / (g.heads * nww * nwh);
+            let (y0, x0) = (wy * ws, wx * ws);
+            let (vh, vw) = (ws.min(g.height - y0), ws.min(g.width - x0));
+            let token = |i: usize, j: usize| &data[(b * n + (y0 + i) * g.width + x0 + j) * 3 * c..];
+            let (qo, ko, vo) = (head * hd, c + head * hd, 2 * c + head * hd);
+            s.q.clear();
+            s.k.clear();
+            s.v.clear();
+            let mut pos = Vec::with_capacity(vh * vw);
+            for i in 0..ws {
+                for j in 0..ws {
+                    let src = if i < vh && j < vw {
+                        let t = token(i, j);
+                        s.q.extend_from_slice(&t[qo..qo + hd]);
+                        pos.push((i, j));
+                        t
+                    } else {
+                        bias
+                    };
+                    s.k.extend_from_slice(&src[ko..ko + hd]);
+                    s.v.extend_from_slice(&src[vo..vo + hd]);
+                }
+            }
+            let (q, k, v) = (
+                std::mem::take(&mut s.q),
+                std::mem::take(&mut s.k),
+                std::mem::take(&mut s.v),
+            );
+            let km = MatRef::row_major(&k, ws * ws, hd)?;
+            let vm = MatRef::row_major(&v, ws * ws, hd)?;
+            attend(&q, hd, &pos, km, vm, rel, (ws, ws), scale, s)?;
+            for (&(i, j), o) in pos.iter().zip(s.out.chunks_exact(hd)) {
+                out.write((b * n + (y0 + i) * g.width + x0 + j) * c + head * hd, o);
+            }
+            (s.q, s.k, s.v) = (q, k, v);
+            Ok(())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::window::{window_partition, window_unpartition};
+    use crate::Attention;
+    use candle_core::{DType, Device, Result, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn attention(dim: usize, heads: usize, rel_len: usize, bias: bool) -> Result<Attention> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let attn = Attention::new(dim, heads, bias, true, rel_len, vb)?;
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu)?)?;
+        }
+        Ok(attn)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar()
+    }
+
+    /// The fused kernel against the plain candle composition (pad, partition, attention with
+    /// materialised biased logits, unpartition), with padding in both directions.
+    #[test]
+    fn windowed_matches_composition() -> Result<()> {
+        for (bias, (h, w)) in [(true, (5, 7)), (false, (6, 6)), (true, (2, 3))] {
+            let attn = attention(32, 4, 5, bias)?;
+            let x = Tensor::randn(0f32, 1.0, (2, h, w, 32), &Device::Cpu)?;
+            let (win, pad) = window_partition(&x, 3)?;
+            let reference = window_unpartition(&attn.forward(&win)?, 3, pad, (h, w))?;
+            let d = max_diff(&attn.forward_grid(&x, 3)?, &reference)?;
+            assert!(d < 2e-5, "{h}×{w}: max diff {d}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn global_matches_composition() -> Result<()> {
+        // Tables of 9 rows resized to 2·5 − 1 and 2·4 − 1.
+        let attn = attention(16, 2, 9, true)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 4, 16), &Device::Cpu)?;
+        let d = max_diff(&attn.forward_grid(&x, 0)?, &attn.forward(&x)?)?;
+        assert!(d < 2e-5, "max diff {d}");
+        Ok(())
+    }
+}
