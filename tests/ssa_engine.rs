@@ -112,13 +112,14 @@ fn tiny_clip(dev: &Device) -> ClipModel {
 }
 
 fn amg_config(v: &Value) -> AmgConfig {
-    let mut c = AmgConfig::default();
-    c.points_per_side = v["points_per_side"].as_u64().map(|x| x as usize);
-    c.pred_iou_thresh = v["pred_iou_thresh"].as_f64().unwrap();
-    c.stability_score_thresh = v["stability_score_thresh"].as_f64().unwrap();
-    c.box_nms_thresh = v["box_nms_thresh"].as_f64().unwrap();
-    c.output_mode = OutputMode::CocoRle;
-    c
+    AmgConfig {
+        points_per_side: v["points_per_side"].as_u64().map(|x| x as usize),
+        pred_iou_thresh: v["pred_iou_thresh"].as_f64().unwrap(),
+        stability_score_thresh: v["stability_score_thresh"].as_f64().unwrap(),
+        box_nms_thresh: v["box_nms_thresh"].as_f64().unwrap(),
+        output_mode: OutputMode::CocoRle,
+        ..AmgConfig::default()
+    }
 }
 
 #[test]
@@ -153,8 +154,8 @@ fn engine_matches_python_reimplementation() {
     // CLIP inputs of the first crops vs the PIL CLIPImageProcessor.
     let pixels = expected("ssa_engine/expected.safetensors");
     let (w, h) = (img.width() as usize, img.height() as usize);
-    for i in 0..3 {
-        let b = f64s(&masks[i]["bbox"]);
+    for (i, m) in masks.iter().take(3).enumerate() {
+        let b = f64s(&m["bbox"]);
         let crop = crop_rgb(&img, imcrop_box([b[0], b[1], b[2], b[3]], 1.2, w, h)).unwrap();
         let px = clip_processor_pixels(&crop, 64, &dev).unwrap();
         let d = (&px - pixels.get(&format!("pixels.{i}")).unwrap())
@@ -264,4 +265,57 @@ fn presets_mirror_ssa_engine() {
     }
     assert_eq!(light.clip_model, "openai/clip-vit-base-patch32");
     assert_eq!(base.blip_model, "Salesforce/blip-image-captioning-large");
+}
+
+/// Captions on: each mask's caption is BLIP's (parity-tested in `blip_parity.rs`) on the 1.6
+/// crop, and its noun phrases join the candidates.
+#[test]
+fn captions_feed_candidates() {
+    use segany::semantic::engine::Captioner;
+    let dev = Device::Cpu;
+    let img = load_rgb(fixture("sam/images/chelsea.png")).unwrap();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let blip = fixture("blip/tiny");
+    let captioner = Captioner::load(blip.to_str().unwrap(), &dev, DType::F32).unwrap();
+    let mut reference = Captioner::load(blip.to_str().unwrap(), &dev, DType::F32).unwrap();
+    let config = EngineConfig::light();
+    assert!(config.captions);
+    let mut engine = SsaEngine::new(
+        tiny_clip(&dev),
+        ClipTokenizer::openai().unwrap(),
+        Some(captioner),
+        config,
+        &dev,
+    );
+    let vocab = vec!["cat".to_string()];
+    let mut phrases_seen = 0;
+    for bbox in [
+        [0.0, 0.0, 450.0, 299.0],
+        [95.0, 185.0, 35.0, 39.0],
+        [41.0, 28.0, 80.0, 215.0],
+    ] {
+        let label = engine.label_mask(&img, bbox, &vocab).unwrap();
+        let large = crop_rgb(&img, imcrop_box(bbox, 1.6, w, h)).unwrap();
+        let caption = reference.caption(&large).unwrap();
+        assert_eq!(label.caption.as_deref(), Some(caption.as_str()));
+        let phrases = segany_blip::noun_phrases(&caption);
+        phrases_seen += phrases.len();
+        for p in phrases.iter().chain(&vocab) {
+            assert!(
+                label.candidates.contains(p),
+                "{p:?} not in {:?}",
+                label.candidates
+            );
+        }
+        let mut sorted = label.candidates.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, label.candidates, "candidates sorted and unique");
+        assert_eq!(label.class_proposals.len(), label.candidates.len().min(3));
+        println!("{bbox:?}: {caption:?} -> {:?}", label.class_proposals);
+    }
+    assert!(
+        phrases_seen > 0,
+        "the captions gave no noun phrase: the test would be vacuous"
+    );
 }
