@@ -16,16 +16,22 @@
 //! Throughput is reported per decoded mask (3,072 per image). Decoder weights: random ViT-B
 //! ones, or those of the Meta-layout file named by `SEGANY_BENCH_SAM_WEIGHTS` (what
 //! `benches/compare/run.sh` gives every implementation). The masks kept with each setting are
-//! printed once. `cargo bench --bench amg`
+//! printed once. `cargo bench --bench amg` (one generation takes about a minute on a 2-core
+//! machine, so criterion's minimum of 10 samples makes this slow: add `-- --quick`).
+//!
+//! With `SEGANY_BENCH_AMG_ONCE=FILE` no criterion run happens: the tiny encoder is timed three
+//! times (median) and each setting named in `SEGANY_BENCH_AMG_CONFIGS` (comma-separated,
+//! default `keep_all`) generates once; the seconds and kept-mask counts go to `FILE` as JSON
+//! (`benches/compare/run.sh` uses this).
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use segany::core::TensorStore;
 use segany::sam_encoder::ImageEncoderConfig;
 use segany::{AmgConfig, Sam, SamAutomaticMaskGenerator, SamConfig, SamPredictor};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const GRID: usize = 32;
 
@@ -153,5 +159,51 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// `SEGANY_BENCH_AMG_ONCE`: single timed runs, written as JSON.
+fn once(path: &str) {
+    let sam = tiny_encoder_sam(&vit_b_weights());
+    let img = image();
+    let mut predictor = SamPredictor::new(sam.clone());
+    let mut enc: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            predictor.set_image(&img).expect("set_image");
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    enc.sort_by(f64::total_cmp);
+    let configs = std::env::var("SEGANY_BENCH_AMG_CONFIGS").unwrap_or_else(|_| "keep_all".into());
+    let mut out = serde_json::Map::new();
+    out.insert("tiny_encoder_s".into(), enc[1].into());
+    for name in configs.split(',') {
+        let cfg = match name {
+            "default" => AmgConfig::default(),
+            "keep_all" => keep_all(),
+            other => panic!("SEGANY_BENCH_AMG_CONFIGS: unknown setting {other:?}"),
+        };
+        let mut generator = SamAutomaticMaskGenerator::new(sam.clone(), cfg).expect("generator");
+        let t = Instant::now();
+        let kept = generator.generate(&img).expect("generate").len();
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "amg_grid32/{name}: {kept} masks kept of {}, {total:.2} s",
+            GRID * GRID * 3
+        );
+        out.insert(
+            name.into(),
+            serde_json::json!({"total_s": total, "encoder_excluded_s": total - enc[1], "kept": kept}),
+        );
+    }
+    std::fs::write(path, serde_json::Value::Object(out).to_string()).expect("write JSON");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(path) = std::env::var("SEGANY_BENCH_AMG_ONCE") {
+        once(&path);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Collects one benches/compare/run.sh run into OUT/results.json and OUT/table.md.
+
+Reads the reference timings (OUT/raw/*.json, from refs.py) and criterion's estimates
+(TARGET/criterion/<group>/<function>/new/estimates.json, mean), refusing estimates older than
+the run's start (``--since``, a Unix time) so that a bench that failed is not replaced by an
+old number. Ratios are segany / the fastest reference in the same run.
+
+Usage: python report.py --out OUT --target TARGET --since UNIX_TIME [--machine OUT/machine.json]
+"""
+import argparse
+import json
+import os
+
+# ViT-B encoder multiply-adds at 1024² (SAM's layout: windowed blocks run qkv/proj on the 70x70
+# padded grid, 25 windows of 196 tokens; global blocks on 4096 tokens; MLP on 4096 tokens).
+D, N, NP, W = 768, 4096, 4900, 196
+_MAC = (8 * (NP * 4 * D * D + NP * 2 * W * D + N * 8 * D * D)
+        + 4 * (N * 4 * D * D + 2 * N * N * D + N * 8 * D * D)
+        + N * 768 * D + N * D * 256 + N * 256 * 256 * 9)
+VIT_B_FLOP = 2 * _MAC
+
+
+def crit(target, since, group, name):
+    p = os.path.join(target, "criterion", group, name, "new", "estimates.json")
+    if not os.path.exists(p) or os.path.getmtime(p) < since:
+        return None
+    with open(p) as f:
+        return json.load(f)["mean"]["point_estimate"] / 1e9
+
+
+def raw(out, name):
+    p = os.path.join(out, "raw", f"{name}.json")
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return json.load(f)
+
+
+def med(d, *keys):
+    for k in keys:
+        if d is None:
+            return None
+        d = d.get(k)
+    return d.get("median_s") if isinstance(d, dict) else None
+
+
+def fmt(s):
+    if s is None:
+        return "—"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--since", type=float, required=True)
+    a = ap.parse_args()
+    c = lambda g, n: crit(a.target, a.since, g, n)  # noqa: E731
+    machine = {}
+    mp = os.path.join(a.out, "machine.json")
+    if os.path.exists(mp):
+        with open(mp) as f:
+            machine = json.load(f)
+
+    off, hf, onnx = raw(a.out, "sam_official"), raw(a.out, "sam_hf"), raw(a.out, "sam_onnx")
+    amg, clip, tg = raw(a.out, "amg_official"), raw(a.out, "clip_l14_336"), raw(a.out, "torch_sgemm")
+    enc = c("sam_vit_b", "segany_encoder_1024")
+    amg_s = raw(a.out, "amg_segany") or {}
+    tiny = amg_s.get("tiny_encoder_s")
+    amg_rs = {k: (amg_s.get(k) or {}).get("total_s") for k in ("default", "keep_all")}
+    amg_ex = {k: (amg_s.get(k) or {}).get("encoder_excluded_s") for k in ("default", "keep_all")}
+    kept = {k: (amg_s.get(k) or {}).get("kept") for k in ("default", "keep_all")}
+    torch_enc = med(off, "encoder")
+
+    rows = []
+
+    def row(what, segany, refs, target=None, note=""):
+        present = {k: v for k, v in refs.items() if v is not None}
+        fastest = min(present, key=present.get) if present else None
+        ratio = segany / present[fastest] if segany is not None and fastest else None
+        rows.append({"what": what, "segany_s": segany, "refs_s": refs, "fastest_ref": fastest,
+                     "ratio": ratio, "target": target, "note": note})
+
+    row("SAM ViT-B image encoder, 1024²", enc,
+        {"candle-transformers": c("sam_vit_b", "candle_transformers_encoder_1024"),
+         "segment-anything": torch_enc, "transformers": med(hf, "encoder"),
+         "ONNX Runtime": med(onnx, "encoder")}, "≤ 0.65× fastest of ORT / transformers / official")
+    row("one point → 3 masks at 1024×768 (prompt enc. + decoder + post-processing)",
+        c("sam_vit_b", "segany_decoder_one_point"),
+        {"candle-transformers": c("sam_vit_b", "candle_transformers_decoder_one_point"),
+         "segment-anything": med(off, "decoder"), "transformers": med(hf, "decoder"),
+         "ONNX Runtime": med(onnx, "decoder")}, "≤ 30 ms and ≤ 0.3× official",
+        "candle-transformers: low-res masks only (no upscaling to the image); ONNX: "
+        "SamOnnxModel, 4 masks")
+    for k, label in [("default", "official thresholds"), ("keep_all", "thresholds off")]:
+        if amg_ex[k] is None and med(amg, k) is None:
+            continue
+        row(f"AMG 32×32 on 1024², {label}, encoder excluded", amg_ex[k],
+            {"segment-anything": med(amg, k)}, "AMG total ≤ 2× one encoder pass",
+            f"masks kept of 3072: segany {kept[k]}, official {(amg or {}).get(k, {}).get('kept')}")
+        tot = amg_ex[k] + enc if amg_ex[k] is not None and enc else None
+        ref_tot = med(amg, k) + torch_enc if med(amg, k) and torch_enc else None
+        row(f"AMG 32×32 on 1024², {label}, encoder included", tot,
+            {"segment-anything": ref_tot}, "≤ 2× one encoder pass",
+            "encoder-excluded time + the same implementation's encoder time")
+    row("CLIP ViT-L/14@336 image embedding", c("clip_vit_l14_336", "image_embedding"),
+        {"transformers": med(clip, "transformers_image"), "open_clip": med(clip, "open_clip_image")},
+        "≤ 0.5× PyTorch")
+    row("CLIP ViT-L/14@336 one text (77 tokens)", c("clip_vit_l14_336", "text_one"),
+        {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
+        "≤ 0.5× PyTorch")
+    row("SSP-SAM head, 336 variant (adapters + fusion + prompt transformer + box head)",
+        c("ssp_head", "336"), {}, "≤ 0.5× PyTorch",
+        "no PyTorch reference in this repository (the official head is not vendored)")
+
+    peak_torch = tg["gflops_best"] if tg else None
+    sg = c("sgemm", "square_2048")
+    peak_candle = 2 * 2048 ** 3 / sg / 1e9 if sg else None
+    peak = max([p for p in (peak_torch, peak_candle) if p] or [0]) or None
+    enc_gflops = VIT_B_FLOP / enc / 1e9 if enc else None
+    extra = {
+        "sgemm_2048_gflops": {"pytorch": peak_torch, "candle": peak_candle},
+        "sgemm_shapes_gflops": {n: (f / t / 1e9 if t else None) for n, f, t in [
+            ("vit_b_mlp_4096x768x3072", 2 * 4096 * 768 * 3072, c("sgemm", "vit_b_mlp_4096x768x3072")),
+            ("vit_b_window_qk_300x196x64x196", 2 * 300 * 196 * 64 * 196,
+             c("sgemm", "vit_b_window_qk_300x196x64x196"))]},
+        "vit_b_encoder_flop": VIT_B_FLOP,
+        "segany_encoder_gflops": enc_gflops,
+        "segany_encoder_fraction_of_peak": enc_gflops / peak if enc_gflops and peak else None,
+        "amg": {"segany_s": amg_rs, "segany_tiny_encoder_s": tiny,
+                "segany_encoder_excluded_s": amg_ex, "segany_kept": kept,
+                "official": amg,
+                "segany_excluded_over_encoder": (amg_ex["keep_all"] / enc
+                                                 if amg_ex["keep_all"] and enc else None),
+                "official_excluded_over_encoder": (med(amg, "keep_all") / torch_enc
+                                                   if med(amg, "keep_all") and torch_enc else None)},
+    }
+    mem = raw(a.out, "mem_torch")
+    mem_rs = os.path.join(a.out, "raw", "mem_segany.json")
+    if os.path.exists(mem_rs):
+        with open(mem_rs) as f:
+            extra["memory"] = {"segany": json.load(f), "pytorch": mem}
+    result = {"machine": machine, "rows": rows, **extra}
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+    cols = ["candle-transformers", "segment-anything", "transformers", "ONNX Runtime", "open_clip"]
+    lines = [
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+        f"{machine.get('threads', '?')} threads for every implementation; "
+        f"{machine.get('date', '?')}, segany {machine.get('git', '?')}; "
+        f"load average {machine.get('load_start', '?')} → {machine.get('load_end', '?')}.",
+        "",
+        "| | segany | " + " | ".join(cols) + " | segany / fastest | target |",
+        "|---|---|" + "---|" * len(cols) + "---|---|",
+    ]
+    for r in rows:
+        cells = [fmt(r["refs_s"].get(k)) if k in r["refs_s"] else "" for k in cols]
+        ratio = f"{r['ratio']:.2f} ({r['fastest_ref']})" if r["ratio"] else "—"
+        lines.append(f"| {r['what']} | {fmt(r['segany_s'])} | " + " | ".join(cells)
+                     + f" | {ratio} | {r['target'] or ''} |")
+    lines.append("")
+    for r in rows:
+        if r["note"]:
+            lines.append(f"* {r['what']}: {r['note']}.")
+    f1 = lambda v: f"{v:.0f}" if v else "—"  # noqa: E731
+    lines.append(
+        f"* f32 sgemm 2048³: PyTorch {f1(peak_torch)} GFLOP/s, candle {f1(peak_candle)} GFLOP/s; "
+        f"segany's ViT-B encoder ({VIT_B_FLOP / 1e12:.2f} TFLOP) runs at {f1(enc_gflops)} GFLOP/s"
+        + (f" = {extra['segany_encoder_fraction_of_peak'] * 100:.0f}% of the better sgemm."
+           if extra["segany_encoder_fraction_of_peak"] else "."))
+    am = extra["amg"]
+    if am["segany_excluded_over_encoder"]:
+        lines.append(
+            f"* AMG (thresholds off) after the encoder / one encoder pass: segany "
+            f"{am['segany_excluded_over_encoder']:.2f}, segment-anything "
+            f"{am['official_excluded_over_encoder'] or float('nan'):.2f} "
+            f"(segany's tiny stand-in encoder, {fmt(tiny)}, is subtracted).")
+    if "memory" in extra:
+        ms, mt = extra["memory"]["segany"], extra["memory"]["pytorch"]
+        gib = lambda b: f"{b / 2**30:.2f} GiB" if b else "—"  # noqa: E731
+        line = (f"* Peak RSS, ViT-H load + one 1024² encode ({gib(ms['file_size'])} file): segany "
+                f"{gib(ms['peak_rss'])} = {ms['peak_over_file']:.2f}× (load {gib(ms['load_peak_rss'])},"
+                f" encode {gib(ms.get('encode_peak_rss'))})")
+        if mt:
+            line += (f"; PyTorch {gib(mt['peak_rss'])} = {mt['peak_over_file']:.2f}× "
+                     f"(load {gib(mt['load_peak_rss'])}, encode {gib(mt['encode_peak_rss'])})")
+        lines.append(line + "; target ≤ 1.3×.")
+    with open(os.path.join(a.out, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
