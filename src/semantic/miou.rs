@@ -58,6 +58,19 @@ impl MiouAccumulator {
             .collect()
     }
 
+    /// Per-class accuracy `intersection / ground-truth area` (`NaN` for classes absent from
+    /// the ground truth).
+    pub fn accs(&self) -> Vec<f64> {
+        (0..self.intersect.len())
+            .map(|c| self.intersect[c] as f64 / self.label_area[c] as f64)
+            .collect()
+    }
+
+    /// Overall pixel accuracy: all intersections over all ground-truth pixels in a class.
+    pub fn aacc(&self) -> f64 {
+        self.intersect.iter().sum::<u64>() as f64 / self.label_area.iter().sum::<u64>() as f64
+    }
+
     /// `nanmean` of [`MiouAccumulator::ious`] × 100 (SSA prints it rounded to 2 decimals).
     pub fn miou(&self) -> f64 {
         let v: Vec<f64> = self.ious().into_iter().filter(|x| !x.is_nan()).collect();

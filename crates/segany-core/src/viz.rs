@@ -1,7 +1,11 @@
-//! Drawing helpers for overlays: translucent masks, points and boxes on an RGB image.
+//! Drawing helpers for overlays: translucent masks, points, boxes and text labels on an RGB
+//! image.
 
 use crate::BinaryMask;
 use image::{Rgb, RgbImage};
+
+mod font;
+pub use font::{draw_text, text_size};
 
 /// A distinct colour for index `i` (golden-angle hue walk, fixed saturation/value).
 pub fn palette(i: usize) -> Rgb<u8> {
