@@ -188,6 +188,9 @@ fn amg_config(args: &Args, base: AmgConfig) -> Result<AmgConfig> {
 }
 
 fn build_ssa(args: &Args, dataset: Dataset) -> Result<Box<dyn Labeller>> {
+    if args.light {
+        eprintln!("note: --light only changes --mode engine; SSA uses its main_ssa.py settings");
+    }
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype)?;
     let seg_id = args.segformer.clone().unwrap_or_else(|| {

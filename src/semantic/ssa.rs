@@ -220,3 +220,55 @@ impl SsaPipeline {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::automatic::Segmentation;
+    use segany_data::mask::Mask;
+
+    fn record(h: usize, w: usize, px: Vec<u8>) -> MaskRecord {
+        let rle = Rle::encode(&Mask::from_vec(h, w, px).unwrap()).unwrap();
+        MaskRecord {
+            area: u64::from(rle.area()),
+            segmentation: Segmentation::Coco(rle),
+            bbox: [0, 0, 1, 1],
+            predicted_iou: 0.9,
+            point_coords: [[0.5, 0.5]],
+            stability_score: 0.95,
+            crop_box: [0, 0, 4, 1],
+        }
+    }
+
+    #[test]
+    fn ssa_json_shape_and_order() {
+        // 1×4 image; classes 10 and 2 in the map; the big mask votes 10, the small one 2.
+        let big = record(1, 4, vec![1, 1, 1, 0]);
+        let small = record(1, 4, vec![0, 0, 0, 1]);
+        let names: Vec<String> = (0..11).map(|i| format!("c{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let r = label_masks(vec![small, big], &[10, 10, 2, 2], 1, 4, &names).unwrap();
+        assert_eq!(r.class_map, vec![10, 10, 10, 2]);
+        let json = serde_json::to_string(&r).unwrap();
+        // Largest first; class_proposals is a string; semantic_mask keys by numeric id.
+        let i10 = json.find("\"class_name\":\"c10\"").unwrap();
+        let i2 = json.find("\"class_name\":\"c2\"").unwrap();
+        assert!(i10 < i2, "{json}");
+        assert!(json.contains("\"class_proposals\":\"c10\""));
+        let k2 = json.find("\"2\":{\"size\":[1,4],\"counts\":").unwrap();
+        let k10 = json.find("\"10\":{\"size\":[1,4],\"counts\":").unwrap();
+        assert!(k2 < k10, "{json}");
+        assert!(!json.contains("class_id"));
+        // A class without a name is an error naming it.
+        let err = label_masks(vec![], &[10, 10, 2, 2], 1, 4, &names[..5]).unwrap_err();
+        assert!(err.to_string().contains("class id 10"), "{err}");
+    }
+
+    #[test]
+    fn semantic_png_colours() {
+        let r = label_masks(vec![], &[0, 1, 2, 0], 2, 2, &["a", "b", "c"]).unwrap();
+        let img = r.semantic_image(&[[1, 1, 1], [2, 2, 2]]);
+        assert_eq!(img.get_pixel(1, 0).0, [2, 2, 2]);
+        assert_eq!(img.get_pixel(0, 1).0, [1, 1, 1]); // class 2 wraps to colour 0
+    }
+}

@@ -294,3 +294,73 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_style_config_deserialises() {
+        // Field set of the nvidia/segformer-* config.json files (unknown fields are ignored).
+        let json = r#"{"architectures": ["SegformerForSemanticSegmentation"],
+            "attention_probs_dropout_prob": 0.0, "classifier_dropout_prob": 0.1,
+            "decoder_hidden_size": 768, "depths": [3, 6, 40, 3], "downsampling_rates": [1, 4, 8, 16],
+            "drop_path_rate": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+            "hidden_sizes": [64, 128, 320, 512], "id2label": {"0": "road", "1": "sidewalk"},
+            "image_size": 224, "initializer_range": 0.02, "layer_norm_eps": 1e-06,
+            "mlp_ratios": [4, 4, 4, 4], "model_type": "segformer", "num_attention_heads": [1, 2, 5, 8],
+            "num_channels": 3, "num_encoder_blocks": 4, "patch_sizes": [7, 3, 3, 3],
+            "reshape_last_stage": true, "semantic_loss_ignore_index": 255,
+            "sr_ratios": [8, 4, 2, 1], "strides": [4, 2, 2, 2], "torch_dtype": "float32"}"#;
+        let c: Config = serde_json::from_str(json).unwrap();
+        assert_eq!(c.depths, vec![3, 6, 40, 3]);
+        assert_eq!(c.num_labels(), 2);
+        assert_eq!(c.hidden_act, Activation::Gelu);
+        c.validate().unwrap();
+        // An empty object is transformers' default config (MiT-b0, 2 labels).
+        let d: Config = serde_json::from_str("{}").unwrap();
+        assert_eq!(d, Config::default());
+        assert_eq!(d.num_labels(), 2);
+    }
+
+    #[test]
+    fn presets() {
+        let b5 = Config::preset(Variant::B5, Dataset::Ade20k);
+        assert_eq!(
+            (b5.depths.clone(), b5.decoder_hidden_size),
+            (vec![3, 6, 40, 3], 768)
+        );
+        assert_eq!(b5.num_labels(), 150);
+        assert_eq!(b5.id2label["7"], "bed ");
+        let b0 = Config::preset(Variant::B0, Dataset::Cityscapes);
+        assert_eq!(
+            (b0.hidden_sizes.clone(), b0.decoder_hidden_size),
+            (vec![32, 64, 160, 256], 256)
+        );
+        assert_eq!(b0.num_labels(), 19);
+        assert_eq!(
+            Config::preset_hub_id(Variant::B5, Dataset::Ade20k),
+            ("nvidia/segformer-b5-finetuned-ade-640-640".to_string(), 640)
+        );
+        assert_eq!(
+            Config::preset_hub_id(Variant::B2, Dataset::Cityscapes).0,
+            "nvidia/segformer-b2-finetuned-cityscapes-1024-1024"
+        );
+        assert_eq!("cityscapes".parse::<Dataset>(), Ok(Dataset::Cityscapes));
+        assert!("coco".parse::<Dataset>().is_err());
+        assert_eq!(Dataset::Ade20k.palette().len(), 150);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = Config::default();
+        c.depths.pop();
+        assert!(c.validate().unwrap_err().contains("depths"));
+        let mut c = Config::default();
+        c.num_attention_heads[2] = 3;
+        assert!(c.validate().unwrap_err().contains("num_attention_heads[2]"));
+        let mut c = Config::default();
+        c.id2label.insert("5".into(), "x".into());
+        assert!(c.validate().unwrap_err().contains("\"5\""));
+    }
+}

@@ -156,3 +156,46 @@ impl ImageProcessor {
         Tensor::from_vec(data, (1, 3, h, w), device)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processor_configs() {
+        // SegformerFeatureExtractor era (integer size) and current ({height, width}).
+        let old = ImageProcessor::from_json(
+            r#"{"do_normalize": true, "do_resize": true, "feature_extractor_type": "SegformerFeatureExtractor",
+                "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+                "reduce_labels": true, "resample": 2, "size": 640}"#,
+        )
+        .unwrap();
+        assert_eq!(old, ImageProcessor::square(640));
+        let new = ImageProcessor::from_json(r#"{"size": {"height": 512, "width": 1024}}"#).unwrap();
+        assert_eq!(new.size, (512, 1024));
+        assert!(ImageProcessor::from_json(r#"{"resample": 3}"#)
+            .unwrap_err()
+            .contains("resample"));
+        assert!(ImageProcessor::from_json(r#"{"image_std": [1, 0, 1]}"#).is_err());
+        assert!(ImageProcessor::from_json(r#"{"image_mean": [1]}"#)
+            .unwrap_err()
+            .contains("image_mean"));
+    }
+
+    #[test]
+    fn normalises_like_transformers() {
+        let img = RgbImage::from_pixel(2, 2, image::Rgb([255, 0, 128]));
+        let p = ImageProcessor::square(2)
+            .preprocess(&img, &Device::Cpu)
+            .unwrap();
+        let v = p.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expect = |x: f64, c: usize| {
+            let m = [0.485f32, 0.456, 0.406][c];
+            let s = [0.229f32, 0.224, 0.225][c];
+            ((x / 255.0) as f32 - m) / s
+        };
+        assert_eq!(v[0], expect(255.0, 0));
+        assert_eq!(v[4], expect(0.0, 1));
+        assert_eq!(v[8], expect(128.0, 2));
+    }
+}
