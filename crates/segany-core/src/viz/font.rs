@@ -198,22 +198,18 @@ mod tests {
         assert_eq!(img.get_pixel(3, 7).0, [255, 0, 0]);
         assert_eq!(img.get_pixel(2, 7).0, [1, 1, 1]); // background
         assert_eq!(img.get_pixel(8, 5).0, [0, 0, 0]); // outside the box
-                                                      // every printable glyph is distinct from the unknown box, and clipping is safe.
+
+        // Every printable glyph differs from the unknown box; clipping is safe.
         assert!(GLYPHS.iter().all(|g| *g != UNKNOWN));
         draw_text(&mut img, -3, 8, "hello~", 2, Rgb([9, 9, 9]), None);
     }
 
     #[test]
     fn glyphs_are_distinct() {
-        for a in 0..GLYPHS.len() {
-            for b in a + 1..GLYPHS.len() {
-                assert_ne!(
-                    GLYPHS[a],
-                    GLYPHS[b],
-                    "{:?} and {:?}",
-                    (a + 32) as u8 as char,
-                    (b + 32) as u8 as char
-                );
+        for (a, ga) in GLYPHS.iter().enumerate() {
+            for (b, gb) in GLYPHS.iter().enumerate().skip(a + 1) {
+                let (ca, cb) = ((a + 32) as u8 as char, (b + 32) as u8 as char);
+                assert_ne!(ga, gb, "{ca:?} and {cb:?}");
             }
         }
     }
