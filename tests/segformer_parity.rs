@@ -38,6 +38,10 @@ fn config_and_processor_from_files() {
     assert_eq!(seg.num_labels(), 150);
     assert_eq!(seg.config().id2label["7"], "bed ");
     assert_eq!(seg.processor().size, (128, 160));
+    // The weights file alone finds its config.json and preprocessor_config.json siblings.
+    let file = fixture("segformer/tiny/model.safetensors");
+    let seg = SemanticSegmenter::load(file.to_str().unwrap(), &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(seg.processor().size, (128, 160));
 }
 
 #[test]
