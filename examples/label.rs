@@ -33,6 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use segany::automatic::{AmgConfig, OutputMode};
 use segany::core::image::load_rgb;
 use segany::core::{parse_device, parse_dtype};
+use segany::semantic::engine::{CloseSetBranch, EngineConfig, SsaEngine};
 use segany::semantic::{
     evaluate_folder, labelled_overlay, ssa_amg_config, Dataset, EvalDataset, SemanticSegmenter,
     SsaPipeline, Variant,
@@ -67,6 +68,20 @@ struct Args {
     /// SSA-engine's light preset (smaller models, 16 points per side).
     #[arg(long)]
     light: bool,
+    /// Engine: CLIP for the proposal filter (hub id, directory or file); default SSA's
+    /// (openai/clip-vit-large-patch14, or clip-vit-base-patch32 with --light).
+    #[arg(long)]
+    clip: Option<String>,
+    /// Engine: candidate names, comma-separated (repeatable).
+    #[arg(long)]
+    vocab: Vec<String>,
+    /// Engine: a file of candidate names, one per line (`#` starts a comment line).
+    #[arg(long)]
+    vocab_file: Option<PathBuf>,
+    /// Engine: BLIP captioner (e.g. Salesforce/blip-image-captioning-large); its captions'
+    /// noun phrases become candidates. Without it no captions are made.
+    #[arg(long)]
+    blip: Option<String>,
     /// Also write OUT/<stem>_overlay.png.
     #[arg(long)]
     save_img: bool,
@@ -207,8 +222,120 @@ fn build_ssa(args: &Args, dataset: Dataset) -> Result<Box<dyn Labeller>> {
 }
 
 /// `--mode engine`: SSA-engine (open vocabulary, `segany::semantic::engine`).
-fn build_engine(_args: &Args, _dataset: Dataset) -> Result<Box<dyn Labeller>> {
-    bail!("--mode engine: SSA-engine is not built into this example yet")
+struct Engine {
+    generator: SamAutomaticMaskGenerator,
+    /// The close-set branch (SegFormer and its class names), with `--segformer`.
+    segmenter: Option<(SemanticSegmenter, Vec<String>)>,
+    engine: SsaEngine,
+    vocabulary: Vec<String>,
+    bgr: bool,
+}
+
+impl Labeller for Engine {
+    fn label(&mut self, img: &RgbImage) -> Result<Labelled> {
+        // SSA-engine gives SAM and the close-set branch the same (BGR with --bgr) array.
+        let swapped;
+        let view = if self.bgr {
+            let mut s = img.clone();
+            s.pixels_mut().for_each(|p| p.0.swap(0, 2));
+            swapped = s;
+            &swapped
+        } else {
+            img
+        };
+        let records = self.generator.generate(view)?;
+        let mut branches = Vec::new();
+        if let Some((segmenter, labels)) = &self.segmenter {
+            branches.push(CloseSetBranch {
+                class_map: segmenter.segment(view)?,
+                width: img.width() as usize,
+                height: img.height() as usize,
+                labels: labels.clone(),
+            });
+        }
+        let (labels, doc) =
+            self.engine
+                .label_records(img, &records, &branches, &self.vocabulary)?;
+        let masks = records
+            .iter()
+            .zip(&labels)
+            .map(|(r, l)| Ok((r.segmentation.to_rle()?, l.class_name.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Labelled {
+            json: serde_json::to_string(&doc)?,
+            masks,
+            semantic_png: None,
+        })
+    }
+}
+
+/// `--vocab a,b,c` (repeatable) and `--vocab-file` (one name per line, `#` comments).
+fn vocabulary(args: &Args) -> Result<Vec<String>> {
+    let mut names: Vec<String> = args
+        .vocab
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(path) = &args.vocab_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --vocab-file {}", path.display()))?;
+        names.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(names)
+}
+
+fn build_engine(args: &Args, dataset: Dataset) -> Result<Box<dyn Labeller>> {
+    let device = parse_device(&args.device)?;
+    let dtype = parse_dtype(&args.dtype)?;
+    let mut config = if args.light {
+        EngineConfig::light()
+    } else {
+        EngineConfig::base()
+    };
+    config.amg = amg_config(args, config.amg.clone())?;
+    config.bgr = args.bgr;
+    config.captions = args.blip.is_some();
+    let vocabulary = vocabulary(args)?;
+    if vocabulary.is_empty() && args.segformer.is_none() && args.blip.is_none() {
+        bail!("--mode engine needs candidate names: --vocab, --vocab-file, --segformer or --blip");
+    }
+    let segmenter = match &args.segformer {
+        Some(id) => {
+            let s = SemanticSegmenter::load(id, &device, dtype)
+                .with_context(|| format!("loading SegFormer {id}"))?;
+            let names = dataset
+                .class_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            Some((s, names))
+        }
+        None => None,
+    };
+    let clip = args
+        .clip
+        .clone()
+        .unwrap_or_else(|| config.clip_model.to_string());
+    let bgr = config.bgr;
+    let sam = Sam::load(&args.sam, &device, dtype)
+        .with_context(|| format!("loading SAM {}", args.sam))?;
+    let generator = SamAutomaticMaskGenerator::new(sam, config.amg.clone())?;
+    let engine = SsaEngine::load(&clip, args.blip.as_deref(), config, &device)
+        .with_context(|| format!("loading CLIP {clip} / BLIP {:?}", args.blip))?;
+    Ok(Box::new(Engine {
+        generator,
+        segmenter,
+        engine,
+        vocabulary,
+        bgr,
+    }))
 }
 
 fn list_images(input: &Path) -> Result<Vec<PathBuf>> {
