@@ -2,6 +2,7 @@
 
 use super::attention::TinyAttention;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
+use super::gelu::gelu;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use segany_core::nn::{layer_norm, LayerNorm};
@@ -28,7 +29,7 @@ impl TinyMlp {
 impl Module for TinyMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.norm.forward(x)?;
-        self.fc2.forward(&self.fc1.forward(&x)?.gelu_erf()?)
+        self.fc2.forward(&gelu(&self.fc1.forward(&x)?)?)
     }
 }
 

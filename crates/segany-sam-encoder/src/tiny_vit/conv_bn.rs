@@ -1,6 +1,7 @@
 //! `Conv2d_BN`: a bias-free convolution followed by an eval-mode BatchNorm, folded into one
 //! convolution with a bias at load time (what the reference's own `Conv2d_BN.fuse` does).
 
+use super::depthwise::{depthwise_conv, Depthwise};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -55,6 +56,8 @@ pub struct Conv2dBN {
     weight: Tensor,
     bias: Tensor,
     spec: ConvBnSpec,
+    /// Host copy of a depthwise layer's folded weights for the CPU kernel.
+    depthwise: Option<Depthwise>,
 }
 
 impl Conv2dBN {
@@ -85,11 +88,24 @@ impl Conv2dBN {
         let scale = gamma.broadcast_div(&(var + bn_eps)?.sqrt()?)?;
         let bias = (beta - mean.mul(&scale)?)?;
         let weight = f32(w.clone())?.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
+        let is_depthwise = groups == in_channels && groups == out && k > 1;
+        let depthwise = if is_depthwise && w.device().is_cpu() {
+            Some(Depthwise {
+                weight: weight.flatten_all()?.to_vec1()?,
+                bias: bias.to_vec1()?,
+                kernel: k,
+                stride: spec.stride,
+                padding: spec.padding,
+            })
+        } else {
+            None
+        };
         let dtype = w.dtype();
         Ok(Self {
             weight: weight.to_dtype(dtype)?,
             bias: bias.reshape((1, out, 1, 1))?.to_dtype(dtype)?,
             spec,
+            depthwise,
         })
     }
 
@@ -113,6 +129,9 @@ impl Module for Conv2dBN {
             return y
                 .reshape((b, s.out_channels, h, w))?
                 .broadcast_add(&self.bias);
+        }
+        if let Some(op) = &self.depthwise {
+            return depthwise_conv(x, op, &self.weight, &self.bias);
         }
         x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
             .broadcast_add(&self.bias)

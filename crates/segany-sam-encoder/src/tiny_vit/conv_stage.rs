@@ -2,6 +2,7 @@
 
 use super::config::scaled;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
+use super::gelu::gelu;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -34,7 +35,7 @@ impl PatchEmbed {
 
 impl Module for PatchEmbed {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv2.forward(&self.conv1.forward(x)?.gelu_erf()?)
+        self.conv2.forward(&gelu(&self.conv1.forward(x)?)?)
     }
 }
 
@@ -61,9 +62,9 @@ impl MBConv {
 
 impl Module for MBConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(x)?.gelu_erf()?;
-        let y = self.conv2.forward(&y)?.gelu_erf()?;
-        (self.conv3.forward(&y)? + x)?.gelu_erf()
+        let y = gelu(&self.conv1.forward(x)?)?;
+        let y = gelu(&self.conv2.forward(&y)?)?;
+        gelu(&(self.conv3.forward(&y)? + x)?)
     }
 }
 
@@ -103,8 +104,8 @@ impl PatchMerging {
 
 impl Module for PatchMerging {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(x)?.gelu_erf()?;
-        let y = self.conv2.forward(&y)?.gelu_erf()?;
+        let y = gelu(&self.conv1.forward(x)?)?;
+        let y = gelu(&self.conv2.forward(&y)?)?;
         self.conv3.forward(&y)
     }
 }

@@ -6,7 +6,7 @@
 //! `layers.0.blocks.N.conv{1,2,3}`, `layers.I.blocks.N.{attn.{norm,qkv,proj,attention_biases},
 //! local_conv, mlp.{norm,fc1,fc2}}`, `layers.I.downsample.conv{1,2,3}`, `neck.{0..3}`.
 //! BatchNorm runs in eval mode (folded into the convolutions at load time), GELU is exact
-//! (erf), as in the reference.
+//! (erf), as in the reference. Depthwise convolutions use a direct CPU kernel (f32).
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
@@ -37,7 +37,9 @@ mod block;
 mod config;
 mod conv_bn;
 mod conv_stage;
+mod depthwise;
 mod encoder;
+mod gelu;
 
 pub use attention::{attention_bias_idxs, TinyAttention};
 pub use block::{TinyBlockSpec, TinyMlp, TinyViTBlock};

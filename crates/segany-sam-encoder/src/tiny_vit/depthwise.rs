@@ -1,0 +1,153 @@
+//! A direct CPU kernel for depthwise convolutions (one filter per channel).
+//!
+//! candle's `conv2d` with `groups = C` runs `C` separate single-channel convolutions (a chunk,
+//! an im2col and a matmul each, then a concatenation); TinyViT's depthwise layers are better
+//! served by a plain sliding-window loop, parallel over channel planes. Other devices and
+//! dtypes fall back to candle's `conv2d`.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// A depthwise `k`×`k` convolution with per-channel bias, as a candle custom op (CPU, f32).
+#[derive(Debug, Clone)]
+pub(crate) struct Depthwise {
+    /// `(C, k, k)` filters, row-major.
+    pub weight: Vec<f32>,
+    /// `(C,)` bias.
+    pub bias: Vec<f32>,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Depthwise {
+    fn out_size(&self, n: usize) -> usize {
+        (n + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// One output plane from one input plane `h`×`w` of channel `c`.
+    fn plane(&self, c: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let filt = &self.weight[c * k * k..(c + 1) * k * k];
+        dst.fill(self.bias[c]);
+        for oy in 0..oh {
+            let row = &mut dst[oy * ow..(oy + 1) * ow];
+            for ky in 0..k {
+                let iy = oy * s + ky;
+                if iy < p || iy - p >= h {
+                    continue;
+                }
+                let src_row = &src[(iy - p) * w..(iy - p + 1) * w];
+                for kx in 0..k {
+                    let wv = filt[ky * k + kx];
+                    // Output columns whose input column ox·s + kx − p lies inside the row.
+                    let lo = p.saturating_sub(kx).div_ceil(s);
+                    let hi = ((w + p).saturating_sub(kx)).div_ceil(s).min(ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    if s == 1 {
+                        let off = lo + kx - p;
+                        let inp = &src_row[off..off + (hi - lo)];
+                        for (o, &x) in row[lo..hi].iter_mut().zip(inp) {
+                            *o += wv * x;
+                        }
+                    } else {
+                        for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                            *o += wv * src_row[ox * s + kx - p];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Depthwise {
+    fn name(&self) -> &'static str {
+        "tiny-vit-depthwise-conv"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("depthwise kernel: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("depthwise kernel: input must be contiguous");
+        };
+        let (b, c, h, w) = layout.shape().dims4()?;
+        if c * self.kernel * self.kernel != self.weight.len() || c != self.bias.len() {
+            candle_core::bail!(
+                "depthwise kernel: {c} channels for {} filters",
+                self.bias.len()
+            );
+        }
+        let src = &data[start..end];
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(i, dst)| self.plane(i % c, &src[i * h * w..(i + 1) * h * w], h, w, dst));
+        Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
+    }
+}
+
+/// Applies `op` on CPU f32 tensors; elsewhere `x.conv2d(weight) + bias` with candle.
+pub(crate) fn depthwise_conv(
+    x: &Tensor,
+    op: &Depthwise,
+    weight: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        return x.contiguous()?.apply_op1_no_bwd(op);
+    }
+    let groups = x.dim(1)?;
+    x.conv2d(weight, op.padding, op.stride, 1, groups)?
+        .broadcast_add(bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn matches_candle_conv2d() {
+        let dev = Device::Cpu;
+        for (k, s, h, w) in [(3, 1, 9, 7), (3, 2, 9, 7), (3, 2, 8, 8), (5, 1, 4, 6)] {
+            let c = 3;
+            let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 1.0, (c, 1, k, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, c, &dev).unwrap();
+            let op = Depthwise {
+                weight: wt.flatten_all().unwrap().to_vec1().unwrap(),
+                bias: b.to_vec1().unwrap(),
+                kernel: k,
+                stride: s,
+                padding: k / 2,
+            };
+            let ours = x.apply_op1_no_bwd(&op).unwrap();
+            let reference = x
+                .conv2d(&wt, k / 2, s, 1, c)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
+                .unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            let d = (ours - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-5, "k{k} s{s} {h}x{w}: max diff {d}");
+        }
+    }
+}
