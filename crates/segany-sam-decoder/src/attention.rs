@@ -1,7 +1,8 @@
 //! Attention of the two-way transformer, with optional down-projection of q/k/v.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use segany_core::nn::{linear, Linear};
 
 /// `q_proj`, `k_proj`, `v_proj` to `dim / downsample_rate`, multi-head softmax attention,
 /// `out_proj` back to `dim`.
@@ -30,10 +31,10 @@ impl Attention {
             );
         }
         Ok(Self {
-            q_proj: candle_nn::linear(dim, internal, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(dim, internal, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(dim, internal, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(internal, dim, vb.pp("out_proj"))?,
+            q_proj: linear(dim, internal, vb.pp("q_proj"))?,
+            k_proj: linear(dim, internal, vb.pp("k_proj"))?,
+            v_proj: linear(dim, internal, vb.pp("v_proj"))?,
+            out_proj: linear(internal, dim, vb.pp("out_proj"))?,
             num_heads,
         })
     }

@@ -1,7 +1,8 @@
 //! The small MLP of the mask decoder (ReLU between layers, none after the last).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use segany_core::nn::{linear, Linear};
 
 /// `layers.0 .. layers.{n-1}` linear layers.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ impl Mlp {
         dims.extend(std::iter::repeat_n(hidden, num_layers.saturating_sub(1)));
         dims.push(output);
         let layers = (0..num_layers)
-            .map(|i| candle_nn::linear(dims[i], dims[i + 1], vb.pp("layers").pp(i)))
+            .map(|i| linear(dims[i], dims[i + 1], vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,

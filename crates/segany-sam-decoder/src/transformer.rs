@@ -3,8 +3,8 @@
 use crate::attention::Attention;
 use crate::config::{MaskDecoderConfig, TRANSFORMER_LAYER_NORM_EPS};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, transpose_last2, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, transpose_last2, LayerNorm, Linear};
 
 /// One `TwoWayAttentionBlock`.
 #[derive(Debug, Clone)]
@@ -33,8 +33,8 @@ impl TwoWayAttentionBlock {
             norm1: layer_norm(d, eps, vb.pp("norm1"))?,
             cross_attn_token_to_image: Attention::new(d, h, r, vb.pp("cross_attn_token_to_image"))?,
             norm2: layer_norm(d, eps, vb.pp("norm2"))?,
-            lin1: candle_nn::linear(d, cfg.mlp_dim, vb.pp("mlp").pp("lin1"))?,
-            lin2: candle_nn::linear(cfg.mlp_dim, d, vb.pp("mlp").pp("lin2"))?,
+            lin1: linear(d, cfg.mlp_dim, vb.pp("mlp").pp("lin1"))?,
+            lin2: linear(cfg.mlp_dim, d, vb.pp("mlp").pp("lin2"))?,
             norm3: layer_norm(d, eps, vb.pp("norm3"))?,
             norm4: layer_norm(d, eps, vb.pp("norm4"))?,
             cross_attn_image_to_token: Attention::new(d, h, r, vb.pp("cross_attn_image_to_token"))?,

@@ -5,7 +5,8 @@ use crate::fused_softmax::rel_pos_softmax;
 use crate::rel_pos::{get_rel_pos, rel_pos_terms};
 use crate::window::{window_partition, window_unpartition};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use segany_core::nn::{linear, linear_no_bias, Linear};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
 #[derive(Debug, Clone)]
@@ -30,11 +31,11 @@ impl Attention {
         vb: VarBuilder,
     ) -> Result<Self> {
         let qkv = if qkv_bias {
-            candle_nn::linear(dim, dim * 3, vb.pp("qkv"))?
+            linear(dim, dim * 3, vb.pp("qkv"))?
         } else {
-            candle_nn::linear_no_bias(dim, dim * 3, vb.pp("qkv"))?
+            linear_no_bias(dim, dim * 3, vb.pp("qkv"))?
         };
-        let proj = candle_nn::linear(dim, dim, vb.pp("proj"))?;
+        let proj = linear(dim, dim, vb.pp("proj"))?;
         let head_dim = dim / num_heads;
         let rel_pos = if use_rel_pos {
             let table = |name: &str| {

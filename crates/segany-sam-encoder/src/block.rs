@@ -3,8 +3,8 @@
 use crate::attention::Attention;
 use crate::ImageEncoderConfig;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
 
 /// `norm1 → attn (windowed if window_size > 0) → residual → norm2 → mlp (lin1, GELU, lin2) → residual`.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ impl Block {
                 vb.pp("attn"),
             )?,
             norm2: layer_norm(dim, eps, vb.pp("norm2"))?,
-            lin1: candle_nn::linear(dim, cfg.mlp_dim(), vb.pp("mlp").pp("lin1"))?,
-            lin2: candle_nn::linear(cfg.mlp_dim(), dim, vb.pp("mlp").pp("lin2"))?,
+            lin1: linear(dim, cfg.mlp_dim(), vb.pp("mlp").pp("lin1"))?,
+            lin2: linear(cfg.mlp_dim(), dim, vb.pp("mlp").pp("lin2"))?,
             window_size,
         })
     }
@@ -58,7 +58,7 @@ impl Module for Block {
         let x = (shortcut + y)?;
         let m = self
             .lin2
-            .forward(&self.lin1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+            .forward(&self.lin1.forward_gelu(&self.norm2.forward(&x)?)?)?;
         x + m
     }
 }

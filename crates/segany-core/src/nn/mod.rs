@@ -2,10 +2,12 @@
 
 mod interpolate;
 mod layer_norm;
+mod linear;
 mod matmul;
 mod transpose;
 
 pub use interpolate::resize_bilinear;
 pub use layer_norm::{layer_norm, layer_norm_2d, LayerNorm, LayerNorm2d};
+pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
 pub use transpose::transpose_last2;

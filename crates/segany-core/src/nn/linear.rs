@@ -1,0 +1,158 @@
+//! A linear layer whose CPU f32 path adds the bias (and optionally applies exact GELU) in one
+//! parallel pass over the gemm output.
+//!
+//! `candle_nn::Linear` runs the matmul, then `broadcast_add` for the bias (a second pass with its
+//! own allocation), and a following `gelu_erf` is a third. Here the bias and the activation are
+//! applied row by row, in parallel, to the product's own buffer. The arithmetic is candle's:
+//! `(x·Wᵀ) + b`, then `gelu_erf` with candle's `erf_f32`, the same operations in the same order as the
+//! plain composition. Other devices and dtypes use that composition.
+
+use candle_core::{DType, Module, Result, Storage, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::matmul::{matmul_into, MatRef};
+
+/// `y = x·Wᵀ + b` over the last dimension (`nn.Linear`; `weight` is `(out, in)`).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// Loads `weight (out, in)` and `bias (out)` from `vb`.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let lin = candle_nn::linear(in_dim, out_dim, vb)?;
+    Ok(Linear::new(lin.weight().clone(), lin.bias().cloned()))
+}
+
+/// Loads `weight (out, in)` from `vb`, without bias.
+pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let lin = candle_nn::linear_no_bias(in_dim, out_dim, vb)?;
+    Ok(Linear::new(lin.weight().clone(), None))
+}
+
+fn gelu_erf(v: f32) -> f32 {
+    (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
+}
+
+impl Linear {
+    /// Builds the layer from `weight (out, in)` and an optional `bias (out)`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The `(out, in)` weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// `gelu_erf(x·Wᵀ + b)`: the first half of a ViT MLP.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, true)
+    }
+
+    fn run(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+        let fast = x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+            && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+        if !fast {
+            let w = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
+            let y = w.forward(x)?;
+            return if gelu { y.gelu_erf() } else { Ok(y) };
+        }
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let x = x.contiguous()?;
+        let dims = x.dims();
+        if dims.last() != Some(&in_dim) {
+            candle_core::bail!("linear: input {dims:?} does not end in {in_dim} features")
+        }
+        let rows = x.elem_count() / in_dim.max(1);
+        let bias: Option<Vec<f32>> = match &self.bias {
+            Some(b) => Some(b.flatten_all()?.to_vec1()?),
+            None => None,
+        };
+        let weight = self.weight.contiguous()?;
+        let mut out = vec![0f32; rows * out_dim];
+        {
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = weight.storage_and_layout();
+            let (xv, wv) = match (&*xs, &*ws, xl.contiguous_offsets(), wl.contiguous_offsets()) {
+                (
+                    Storage::Cpu(candle_core::CpuStorage::F32(xv)),
+                    Storage::Cpu(candle_core::CpuStorage::F32(wv)),
+                    Some((xa, xb)),
+                    Some((wa, wb)),
+                ) => (&xv[xa..xb], &wv[wa..wb]),
+                _ => candle_core::bail!("linear: expected contiguous f32 CPU tensors"),
+            };
+            let a = MatRef::row_major(xv, rows, in_dim)?;
+            let w = MatRef::row_major(wv, out_dim, in_dim)?.t();
+            matmul_into(&mut out, out_dim, a, w, 1.0, true)?;
+        }
+        if bias.is_some() || gelu {
+            out.par_chunks_mut(out_dim.max(1)).for_each(|row| {
+                if let Some(b) = &bias {
+                    for (v, &b) in row.iter_mut().zip(b) {
+                        *v += b;
+                    }
+                }
+                if gelu {
+                    for v in row.iter_mut() {
+                        *v = gelu_erf(*v);
+                    }
+                }
+            });
+        }
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = out_dim;
+        }
+        Tensor::from_vec(out, out_dims, x.device())
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn equals_candle_linear_and_gelu() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (7, 5), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 7, &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5), &dev)?;
+        let reference = candle_nn::Linear::new(w.clone(), Some(b.clone())).forward(&x)?;
+        let ours = Linear::new(w.clone(), Some(b)).forward(&x)?;
+        let d = (&reference - ours)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "linear: {d}");
+        let g = Linear::new(w.clone(), Some(Tensor::zeros(7, DType::F32, &dev)?));
+        let reference = candle_nn::Linear::new(w.clone(), None)
+            .forward(&x)?
+            .gelu_erf()?;
+        let d = (reference - g.forward_gelu(&x)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(d < 1e-6, "gelu: {d}");
+        let nb = Linear::new(w.clone(), None).forward(&x.narrow(1, 1, 2)?)?;
+        let reference = candle_nn::Linear::new(w, None).forward(&x.narrow(1, 1, 2)?)?;
+        assert_eq!(nb.dims(), &[2, 2, 7]);
+        let d = (reference - nb)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "no bias, strided input: {d}");
+        Ok(())
+    }
+}
