@@ -59,6 +59,7 @@ impl TwoWayAttentionBlock {
         let queries = self.norm1.forward(&queries)?;
 
         let q = (&queries + query_pe)?;
+        // `keys` does not change before the image-to-token attention: one sum serves both.
         let k = (keys + key_pe)?;
         let queries = (&queries + self.cross_attn_token_to_image.forward(&q, &k, keys)?)?;
         let queries = self.norm2.forward(&queries)?;
@@ -67,7 +68,6 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&(queries + mlp)?)?;
 
         let q = (&queries + query_pe)?;
-        let k = (keys + key_pe)?;
         let keys = (keys + self.cross_attn_image_to_token.forward(&k, &q, &queries)?)?;
         let keys = self.norm4.forward(&keys)?;
         Ok((queries, keys))
