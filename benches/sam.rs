@@ -98,5 +98,37 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// MobileSAM's TinyViT-5M encoder at 1024² on random weights (BatchNorm variances 1), next to
+/// the ViT-B encoder above (`tools/bench/mobilesam_torch_bench.py` times the PyTorch reference).
+fn bench_tiny_vit(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    Sam::new(&SamConfig::vit_t(), vb).expect("build MobileSAM");
+    let mut weights = HashMap::new();
+    for (name, var) in varmap.data().lock().expect("varmap").iter() {
+        let t = var.as_tensor();
+        let r = if name.ends_with("running_var") {
+            Tensor::ones(t.shape(), DType::F32, &dev)
+        } else {
+            Tensor::randn(0f32, 0.02, t.shape(), &dev)
+        };
+        weights.insert(name.clone(), r.expect("random weights"));
+    }
+    let sam = Sam::from_store(TensorStore::from_tensors(weights), None, &dev, DType::F32)
+        .expect("load MobileSAM");
+    let (pixels, _) = segany::core::image::ResizeLongestSide::new(1024)
+        .preprocess(&image(), &dev)
+        .expect("preprocess");
+    let mut g = c.benchmark_group("sam_vit_t");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("segany_tiny_vit_encoder_1024", |b| {
+        b.iter(|| sam.encode(&pixels).expect("encode"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_tiny_vit);
 criterion_main!(benches);
