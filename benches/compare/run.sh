@@ -16,7 +16,8 @@
 # official generator (about a minute per generation on 2 cores). `cargo bench --bench rle`
 # is not part of the run (pycocotools' times on the same masks are in raw/pycocotools_rle.json).
 #
-# Environment: THREADS (RAYON_NUM_THREADS / torch.set_num_threads / ORT intra-op, default 2),
+# Environment: AMG_CONFIGS (default, keep_all or both comma-separated; default `default`),
+# THREADS (RAYON_NUM_THREADS / torch.set_num_threads / ORT intra-op, default 2),
 # REPEATS (timed runs per reference measurement after one warm-up, default 2), WORK (weights and
 # ONNX files, default $TMPDIR/segany-compare, ~4 GB, reused), OUT (default
 # target/compare/<UTC time>), CARGO_TARGET_DIR. Writes OUT/results.json, OUT/table.md,
@@ -27,6 +28,9 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-2}
+# keep_all (every one of the 3,072 masks through stability, RLE and NMS) takes > 10 min per
+# implementation on 2 loaded cores; with random weights `default` keeps no mask (decoder only).
+AMG_CONFIGS=${AMG_CONFIGS:-default}
 WORK=${WORK:-${TMPDIR:-/tmp}/segany-compare}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET/compare/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -40,7 +44,7 @@ cargo bench --no-run -p segany-clip --bench clip
 
 start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-refs() { log "refs $1"; "$PY" benches/compare/refs.py "$1" --work "$WORK" --out "$OUT/raw" --threads "$THREADS" --repeats "$REPEATS"; }
+refs() { log "refs $1"; "$PY" benches/compare/refs.py "$1" --work "$WORK" --out "$OUT/raw" --threads "$THREADS" --repeats "$REPEATS" --amg-configs "$AMG_CONFIGS"; }
 refs prepare
 start=$(date +%s)
 refs sgemm
@@ -60,7 +64,7 @@ crit() { # crit <cargo args> -- <filter>
 crit --bench sgemm -- --quick --noplot
 crit --features compare-candle --bench sam -- --quick --noplot
 log "amg (single runs)"
-SEGANY_BENCH_AMG_ONCE=$(realpath "$OUT")/raw/amg_segany.json cargo bench --bench amg | tee -a "$OUT/cargo_bench.log"
+SEGANY_BENCH_AMG_CONFIGS=$AMG_CONFIGS SEGANY_BENCH_AMG_ONCE=$(realpath "$OUT")/raw/amg_segany.json cargo bench --bench amg | tee -a "$OUT/cargo_bench.log"
 crit -p segany-clip --bench clip -- --quick --noplot clip_vit_l14_336
 crit --bench ssp -- --quick --noplot ssp_head
 
