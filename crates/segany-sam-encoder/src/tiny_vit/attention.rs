@@ -103,10 +103,9 @@ impl Module for TinyAttention {
         let (b, n, c) = x.dims3()?;
         let (h, kd) = (self.num_heads, self.key_dim);
         // (B, N, heads, [q | k | v]) → three (B, heads, N, kd).
-        let qkv = self
-            .qkv
-            .forward(&self.norm.forward(x)?)?
-            .reshape((b, n, h, 3 * kd))?;
+        // Linear layers on (B·N, C): one large matmul instead of B small ones.
+        let xn = self.norm.forward(x)?.reshape((b * n, c))?;
+        let qkv = self.qkv.forward(&xn)?.reshape((b, n, h, 3 * kd))?;
         let part = |i: usize| {
             qkv.narrow(D::Minus1, i * kd, kd)?
                 .transpose(1, 2)?
@@ -115,7 +114,7 @@ impl Module for TinyAttention {
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let attn = (q.matmul(&k.transpose(2, 3)?)? * self.scale)?.broadcast_add(&self.bias)?;
         let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        self.proj.forward(&y)
+        let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b * n, c))?;
+        self.proj.forward(&y)?.reshape((b, n, c))
     }
 }

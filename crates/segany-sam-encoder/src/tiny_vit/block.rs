@@ -28,8 +28,13 @@ impl TinyMlp {
 
 impl Module for TinyMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm.forward(x)?;
-        self.fc2.forward(&gelu(&self.fc1.forward(&x)?)?)
+        let dims = x.dims().to_vec();
+        let c = dims.last().copied().unwrap_or(0);
+        // Linear layers on (tokens, C): one large matmul.
+        let x = self.norm.forward(x)?.reshape(((), c))?;
+        self.fc2
+            .forward(&gelu(&self.fc1.forward(&x)?)?)?
+            .reshape(dims)
     }
 }
 
