@@ -2,9 +2,9 @@
 
 use crate::block::Block;
 use crate::ImageEncoderConfig;
+use crate::Neck;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use segany_core::nn::{layer_norm_2d, LayerNorm2d};
 
 /// SAM's `ImageEncoderViT`. Input `(B, 3, S, S)` normalised pixels, output
 /// `(B, output_channels, S/16, S/16)`.
@@ -13,10 +13,7 @@ pub struct ImageEncoderViT {
     patch_embed: Conv2d,
     pos_embed: Option<Tensor>,
     blocks: Vec<Block>,
-    neck_conv1: Conv2d,
-    neck_ln1: LayerNorm2d,
-    neck_conv2: Conv2d,
-    neck_ln2: LayerNorm2d,
+    neck: Neck,
     cfg: ImageEncoderConfig,
 }
 
@@ -67,19 +64,11 @@ impl ImageEncoderViT {
             })
             .collect::<Result<Vec<_>>>()?;
         let o = cfg.output_channels;
-        let neck = vb.pp("neck");
-        let conv3 = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
         Ok(Self {
             patch_embed,
             pos_embed,
             blocks,
-            neck_conv1: candle_nn::conv2d_no_bias(e, o, 1, Default::default(), neck.pp("0"))?,
-            neck_ln1: layer_norm_2d(o, 1e-6, neck.pp("1"))?,
-            neck_conv2: candle_nn::conv2d_no_bias(o, o, 3, conv3, neck.pp("2"))?,
-            neck_ln2: layer_norm_2d(o, 1e-6, neck.pp("3"))?,
+            neck: Neck::new(e, o, vb.pp("neck"))?,
             cfg: cfg.clone(),
         })
     }
@@ -116,10 +105,7 @@ impl ImageEncoderViT {
     /// The neck: `(B, g, g, C)` tokens → `(B, output_channels, g, g)`.
     pub fn neck(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.permute((0, 3, 1, 2))?.contiguous()?;
-        x.apply(&self.neck_conv1)?
-            .apply(&self.neck_ln1)?
-            .apply(&self.neck_conv2)?
-            .apply(&self.neck_ln2)
+        self.neck.forward(&x)
     }
 }
 

@@ -4,9 +4,9 @@ use super::block::{TinyBlockSpec, TinyViTBlock};
 use super::config::scaled;
 use super::conv_stage::{MBConv, PatchEmbed, PatchMerging};
 use super::TinyViTConfig;
+use crate::Neck;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use segany_core::nn::{layer_norm_2d, LayerNorm2d};
+use candle_nn::VarBuilder;
 
 /// The blocks of one stage.
 #[derive(Debug, Clone)]
@@ -33,10 +33,7 @@ struct Stage {
 pub struct TinyViT {
     patch_embed: PatchEmbed,
     stages: Vec<Stage>,
-    neck_conv1: Conv2d,
-    neck_ln1: LayerNorm2d,
-    neck_conv2: Conv2d,
-    neck_ln2: LayerNorm2d,
+    neck: Neck,
     cfg: TinyViTConfig,
 }
 
@@ -91,18 +88,10 @@ impl TinyViT {
             stages.push(Stage { blocks, downsample });
         }
         let (last, o) = (dims[n - 1], cfg.output_channels);
-        let neck = vb.pp("neck");
-        let conv3 = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
         Ok(Self {
             patch_embed,
             stages,
-            neck_conv1: candle_nn::conv2d_no_bias(last, o, 1, Default::default(), neck.pp("0"))?,
-            neck_ln1: layer_norm_2d(o, 1e-6, neck.pp("1"))?,
-            neck_conv2: candle_nn::conv2d_no_bias(o, o, 3, conv3, neck.pp("2"))?,
-            neck_ln2: layer_norm_2d(o, 1e-6, neck.pp("3"))?,
+            neck: Neck::new(last, o, vb.pp("neck"))?,
             cfg: cfg.clone(),
         })
     }
@@ -141,11 +130,7 @@ impl TinyViT {
 
     /// The neck: `(B, C_last, g, g)` → `(B, output_channels, g, g)`.
     pub fn neck(&self, x: &Tensor) -> Result<Tensor> {
-        x.contiguous()?
-            .apply(&self.neck_conv1)?
-            .apply(&self.neck_ln1)?
-            .apply(&self.neck_conv2)?
-            .apply(&self.neck_ln2)
+        self.neck.forward(x)
     }
 }
 
