@@ -16,7 +16,8 @@
 # official generator (about a minute per generation on 2 cores). `cargo bench --bench rle`
 # is not part of the run (pycocotools' times on the same masks are in raw/pycocotools_rle.json).
 #
-# Environment: AMG_CONFIGS (default, keep_all or both comma-separated; default `default`),
+# Environment: AMG_CONFIGS (default, keep_all or both comma-separated, or none to skip AMG;
+# default `default`),
 # THREADS (RAYON_NUM_THREADS / torch.set_num_threads / ORT intra-op, default 2),
 # REPEATS (timed runs per reference measurement after one warm-up, default 2), WORK (weights and
 # ONNX files, default $TMPDIR/segany-compare, ~4 GB, reused), OUT (default
@@ -51,7 +52,7 @@ refs sgemm
 refs sam_official
 refs sam_hf
 refs sam_onnx
-refs amg
+[ "$AMG_CONFIGS" = none ] || refs amg
 refs clip
 refs rle
 
@@ -63,8 +64,10 @@ crit() { # crit <cargo args> -- <filter>
 }
 crit --bench sgemm -- --quick --noplot
 crit --features compare-candle --bench sam -- --quick --noplot
-log "amg (single runs)"
-SEGANY_BENCH_AMG_CONFIGS=$AMG_CONFIGS SEGANY_BENCH_AMG_ONCE=$(realpath "$OUT")/raw/amg_segany.json cargo bench --bench amg | tee -a "$OUT/cargo_bench.log"
+if [ "$AMG_CONFIGS" != none ]; then
+  log "amg (single runs)"
+  SEGANY_BENCH_AMG_CONFIGS=$AMG_CONFIGS SEGANY_BENCH_AMG_ONCE=$(realpath "$OUT")/raw/amg_segany.json cargo bench --bench amg | tee -a "$OUT/cargo_bench.log"
+fi
 crit -p segany-clip --bench clip -- --quick --noplot clip_vit_l14_336
 crit --bench ssp -- --quick --noplot ssp_head
 
