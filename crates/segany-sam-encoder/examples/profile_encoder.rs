@@ -41,7 +41,10 @@ fn main() -> Result<()> {
                 let c = a.matmul(&b)?;
                 let s = t.elapsed().as_secs_f64();
                 drop(c);
-                println!("{n}³ sgemm: {:.1} GFLOP/s", 2.0 * (n as f64).powi(3) / s / 1e9);
+                println!(
+                    "{n}³ sgemm: {:.1} GFLOP/s",
+                    2.0 * (n as f64).powi(3) / s / 1e9
+                );
             }
         }
         "block" => {
