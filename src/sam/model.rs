@@ -25,17 +25,17 @@ pub const WEIGHT_FILES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub enum ImageEncoder {
     /// SAM's ViT-B/L/H.
-    ViT(ImageEncoderViT),
+    ViT(Box<ImageEncoderViT>),
     /// MobileSAM's TinyViT.
-    TinyViT(TinyViT),
+    TinyViT(Box<TinyViT>),
 }
 
 impl ImageEncoder {
     /// Builds the encoder `config` asks for from `vb` (`image_encoder.*`).
     pub fn new(config: &SamConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(match &config.tiny_vit_config {
-            Some(t) => Self::TinyViT(TinyViT::new(t, vb)?),
-            None => Self::ViT(ImageEncoderViT::new(&config.vision_config, vb)?),
+            Some(t) => Self::TinyViT(Box::new(TinyViT::new(t, vb)?)),
+            None => Self::ViT(Box::new(ImageEncoderViT::new(&config.vision_config, vb)?)),
         })
     }
 

@@ -92,7 +92,6 @@ impl segany_data::eval::ReferringSegmenter for WholeWithEmptyFrame {
 
 #[test]
 fn native_frame_masks_are_scored_in_the_512_frame() {
-    use segany_data::eval::ReferringSegmenter;
     let refer = Refer::load(&root(), "refcoco", "unc").unwrap();
     let images = root().join("images/train2014");
     let whole = evaluate(&refer, &mut WholeImage, &cfg("whole", images.clone(), None)).unwrap();
