@@ -10,23 +10,10 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{expected, fixture, get, rel_err};
+use common::{expected, fixture, get, max_abs, rel_err};
 use segany::core::image::load_rgb;
 use segany::semantic::engine::Captioner;
 use serde_json::Value;
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn blip_matches_transformers() {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use common::{expected, fixture};
+use common::{expected, fixture, max_abs};
 use segany::automatic::{AmgConfig, OutputMode};
 use segany::core::image::load_rgb;
 use segany::semantic::engine::{
@@ -158,16 +158,7 @@ fn engine_matches_python_reimplementation() {
         let b = f64s(&m["bbox"]);
         let crop = crop_rgb(&img, imcrop_box([b[0], b[1], b[2], b[3]], 1.2, w, h)).unwrap();
         let px = clip_processor_pixels(&crop, 64, &dev).unwrap();
-        let d = (&px - pixels.get(&format!("pixels.{i}")).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs(&px, pixels.get(&format!("pixels.{i}")).unwrap());
         println!("crop {i}: CLIP pixels max|Δ| = {d:.2e} (tolerance 1e-5)");
         assert!(d <= 1e-5);
     }
