@@ -22,14 +22,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use segany::automatic::{AmgConfig, MaskRecord, OutputMode};
-use segany::core::image::load_rgb;
+use segany::core::image::{list_images, load_rgb};
 use segany::core::{parse_device, parse_dtype, viz, BinaryMask};
 use segany::{Sam, SamAutomaticMaskGenerator};
 use std::path::{Path, PathBuf};
-
-const IMAGE_EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "gif", "JPG",
-];
 
 #[derive(Parser, Debug)]
 #[command(about = "Generate masks for whole images with SAM (SamAutomaticMaskGenerator)")]
@@ -90,25 +86,6 @@ struct Args {
     overwrite: bool,
 }
 
-fn list_images(input: &Path) -> Result<Vec<PathBuf>> {
-    if input.is_file() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    if !input.is_dir() {
-        bail!("--input {}: no such file or directory", input.display());
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(input).with_context(|| format!("reading {}", input.display()))? {
-        let path = entry?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if path.is_file() && IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn overlay(img: &image::RgbImage, records: &[MaskRecord]) -> Result<image::RgbImage> {
     let mut canvas = img.clone();
     let mut order: Vec<usize> = (0..records.len()).collect();
@@ -164,7 +141,7 @@ fn main() -> Result<()> {
         min_mask_region_area: args.min_mask_region_area,
         output_mode,
     };
-    let images = list_images(&args.input)?;
+    let images = list_images(&args.input).context("--input")?;
     if images.is_empty() {
         bail!("--input {}: no images found", args.input.display());
     }

@@ -31,7 +31,7 @@ use clap::Parser;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use segany::automatic::{AmgConfig, OutputMode};
-use segany::core::image::load_rgb;
+use segany::core::image::{list_images, load_rgb};
 use segany::core::{parse_device, parse_dtype};
 use segany::semantic::engine::{CloseSetBranch, EngineConfig, SsaEngine};
 use segany::semantic::{
@@ -41,8 +41,6 @@ use segany::semantic::{
 use segany::{Sam, SamAutomaticMaskGenerator};
 use segany_data::mask::Rle;
 use std::path::{Path, PathBuf};
-
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "gif"];
 
 #[derive(Parser, Debug)]
 #[command(about = "Label SAM masks with SSA (close set) or SSA-engine (open vocabulary)")]
@@ -338,25 +336,6 @@ fn build_engine(args: &Args, dataset: Dataset) -> Result<Box<dyn Labeller>> {
     }))
 }
 
-fn list_images(input: &Path) -> Result<Vec<PathBuf>> {
-    if input.is_file() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    if !input.is_dir() {
-        bail!("--input {}: no such file or directory", input.display());
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(input).with_context(|| format!("reading {}", input.display()))? {
-        let path = entry?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if path.is_file() && IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn process(
     labeller: &mut dyn Labeller,
     path: &Path,
@@ -407,7 +386,7 @@ fn main() -> Result<()> {
     let (Some(input), Some(out)) = (&args.input, &args.out) else {
         bail!("--input and --out are required");
     };
-    let images = list_images(input)?;
+    let images = list_images(input).context("--input")?;
     if images.is_empty() {
         bail!("--input {}: no images found", input.display());
     }

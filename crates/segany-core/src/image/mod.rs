@@ -4,7 +4,7 @@ mod load;
 mod resample;
 mod sam_transform;
 
-pub use load::{load_rgb, to_rgb};
+pub use load::{list_images, load_rgb, to_rgb, IMAGE_EXTENSIONS};
 pub use resample::{resize_rgb, resize_u8, Filter};
 pub use sam_transform::{
     normalize_and_pad, postprocess_masks, ResizeLongestSide, PIXEL_MEAN, PIXEL_STD,
