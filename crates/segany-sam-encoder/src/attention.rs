@@ -1,6 +1,6 @@
 //! Multi-head self-attention with decomposed relative positions.
 
-use crate::fused_attention::{fused_attention, Geometry};
+use segany_core::nn::fused_attention::{fused_attention, Geometry};
 use crate::fused_softmax::rel_pos_softmax;
 use crate::rel_pos::{get_rel_pos, rel_pos_terms};
 use crate::window::{window_partition, window_unpartition};
@@ -72,7 +72,7 @@ impl Attention {
     /// Attention over a `(B, H, W, C)` token grid in `window`×`window` windows (zero-padded
     /// to whole windows), or globally when `window` is 0: `(B, H, W, C)` → `(B, H, W, C)`.
     ///
-    /// f32 on the CPU runs the fused kernel ([`crate::fused_attention`]); elsewhere this is
+    /// f32 on the CPU runs the fused kernel ([`segany_core::nn::fused_attention`]); elsewhere this is
     /// [`window_partition`], [`Attention::forward`] and [`window_unpartition`].
     pub fn forward_grid(&self, x: &Tensor, window: usize) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
@@ -141,5 +141,56 @@ impl Attention {
             .permute((0, 2, 3, 1, 4))?
             .reshape((b, h, w, c))?;
         self.proj.forward(&out)
+    }
+}
+
+#[cfg(test)]
+mod fused_tests {
+    use super::Attention;
+    use crate::window::{window_partition, window_unpartition};
+    use candle_core::{DType, Device, Result, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn attention(dim: usize, heads: usize, rel_len: usize, bias: bool) -> Result<Attention> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let attn = Attention::new(dim, heads, bias, true, rel_len, vb)?;
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu)?)?;
+        }
+        Ok(attn)
+    }
+
+    /// max |a − b| / max(1, max |b|): the inputs are random (unseeded) and the outputs reach
+    /// tens, so an absolute bound would be flaky; f32 sums over 32 channels stay near 1e-6.
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        let d: f32 = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar()?;
+        let m: f32 = b.abs()?.flatten_all()?.max(0)?.to_scalar()?;
+        Ok(d / m.max(1.0))
+    }
+
+    /// The fused kernel against the plain candle composition (pad, partition, attention with
+    /// materialised biased logits, unpartition), with padding in both directions.
+    #[test]
+    fn windowed_matches_composition() -> Result<()> {
+        for (bias, (h, w)) in [(true, (5, 7)), (false, (6, 6)), (true, (2, 3))] {
+            let attn = attention(32, 4, 5, bias)?;
+            let x = Tensor::randn(0f32, 1.0, (2, h, w, 32), &Device::Cpu)?;
+            let (win, pad) = window_partition(&x, 3)?;
+            let reference = window_unpartition(&attn.forward(&win)?, 3, pad, (h, w))?;
+            let d = max_diff(&attn.forward_grid(&x, 3)?, &reference)?;
+            assert!(d < 1e-5, "{h}×{w}: relative max diff {d}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn global_matches_composition() -> Result<()> {
+        // Tables of 9 rows resized to 2·5 − 1 and 2·4 − 1.
+        let attn = attention(16, 2, 9, true)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 4, 16), &Device::Cpu)?;
+        let d = max_diff(&attn.forward_grid(&x, 0)?, &attn.forward(&x)?)?;
+        assert!(d < 1e-5, "relative max diff {d}");
+        Ok(())
     }
 }

@@ -26,7 +26,6 @@ mod attention;
 mod block;
 mod config;
 mod encoder;
-pub mod fused_attention;
 mod fused_softmax;
 mod neck;
 mod rel_pos;
@@ -34,6 +33,8 @@ pub mod tiny_vit;
 mod window;
 
 pub use attention::Attention;
+/// The fused CPU attention kernel (moved to [`segany_core::nn::fused_attention`], shared with CLIP).
+pub use segany_core::nn::fused_attention;
 pub use block::Block;
 pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;

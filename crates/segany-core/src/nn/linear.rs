@@ -1,5 +1,5 @@
-//! A linear layer whose CPU f32 path adds the bias (and optionally applies exact GELU) in one
-//! parallel pass over the gemm output.
+//! A linear layer whose CPU f32 path adds the bias (and optionally applies exact GELU or
+//! QuickGELU) in one parallel pass over the gemm output.
 //!
 //! `candle_nn::Linear` runs the matmul, then `broadcast_add` for the bias (a second pass with its
 //! own allocation), and a following `gelu_erf` is a third. Here the bias and the activation are
@@ -36,6 +36,19 @@ fn gelu_erf(v: f32) -> f32 {
     (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
 }
 
+/// `x · sigmoid(1.702 x)` with candle's sigmoid (`1 / (1 + exp(−x))`).
+fn quick_gelu(v: f32) -> f32 {
+    v * (1.0 / (1.0 + (-(v * 1.702)).exp()))
+}
+
+/// The activation fused into the bias pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Identity,
+    GeluErf,
+    QuickGelu,
+}
+
 impl Linear {
     /// Builds the layer from `weight (out, in)` and an optional `bias (out)`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
@@ -54,10 +67,16 @@ impl Linear {
 
     /// `gelu_erf(x·Wᵀ + b)`: the first half of a ViT MLP.
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, true)
+        self.run(x, Act::GeluErf)
     }
 
-    fn run(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+    /// `quick_gelu(x·Wᵀ + b)` with `quick_gelu(y) = y · sigmoid(1.702 y)`: the first half of
+    /// an OpenAI CLIP MLP.
+    pub fn forward_quick_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, Act::QuickGelu)
+    }
+
+    fn run(&self, x: &Tensor, act: Act) -> Result<Tensor> {
         let fast = x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
@@ -65,7 +84,11 @@ impl Linear {
         if !fast {
             let w = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
             let y = w.forward(x)?;
-            return if gelu { y.gelu_erf() } else { Ok(y) };
+            return match act {
+                Act::Identity => Ok(y),
+                Act::GeluErf => y.gelu_erf(),
+                Act::QuickGelu => &y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?,
+            };
         }
         let (out_dim, in_dim) = self.weight.dims2()?;
         let x = x.contiguous()?;
@@ -96,17 +119,17 @@ impl Linear {
             let w = MatRef::row_major(wv, out_dim, in_dim)?.t();
             matmul_into(&mut out, out_dim, a, w, 1.0, true)?;
         }
-        if bias.is_some() || gelu {
+        if bias.is_some() || act != Act::Identity {
             out.par_chunks_mut(out_dim.max(1)).for_each(|row| {
                 if let Some(b) = &bias {
                     for (v, &b) in row.iter_mut().zip(b) {
                         *v += b;
                     }
                 }
-                if gelu {
-                    for v in row.iter_mut() {
-                        *v = gelu_erf(*v);
-                    }
+                match act {
+                    Act::Identity => {}
+                    Act::GeluErf => row.iter_mut().for_each(|v| *v = gelu_erf(*v)),
+                    Act::QuickGelu => row.iter_mut().for_each(|v| *v = quick_gelu(*v)),
                 }
             });
         }
@@ -120,7 +143,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, false)
+        self.run(x, Act::Identity)
     }
 }
 
@@ -148,6 +171,13 @@ mod tests {
             .max_all()?
             .to_scalar::<f32>()?;
         assert!(d < 1e-6, "gelu: {d}");
+        let y = candle_nn::Linear::new(w.clone(), None).forward(&x)?;
+        let reference = (&y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?)?;
+        let d = (reference - g.forward_quick_gelu(&x)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(d < 1e-6, "quick gelu: {d}");
         let nb = Linear::new(w.clone(), None).forward(&x.narrow(1, 1, 2)?)?;
         let reference = candle_nn::Linear::new(w, None).forward(&x.narrow(1, 1, 2)?)?;
         assert_eq!(nb.dims(), &[2, 2, 7]);

@@ -1,5 +1,6 @@
 //! Small layers shared by several models.
 
+pub mod fused_attention;
 mod interpolate;
 mod layer_norm;
 mod linear;
