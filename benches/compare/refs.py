@@ -400,6 +400,10 @@ def clip(args):
                                            args.repeats)
         res["transformers_text"] = timeit(lambda: hf.get_text_features(input_ids=ids),
                                           max(5, args.repeats))
+        # The same 8 ids without padding (transformers' tokenizer does not pad by default).
+        short = ids[:, :len(CLIP_IDS)]
+        res["transformers_text_unpadded"] = timeit(lambda: hf.get_text_features(input_ids=short),
+                                                   max(5, args.repeats))
     del hf
     oc = open_clip.create_model("ViT-L-14-336-quickgelu", pretrained=None).eval()
     oc.load_state_dict(load_file(os.path.join(clip_dir, "open_clip_random.safetensors.src")))

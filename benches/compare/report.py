@@ -112,7 +112,16 @@ def main():
     row("CLIP ViT-L/14@336 image embedding", c("clip_vit_l14_336", "image_embedding"),
         {"transformers": med(clip, "transformers_image"), "open_clip": med(clip, "open_clip_image")},
         "≤ 0.5× PyTorch")
-    row("CLIP ViT-L/14@336 one text (77 tokens)", c("clip_vit_l14_336", "text_one"),
+    row("CLIP ViT-L/14@336 one text, 8 ids padded to 77 (segany stops at end-of-text)",
+        c("clip_vit_l14_336", "text_one"),
+        {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
+        "≤ 0.5× PyTorch")
+    row("CLIP ViT-L/14@336 one text, 8 ids unpadded",
+        c("clip_vit_l14_336", "text_one"),
+        {"transformers": med(clip, "transformers_text_unpadded")}, "≤ 0.5× PyTorch",
+        "the same embedding as the padded row; transformers given only the 8 ids")
+    row("CLIP ViT-L/14@336 one text, all 77 positions (token features, as SSP-SAM reads them)",
+        c("clip_vit_l14_336", "text_one_all_tokens"),
         {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
         "≤ 0.5× PyTorch")
     row("SSP-SAM head, 336 variant (adapters + fusion + prompt transformer + box head)",

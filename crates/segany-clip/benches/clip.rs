@@ -97,7 +97,13 @@ fn bench_l14_336(c: &mut Criterion) {
     g.bench_function("image_embedding", |b| {
         b.iter(|| model.encode_image(&px).expect("forward"))
     });
+    // The equivalent of transformers' `get_text_features` / open_clip's `encode_text`: the
+    // pooled embedding (computed up to the end-of-text token).
     g.bench_function("text_one", |b| {
+        b.iter(|| model.encode_text_embeds(&ids).expect("forward"))
+    });
+    // Every position's features as well (what SSP-SAM's head reads): all 77 positions.
+    g.bench_function("text_one_all_tokens", |b| {
         b.iter(|| model.encode_text(&ids).expect("forward"))
     });
     g.finish();

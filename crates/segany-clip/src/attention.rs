@@ -1,7 +1,9 @@
 //! Multi-head self-attention with fused `in_proj` weights, plus CLIP Surgery's v-v path.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use segany_core::nn::fused_attention::{fused_attention, Geometry};
+use segany_core::nn::{linear, Linear};
 
 /// `nn.MultiheadAttention` as CLIP uses it (self-attention, fused q/k/v projection).
 #[derive(Debug, Clone)]
@@ -54,7 +56,25 @@ impl Attention {
     }
 
     /// Standard attention of `x` `[B, N, W]`; `mask` is additive, broadcastable to `[N, N]`.
+    ///
+    /// Unmasked f32 attention on the CPU (the vision tower) runs the fused kernel of
+    /// [`segany_core::nn::fused_attention`] on the packed `in_proj` output: no `[B, H, N, N]`
+    /// logits, no per-head copies of q, k and v.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if mask.is_none() && x.device().is_cpu() && x.dtype() == DType::F32 {
+            let (b, n, w) = x.dims3()?;
+            let g = Geometry {
+                batch: b,
+                height: 1,
+                width: n,
+                window: 0,
+                heads: self.heads,
+                head_dim: w / self.heads,
+            };
+            let qkv = self.in_proj.forward(x)?;
+            let out = fused_attention(&qkv, None, None, g, self.scale as f32)?;
+            return self.out_proj.forward(&out.reshape((b, n, w))?);
+        }
         let (q, k, v) = self.qkv(x)?;
         self.out_proj.forward(&self.attend(&q, &k, &v, mask)?)
     }

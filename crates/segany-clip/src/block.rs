@@ -1,7 +1,8 @@
 //! One pre-norm residual block (`ln_1`, `attn`, `ln_2`, `mlp`) and its CLIP Surgery variant.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
+use segany_core::nn::{linear, Linear};
 
 use crate::activation::Activation;
 use crate::attention::Attention;
@@ -26,9 +27,14 @@ impl Mlp {
 }
 
 impl Module for Mlp {
+    /// `c_fc` with its activation fused into the bias pass on the CPU, then `c_proj`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.c_proj
-            .forward(&self.act.forward(&self.c_fc.forward(xs)?)?)
+        let hidden = match self.act {
+            Activation::QuickGelu => self.c_fc.forward_quick_gelu(xs)?,
+            Activation::Gelu => self.c_fc.forward_gelu(xs)?,
+            Activation::GeluTanh => self.act.forward(&self.c_fc.forward(xs)?)?,
+        };
+        self.c_proj.forward(&hidden)
     }
 }
 

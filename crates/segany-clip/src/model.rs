@@ -185,10 +185,18 @@ impl ClipModel {
         Ok(self.text.forward_features(ids)?)
     }
 
+    /// Projected EOT embeddings `[T, D]` (not normalised) only: the same values as
+    /// [`Self::encode_text`]'s `embeds`, computed on the ids up to the last end-of-text token
+    /// (the padding after it cannot reach it through causal attention).
+    pub fn encode_text_embeds(&self, ids: &Tensor) -> Result<Tensor> {
+        self.check_ids(ids)?;
+        Ok(self.text.forward_embeds(ids)?)
+    }
+
     /// Full CLIP forward: normalised embeddings and scaled cosine logits.
     pub fn forward(&self, px: &Tensor, ids: &Tensor) -> Result<ClipOutput> {
         let image_embeds = l2_normalize(&self.encode_image(px)?)?;
-        let text_embeds = l2_normalize(&self.encode_text(ids)?.embeds)?;
+        let text_embeds = l2_normalize(&self.encode_text_embeds(ids)?)?;
         let logits_per_image = (image_embeds.matmul(&text_embeds.t()?)? * self.logit_scale())?;
         let logits_per_text = logits_per_image.t()?;
         Ok(ClipOutput {

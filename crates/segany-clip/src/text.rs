@@ -71,24 +71,45 @@ impl TextTransformer {
     /// id in each row (end-of-text, 49407), as OpenAI and open_clip do.
     pub fn forward_features(&self, ids: &Tensor) -> Result<TextFeatures> {
         let tokens = self.forward_tokens(ids)?;
-        let (t, l, w) = tokens.dims3()?;
-        let rows = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let idx: Vec<u32> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| (i * l + first_argmax(row)) as u32)
-            .collect();
-        let idx = Tensor::from_vec(idx, t, ids.device())?;
-        let pooled = tokens.reshape((t * l, w))?.index_select(&idx, 0)?;
-        let embeds = pooled.matmul(&self.text_projection)?;
+        let embeds = self.pool(&tokens, &end_of_text(ids)?)?;
         Ok(TextFeatures { embeds, tokens })
     }
+
+    /// Projected end-of-text embeddings `[T, D]` only, as [`Self::forward_features`] gives them,
+    /// computed on the first `max(end-of-text) + 1` positions. Attention is causal, so no later
+    /// position (padding) reaches an end-of-text token: a short prompt padded to 77 ids costs a
+    /// few positions instead of 77.
+    pub fn forward_embeds(&self, ids: &Tensor) -> Result<Tensor> {
+        let eot = end_of_text(ids)?;
+        let len = eot.iter().max().map_or(1, |&m| m + 1);
+        let tokens = self.forward_tokens(&ids.narrow(1, 0, len)?)?;
+        self.pool(&tokens, &eot)
+    }
+
+    /// `text_projection` of `tokens [T, L, W]` at position `eot[t]` of each row.
+    fn pool(&self, tokens: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        let (t, l, w) = tokens.dims3()?;
+        let idx: Vec<u32> = eot
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * l + p) as u32)
+            .collect();
+        let idx = Tensor::from_vec(idx, t, tokens.device())?;
+        let pooled = tokens.reshape((t * l, w))?.index_select(&idx, 0)?;
+        pooled.matmul(&self.text_projection)
+    }
+}
+
+/// The end-of-text position of each row of `ids [T, L]`: its first maximum.
+fn end_of_text(ids: &Tensor) -> Result<Vec<usize>> {
+    let rows = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    Ok(rows.iter().map(|row| first_argmax(row)).collect())
 }
 
 impl Module for TextTransformer {
     /// Projected end-of-text embeddings `[T, D]` (not normalised).
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_features(ids)?.embeds)
+        self.forward_embeds(ids)
     }
 }
 

@@ -56,7 +56,7 @@ impl ZeroShotClassifier {
         let mut embeds = Vec::new();
         for chunk in prompts.chunks(batch_size.max(1)) {
             let ids = tokenizer.tokenize(chunk, opts, device)?;
-            embeds.push(l2_normalize(&model.encode_text(&ids)?.embeds)?);
+            embeds.push(l2_normalize(&model.encode_text_embeds(&ids)?)?);
         }
         let embeds = Tensor::cat(&embeds, 0)?; // [L*K, D]
         let d = embeds.dim(1)?;

@@ -75,6 +75,24 @@ fn run(name: &str, layout: Layout, sparse_key: &str, cfg: ClipConfig, act: Activ
         out("text_tokens"),
         TOL,
     );
+    // The pooled embedding alone stops at the batch's last end-of-text token (the fixture's
+    // prompts are padded to 77 ids and end at different positions).
+    let ends: Vec<usize> = ids
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec2::<u32>()
+        .unwrap()
+        .iter()
+        .map(|r| r.iter().position(|&t| t == 49407).expect("end-of-text"))
+        .collect();
+    assert!(ends.iter().max().unwrap() + 1 < 77, "{name}: no padding to skip");
+    let embeds = model.encode_text_embeds(ids).unwrap();
+    common::assert_close(
+        &format!("{name} text_embeds (stopping at end-of-text)"),
+        &embeds,
+        out("text_embeds"),
+        TOL,
+    );
     let logits = model.forward(px, ids).unwrap().logits_per_image;
     common::assert_close(
         &format!("{name} logits"),

@@ -115,7 +115,7 @@ impl ClipFilter {
                     .tokenizer
                     .tokenize(chunk, opts, &self.device)
                     .map_err(clip_err)?;
-                let e = l2_normalize(&self.model.encode_text(&ids).map_err(clip_err)?.embeds)?;
+                let e = l2_normalize(&self.model.encode_text_embeds(&ids).map_err(clip_err)?)?;
                 let rows: Vec<Vec<f32>> = e.to_dtype(candle_core::DType::F32)?.to_vec2()?;
                 for (name, row) in chunk.iter().zip(rows) {
                     self.cache.insert((*name).clone(), row);
