@@ -64,7 +64,7 @@ impl MaskDecoder {
     /// Predicts all mask tokens: `(masks (B, n, 4h, 4w), iou (B, n))`.
     ///
     /// `image_embeddings` is `(1, D, h, w)` (shared by every prompt) or `(B, D, h, w)`;
-    /// `image_pe` `(1, D, h, w)`; `sparse` `(B, N, D)`; `dense` `(B, D, h, w)`.
+    /// `image_pe` `(1, D, h, w)`; `sparse` `(B, N, D)`; `dense` `(B, D, h, w)` or `(1, D, h, w)`.
     pub fn predict_masks(
         &self,
         image_embeddings: &Tensor,
@@ -81,11 +81,22 @@ impl MaskDecoder {
             1,
         )?;
         let (_, c, h, w) = dense.dims4()?;
-        let src = image_embeddings
-            .broadcast_as((b, c, h, w))?
-            .broadcast_add(dense)?;
-        let pos_src = image_pe.broadcast_as((b, c, h, w))?.contiguous()?;
+        // One image and one dense map for all prompts (no mask inputs): the transformer gets
+        // batch 1 on the image side and projects it once in its first block.
+        let src = if image_embeddings.dim(0)? == 1 && dense.dim(0)? == 1 {
+            image_embeddings.broadcast_add(dense)?
+        } else {
+            image_embeddings
+                .broadcast_as((b, c, h, w))?
+                .broadcast_add(dense)?
+        };
+        let pos_src = image_pe.broadcast_as((1, c, h, w))?.contiguous()?;
         let (hs, src) = self.transformer.forward(&src, &pos_src, &tokens)?;
+        let src = if src.dim(0)? == b {
+            src
+        } else {
+            src.broadcast_as((b, h * w, c))?.contiguous()?
+        };
         let iou_token_out = hs.narrow(1, 0, 1)?.squeeze(1)?;
         // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are NHWC.
         let up = src

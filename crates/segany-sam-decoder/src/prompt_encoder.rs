@@ -115,7 +115,8 @@ impl PromptEncoder {
             .apply(&self.conv3)
     }
 
-    /// Sparse `(B, N, D)` and dense `(B, D, g, g)` embeddings for any mix of prompts.
+    /// Sparse `(B, N, D)` and dense embeddings for any mix of prompts. The dense embedding is
+    /// `(B, D, g, g)` with masks and `(1, D, g, g)`, shared by every prompt, without.
     /// `points` is `(coords (B,N,2), labels (B,N))`; `boxes` `(B, 4)`; `masks` `(B, 1, 4g, 4g)`.
     pub fn forward(
         &self,
@@ -146,11 +147,13 @@ impl PromptEncoder {
         };
         let dense = match masks {
             Some(m) => self.embed_masks(&m.to_dtype(dtype)?)?,
+            // One map for the whole batch (the official `expand`s this view over the batch):
+            // the mask decoder then runs the image side of its first block once for all prompts.
             None => {
                 let g = self.cfg.embedding_size();
                 self.no_mask_embed
                     .reshape((1, d, 1, 1))?
-                    .broadcast_as((bs, d, g, g))?
+                    .broadcast_as((1, d, g, g))?
                     .contiguous()?
             }
         };

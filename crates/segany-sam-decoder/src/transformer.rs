@@ -60,7 +60,9 @@ impl TwoWayAttentionBlock {
 
         let q = (&queries + query_pe)?;
         // `keys` does not change before the image-to-token attention: one sum serves both.
-        let k = (keys + key_pe)?;
+        // In the first block `keys` may be one image shared by every prompt (batch 1): its
+        // projections then run once (see `Attention::forward`).
+        let k = keys.broadcast_add(key_pe)?;
         let queries = (&queries + self.cross_attn_token_to_image.forward(&q, &k, keys)?)?;
         let queries = self.norm2.forward(&queries)?;
 
@@ -68,7 +70,7 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&(queries + mlp)?)?;
 
         let q = (&queries + query_pe)?;
-        let keys = (keys + self.cross_attn_image_to_token.forward(&k, &q, &queries)?)?;
+        let keys = keys.broadcast_add(&self.cross_attn_image_to_token.forward(&k, &q, &queries)?)?;
         let keys = self.norm4.forward(&keys)?;
         Ok((queries, keys))
     }
@@ -102,7 +104,8 @@ impl TwoWayTransformer {
     }
 
     /// `image (B, D, h, w)`, `image_pe (B, D, h, w)`, `tokens (B, N, D)` →
-    /// `(tokens (B, N, D), image (B, h·w, D))`.
+    /// `(tokens (B, N, D), image (B, h·w, D))`. `image` and `image_pe` may have batch 1 (one
+    /// image for all B prompts): the first block then projects the image once.
     pub fn forward(
         &self,
         image: &Tensor,
@@ -119,7 +122,7 @@ impl TwoWayTransformer {
             keys = k;
         }
         let q = (&queries + tokens)?;
-        let k = (&keys + &image_pe)?;
+        let k = keys.broadcast_add(&image_pe)?;
         let attn = self.final_attn_token_to_image.forward(&q, &k, &keys)?;
         let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
         Ok((queries, keys))

@@ -65,10 +65,9 @@ impl SspSam {
     /// (shared by every prompt set when its batch is 1): `(low_res (B,1,256,256),
     /// logits_512 (B,1,512,512))`.
     pub fn decode(&self, prompts: &Tensor, image_embedding: &Tensor) -> Result<(Tensor, Tensor)> {
-        let b = prompts.dim(0)?;
+        // The no-mask dense embedding `(1, D, g, g)` serves every prompt set; with a shared image
+        // embedding the decoder projects the image once for the whole batch.
         let (_, dense) = self.prompt_encoder.forward(None, None, None)?;
-        let (_, c, h, w) = dense.dims4()?;
-        let dense = dense.broadcast_as((b, c, h, w))?.contiguous()?;
         let image_pe = self.prompt_encoder.get_dense_pe()?;
         let dtype = dense.dtype();
         let (low_res, _iou) = self.mask_decoder.forward(
