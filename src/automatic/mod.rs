@@ -213,7 +213,11 @@ impl SamAutomaticMaskGenerator {
         let dev = sam.device();
         let coords = Tensor::from_vec(xy, (b, 1, 2), dev)?;
         let labels = Tensor::ones((b, 1), DType::F32, dev)?;
-        let (low, iou) = sam.decode(&emb.features, Some((&coords, &labels)), None, None, true)?;
+        let prompts = Some((&coords, &labels));
+        let (low, iou) = match self.predictor.prepared() {
+            Some(prepared) => sam.decode_prepared(prepared, prompts, None, true)?,
+            None => sam.decode(&emb.features, prompts, None, None, true)?,
+        };
         let k = iou.dim(1)?;
         let ious: Vec<f32> = iou.flatten_all()?.to_vec1()?;
         // Filter by predicted IoU (strict `>`, only when the threshold is positive).

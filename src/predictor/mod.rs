@@ -8,6 +8,7 @@ pub use embedding::ImageEmbedding;
 pub use prompt::{Point, PointLabel, Prompt};
 
 use crate::Sam;
+use segany_sam_decoder::PreparedImage;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use segany_core::image::{postprocess_masks, ResizeLongestSide};
@@ -42,6 +43,8 @@ pub struct SamPredictor {
     sam: Sam,
     transform: ResizeLongestSide,
     embedding: Option<ImageEmbedding>,
+    /// The decoder's prompt-independent work on the embedding, done once per image.
+    prepared: Option<PreparedImage>,
 }
 
 impl SamPredictor {
@@ -52,6 +55,7 @@ impl SamPredictor {
             sam,
             transform,
             embedding: None,
+            prepared: None,
         }
     }
 
@@ -67,6 +71,7 @@ impl SamPredictor {
         }
         let (pixels, input_size) = self.transform.preprocess(img, self.sam.device())?;
         let features = self.sam.encode(&pixels)?;
+        self.prepared = Some(self.sam.prepare_decoder(&features)?);
         self.embedding = Some(ImageEmbedding {
             features,
             original_size: (img.height() as usize, img.width() as usize),
@@ -89,6 +94,7 @@ impl SamPredictor {
             )));
         }
         let features = embedding.features.to_device(self.sam.device())?;
+        self.prepared = Some(self.sam.prepare_decoder(&features)?);
         self.embedding = Some(ImageEmbedding {
             features,
             ..embedding
@@ -101,9 +107,15 @@ impl SamPredictor {
         self.embedding.as_ref()
     }
 
+    /// The decoder's prompt-independent work on the current image ([`Sam::prepare_decoder`]).
+    pub(crate) fn prepared(&self) -> Option<&PreparedImage> {
+        self.prepared.as_ref()
+    }
+
     /// Forgets the current image.
     pub fn reset_image(&mut self) {
         self.embedding = None;
+        self.prepared = None;
     }
 
     /// Predicts masks for one prompt. With `multimask`, three candidate masks (decoder tokens
@@ -153,13 +165,19 @@ impl SamPredictor {
             (Some(c), Some(l)) => Some((c, l)),
             _ => None,
         };
-        let (low, iou) = self.sam.decode(
-            &emb.features,
-            points,
-            boxes.as_ref(),
-            masks.as_ref(),
-            multimask,
-        )?;
+        let (low, iou) = match (&self.prepared, &masks) {
+            (Some(prepared), None) => {
+                self.sam
+                    .decode_prepared(prepared, points, boxes.as_ref(), multimask)?
+            }
+            _ => self.sam.decode(
+                &emb.features,
+                points,
+                boxes.as_ref(),
+                masks.as_ref(),
+                multimask,
+            )?,
+        };
         let full = postprocess_masks(
             &low,
             self.sam.image_size(),

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use segany_core::checkpoint::CheckedVarBuilder;
 use segany_core::rename::sam::SamLayout;
 use segany_core::{CheckpointSource, Error, Result, TensorStore};
-use segany_sam_decoder::{MaskDecoder, PromptEncoder};
+use segany_sam_decoder::{MaskDecoder, PreparedImage, PromptEncoder};
 use segany_sam_encoder::{ImageEncoderViT, TinyViT};
 
 /// Weight file names tried, in order, in a directory or hub repository.
@@ -226,6 +226,32 @@ impl Sam {
         let (low, iou) =
             self.mask_decoder
                 .forward(&emb, &self.dense_pe, &sparse, &dense, multimask_output)?;
+        Ok((low.to_dtype(DType::F32)?, iou.to_dtype(DType::F32)?))
+    }
+
+    /// The prompt-independent part of decoding on `embedding (1, D, g, g)` for prompts without
+    /// mask inputs: the image tokens with the no-mask dense embedding and the first two-way
+    /// block's projections of them ([`MaskDecoder::prepare`]). Prepare once per image, then
+    /// [`Sam::decode_prepared`] per prompt (batch); [`crate::SamPredictor`] does this itself.
+    pub fn prepare_decoder(&self, embedding: &Tensor) -> Result<PreparedImage> {
+        let emb = embedding.to_dtype(self.dtype())?;
+        let dense = self.prompt_encoder.no_mask_dense()?;
+        Ok(self.mask_decoder.prepare(&emb, &self.dense_pe, &dense)?)
+    }
+
+    /// [`Sam::decode`] without mask inputs on a prepared image ([`Sam::prepare_decoder`]): the
+    /// same logits `(B, K, 4g, 4g)` and IoU predictions `(B, K)`, f32.
+    pub fn decode_prepared(
+        &self,
+        prepared: &PreparedImage,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+        multimask_output: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let sparse = self.prompt_encoder.forward_sparse(points, boxes)?;
+        let (low, iou) = self
+            .mask_decoder
+            .forward_prepared(prepared, &sparse, multimask_output)?;
         Ok((low.to_dtype(DType::F32)?, iou.to_dtype(DType::F32)?))
     }
 }

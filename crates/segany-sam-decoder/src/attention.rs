@@ -46,50 +46,65 @@ impl Attention {
             .contiguous()
     }
 
+    /// `q_proj` split into heads: `(B, N, D)` → `(B, heads, N, c)`.
+    pub fn project_queries(&self, q: &Tensor) -> Result<Tensor> {
+        self.separate_heads(&self.q_proj.forward(q)?)
+    }
+
+    /// `k_proj` split into heads: `(B, N, D)` → `(B, heads, N, c)`.
+    pub fn project_keys(&self, k: &Tensor) -> Result<Tensor> {
+        self.separate_heads(&self.k_proj.forward(k)?)
+    }
+
+    /// `v_proj` split into heads: `(B, N, D)` → `(B, heads, N, c)`.
+    pub fn project_values(&self, v: &Tensor) -> Result<Tensor> {
+        self.separate_heads(&self.v_proj.forward(v)?)
+    }
+
     /// Attends queries `q (B, Nq, D)` to keys `k (B, Nk, D)` with values `v (B, Nk, D)`.
     ///
     /// Either side may have batch 1 while the other has batch B (an image shared by B prompts):
-    /// its projection then runs once. Shared keys and values: the B·Nq queries attend as one
-    /// batch. Shared queries: one product with every prompt's keys, a softmax per prompt.
+    /// its projection then runs once (see [`Attention::attend`]).
     pub fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (bq, bk) = (q.dim(0)?, k.dim(0)?);
-        if bk == 1 && bq > 1 {
-            return self.forward_shared_keys(q, k, v);
-        }
-        if bq == 1 && bk > 1 {
-            return self.forward_shared_queries(q, k, v);
-        }
-        let q = self.separate_heads(&self.q_proj.forward(q)?)?;
-        let k = self.separate_heads(&self.k_proj.forward(k)?)?;
-        let v = self.separate_heads(&self.v_proj.forward(v)?)?;
-        let (b, h, n, c) = q.dims4()?;
-        let attn = (q.matmul(&k.t()?)? / (c as f64).sqrt())?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, h * c))?;
-        self.out_proj.forward(&out)
+        self.attend(
+            &self.project_queries(q)?,
+            &self.project_keys(k)?,
+            &self.project_values(v)?,
+        )
     }
 
-    /// `q (B, Nq, D)` against keys and values `(1, Nk, D)` shared by the batch.
-    fn forward_shared_keys(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, nq, d) = q.dims3()?;
-        let folded = q.reshape((1, b * nq, d))?;
-        self.forward(&folded, k, v)?.reshape((b, nq, ()))
-    }
-
-    /// Queries `(1, Nq, D)` shared by the batch against keys and values `(B, Nk, D)`.
-    fn forward_shared_queries(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let q = self.separate_heads(&self.q_proj.forward(q)?)?.squeeze(0)?; // (h, Nq, c)
-        let k = self.separate_heads(&self.k_proj.forward(k)?)?; // (B, h, Nk, c)
-        let v = self.separate_heads(&self.v_proj.forward(v)?)?;
-        let (b, h, nk, c) = k.dims4()?;
-        let nq = q.dim(1)?;
-        // Every prompt's keys side by side: (h, c, B·Nk).
-        let keys = k.permute((1, 3, 0, 2))?.contiguous()?.reshape((h, c, b * nk))?;
-        let attn = (q.matmul(&keys)? / (c as f64).sqrt())?; // (h, Nq, B·Nk)
-        let attn = candle_nn::ops::softmax_last_dim(&attn.reshape((h, nq, b, nk))?)?;
-        let attn = attn.permute((2, 0, 1, 3))?.contiguous()?; // (B, h, Nq, Nk)
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, nq, h * c))?;
-        self.out_proj.forward(&out)
+    /// Softmax attention of projected heads and `out_proj`: `q (Bq, h, Nq, c)`,
+    /// `k`, `v (Bk, h, Nk, c)` → `(B, Nq, D)`.
+    ///
+    /// `Bq = Bk`, or one of them is 1 (shared by the batch). Shared keys and values: the
+    /// B·Nq queries attend as one batch. Shared queries: one product with every prompt's keys,
+    /// a softmax per prompt.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (bq, h, nq, c) = q.dims4()?;
+        let (bk, _, nk, _) = k.dims4()?;
+        let scale = (c as f64).sqrt();
+        let out = if bq == bk {
+            let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
+            attn.matmul(v)?.transpose(1, 2)?
+        } else if bk == 1 {
+            // (B, h, Nq, c) -> (1, h, B·Nq, c): every prompt's queries against the one image.
+            let q = q.transpose(0, 1)?.contiguous()?.reshape((1, h, bq * nq, c))?;
+            let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
+            attn.matmul(v)?
+                .reshape((h, bq, nq, c))?
+                .permute((1, 2, 0, 3))?
+        } else if bq == 1 {
+            // Every prompt's keys side by side: (h, c, B·Nk).
+            let keys = k.permute((1, 3, 0, 2))?.contiguous()?.reshape((h, c, bk * nk))?;
+            let attn = (q.squeeze(0)?.matmul(&keys)? / scale)?; // (h, Nq, B·Nk)
+            let attn = candle_nn::ops::softmax_last_dim(&attn.reshape((h, nq, bk, nk))?)?;
+            let attn = attn.permute((2, 0, 1, 3))?.contiguous()?; // (B, h, Nq, Nk)
+            attn.matmul(v)?.transpose(1, 2)?
+        } else {
+            candle_core::bail!("attention: query batch {bq} and key batch {bk} do not broadcast")
+        };
+        let b = bq.max(bk);
+        self.out_proj.forward(&out.reshape((b, nq, h * c))?)
     }
 }
 

@@ -41,9 +41,9 @@ pub use attention::Attention;
 pub use config::{
     MaskDecoderConfig, PromptEncoderConfig, LAYER_NORM_2D_EPS, TRANSFORMER_LAYER_NORM_EPS,
 };
-pub use mask_decoder::MaskDecoder;
+pub use mask_decoder::{MaskDecoder, PreparedImage};
 pub use mlp::Mlp;
 pub use position::PositionEmbeddingRandom;
 pub use prompt_encoder::PromptEncoder;
-pub use transformer::{TwoWayAttentionBlock, TwoWayTransformer};
+pub use transformer::{ImageProjections, PreparedKeys, TwoWayAttentionBlock, TwoWayTransformer};
 pub use upscale::ConvTranspose2x2;

@@ -3,11 +3,19 @@
 
 use crate::config::{MaskDecoderConfig, LAYER_NORM_2D_EPS};
 use crate::mlp::Mlp;
-use crate::transformer::TwoWayTransformer;
+use crate::transformer::{PreparedKeys, TwoWayTransformer};
 use crate::upscale::ConvTranspose2x2;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::{layer_norm, LayerNorm};
+
+/// One image made ready for many prompts ([`MaskDecoder::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedImage {
+    keys: PreparedKeys,
+    /// `(channels, height, width)` of the image embedding.
+    grid: (usize, usize, usize),
+}
 
 /// SAM's `MaskDecoder`.
 #[derive(Debug, Clone)]
@@ -72,6 +80,37 @@ impl MaskDecoder {
         sparse: &Tensor,
         dense: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
+        self.predict_masks_prepared(&self.prepare(image_embeddings, image_pe, dense)?, sparse)
+    }
+
+    /// The prompt-independent part of [`Self::predict_masks`]: the image tokens plus the dense
+    /// embedding, their positional encoding and the first transformer block's projections of
+    /// them. For prompts without mask inputs the dense embedding is the same for every prompt
+    /// (`PromptEncoder::forward` without masks), so one preparation per image serves them all.
+    pub fn prepare(
+        &self,
+        image_embeddings: &Tensor,
+        image_pe: &Tensor,
+        dense: &Tensor,
+    ) -> Result<PreparedImage> {
+        let (_, c, h, w) = dense.dims4()?;
+        // One image and one dense map for all prompts (no mask inputs) stay batch 1: the
+        // transformer's first block then projects the image once.
+        let src = image_embeddings.broadcast_add(dense)?;
+        let pos_src = image_pe.broadcast_as((1, c, h, w))?.contiguous()?;
+        Ok(PreparedImage {
+            keys: self.transformer.prepare(&src, &pos_src)?,
+            grid: (c, h, w),
+        })
+    }
+
+    /// [`Self::predict_masks`] on a prepared image: `sparse (B, N, D)` →
+    /// `(masks (B, n, 4h, 4w), iou (B, n))`.
+    pub fn predict_masks_prepared(
+        &self,
+        image: &PreparedImage,
+        sparse: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let b = sparse.dim(0)?;
         let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)?;
         let (nt, d) = output_tokens.dims2()?;
@@ -80,18 +119,8 @@ impl MaskDecoder {
             &[&output_tokens, &sparse.to_dtype(output_tokens.dtype())?],
             1,
         )?;
-        let (_, c, h, w) = dense.dims4()?;
-        // One image and one dense map for all prompts (no mask inputs): the transformer gets
-        // batch 1 on the image side and projects it once in its first block.
-        let src = if image_embeddings.dim(0)? == 1 && dense.dim(0)? == 1 {
-            image_embeddings.broadcast_add(dense)?
-        } else {
-            image_embeddings
-                .broadcast_as((b, c, h, w))?
-                .broadcast_add(dense)?
-        };
-        let pos_src = image_pe.broadcast_as((1, c, h, w))?.contiguous()?;
-        let (hs, src) = self.transformer.forward(&src, &pos_src, &tokens)?;
+        let (c, h, w) = image.grid;
+        let (hs, src) = self.transformer.forward_prepared(&image.keys, &tokens)?;
         let src = if src.dim(0)? == b {
             src
         } else {
@@ -121,6 +150,26 @@ impl MaskDecoder {
         Ok((masks, iou))
     }
 
+    /// [`Self::forward`] on a prepared image ([`Self::prepare`]).
+    pub fn forward_prepared(
+        &self,
+        image: &PreparedImage,
+        sparse: &Tensor,
+        multimask_output: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (masks, iou) = self.predict_masks_prepared(image, sparse)?;
+        self.select(masks, iou, multimask_output)
+    }
+
+    fn select(&self, masks: Tensor, iou: Tensor, multimask: bool) -> Result<(Tensor, Tensor)> {
+        let (start, len) = if multimask {
+            (1, self.num_mask_tokens - 1)
+        } else {
+            (0, 1)
+        };
+        Ok((masks.narrow(1, start, len)?, iou.narrow(1, start, len)?))
+    }
+
     /// The official selection: with `multimask_output`, masks 1.. (three candidates), otherwise
     /// mask 0 alone.
     pub fn forward(
@@ -132,11 +181,64 @@ impl MaskDecoder {
         multimask_output: bool,
     ) -> Result<(Tensor, Tensor)> {
         let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense)?;
-        let (start, len) = if multimask_output {
-            (1, self.num_mask_tokens - 1)
-        } else {
-            (0, 1)
+        self.select(masks, iou, multimask_output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PromptEncoder, PromptEncoderConfig};
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// One image shared by three prompts (batch-1 image and dense map, prepared once) gives
+    /// what the per-prompt copies give (the reference's layout: everything batch 3).
+    #[test]
+    fn shared_image_equals_per_prompt_copies() -> Result<()> {
+        let dev = Device::Cpu;
+        let pcfg = PromptEncoderConfig {
+            hidden_size: 32,
+            image_size: 64,
+            ..Default::default()
         };
-        Ok((masks.narrow(1, start, len)?, iou.narrow(1, start, len)?))
+        let mcfg = MaskDecoderConfig {
+            hidden_size: 32,
+            mlp_dim: 64,
+            iou_head_hidden_dim: 32,
+            ..Default::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
+        MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.3, var.shape(), &dev)?)?;
+        }
+        // Built again: layers that rearrange their weights at build time (the transposed
+        // convolutions) must see the random values.
+        let prompts = PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
+        let decoder = MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
+        let coords = Tensor::new(&[[[10f32, 20.]], [[40., 5.]], [[33., 33.]]], &dev)?;
+        let labels = Tensor::new(&[[1f32], [0.], [1.]], &dev)?;
+        let (sparse, dense) = prompts.forward(Some((&coords, &labels)), None, None)?;
+        assert_eq!(dense.dim(0)?, 1);
+        let emb = Tensor::randn(0f32, 1.0, (1, 32, 4, 4), &dev)?;
+        let pe = prompts.get_dense_pe()?;
+        let prepared = decoder.prepare(&emb, &pe, &dense)?;
+        let (masks, iou) = decoder.predict_masks_prepared(&prepared, &sparse)?;
+        let wide = |t: &Tensor| t.broadcast_as((3, 32, 4, 4))?.contiguous();
+        let (ref_masks, ref_iou) =
+            decoder.predict_masks(&wide(&emb)?, &pe, &sparse, &wide(&dense)?)?;
+        let max = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            assert_eq!(a.dims(), b.dims());
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        let (dm, di) = (max(&masks, &ref_masks)?, max(&iou, &ref_iou)?);
+        assert!(dm < 1e-4 && di < 1e-5, "masks {dm}, iou {di}");
+        // The prompts differ, so the comparison is not between three copies of one answer.
+        let spread = max(&masks.get(0)?, &masks.get(1)?)?;
+        assert!(spread > 1e-2, "prompts 0 and 1 differ by {spread} only");
+        Ok(())
     }
 }

@@ -130,8 +130,48 @@ impl PromptEncoder {
             (None, None, Some(m)) => m.dim(0)?,
             _ => 1,
         };
+        let sparse = self.sparse(points, boxes, bs)?;
+        let dense = match masks {
+            Some(m) => self.embed_masks(&m.to_dtype(self.no_mask_embed.dtype())?)?,
+            None => self.no_mask_dense()?,
+        };
+        Ok((sparse, dense))
+    }
+
+    /// The sparse embedding `(B, N, D)` of points and boxes alone (what [`Self::forward`]
+    /// returns first).
+    pub fn forward_sparse(
+        &self,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let bs = match (points, boxes) {
+            (Some((c, _)), _) => c.dim(0)?,
+            (None, Some(b)) => b.dim(0)?,
+            _ => 1,
+        };
+        self.sparse(points, boxes, bs)
+    }
+
+    /// The dense embedding of "no mask input", `(1, D, g, g)`: one map for the whole batch (the
+    /// official `expand`s this view over the batch), so the mask decoder can run the image
+    /// side of its first block once for all prompts.
+    pub fn no_mask_dense(&self) -> Result<Tensor> {
         let d = self.cfg.hidden_size;
-        let dev = self.no_mask_embed.device();
+        let g = self.cfg.embedding_size();
+        self.no_mask_embed
+            .reshape((1, d, 1, 1))?
+            .broadcast_as((1, d, g, g))?
+            .contiguous()
+    }
+
+    fn sparse(
+        &self,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+        bs: usize,
+    ) -> Result<Tensor> {
+        let d = self.cfg.hidden_size;
         let dtype = self.no_mask_embed.dtype();
         let mut parts = Vec::new();
         if let Some((coords, labels)) = points {
@@ -140,23 +180,10 @@ impl PromptEncoder {
         if let Some(b) = boxes {
             parts.push(self.embed_boxes(b)?);
         }
-        let sparse = if parts.is_empty() {
-            Tensor::zeros((bs, 0, d), dtype, dev)?
+        if parts.is_empty() {
+            Tensor::zeros((bs, 0, d), dtype, self.no_mask_embed.device())
         } else {
-            Tensor::cat(&parts, 1)?.to_dtype(dtype)?
-        };
-        let dense = match masks {
-            Some(m) => self.embed_masks(&m.to_dtype(dtype)?)?,
-            // One map for the whole batch (the official `expand`s this view over the batch):
-            // the mask decoder then runs the image side of its first block once for all prompts.
-            None => {
-                let g = self.cfg.embedding_size();
-                self.no_mask_embed
-                    .reshape((1, d, 1, 1))?
-                    .broadcast_as((1, d, g, g))?
-                    .contiguous()?
-            }
-        };
-        Ok((sparse, dense))
+            Tensor::cat(&parts, 1)?.to_dtype(dtype)
+        }
     }
 }

@@ -50,6 +50,31 @@ impl TwoWayAttentionBlock {
         query_pe: &Tensor,
         key_pe: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
+        self.forward_with(queries, keys, query_pe, key_pe, None)
+    }
+
+    /// The image side's projections in this block for image tokens `keys` that have not been
+    /// updated yet (the first block): `k_proj(keys + pe)` and `v_proj(keys)` of the
+    /// token-to-image attention, `q_proj(keys + pe)` of the image-to-token attention.
+    pub fn project_image(&self, keys: &Tensor, key_pe: &Tensor) -> Result<ImageProjections> {
+        let k = keys.broadcast_add(key_pe)?;
+        Ok(ImageProjections {
+            token_to_image_keys: self.cross_attn_token_to_image.project_keys(&k)?,
+            token_to_image_values: self.cross_attn_token_to_image.project_values(keys)?,
+            image_to_token_queries: self.cross_attn_image_to_token.project_queries(&k)?,
+        })
+    }
+
+    /// [`Self::forward`] with the image side's projections computed beforehand
+    /// ([`Self::project_image`] of the same `keys` and `key_pe`).
+    pub fn forward_with(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        query_pe: &Tensor,
+        key_pe: &Tensor,
+        image: Option<&ImageProjections>,
+    ) -> Result<(Tensor, Tensor)> {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)?
         } else {
@@ -58,22 +83,56 @@ impl TwoWayAttentionBlock {
         };
         let queries = self.norm1.forward(&queries)?;
 
+        // `keys` may be one image shared by every prompt (batch 1): its projections then run
+        // once for the batch (see `Attention::attend`).
+        let owned;
+        let image = match image {
+            Some(p) => p,
+            None => {
+                owned = self.project_image(keys, key_pe)?;
+                &owned
+            }
+        };
         let q = (&queries + query_pe)?;
-        // `keys` does not change before the image-to-token attention: one sum serves both.
-        // In the first block `keys` may be one image shared by every prompt (batch 1): its
-        // projections then run once (see `Attention::forward`).
-        let k = keys.broadcast_add(key_pe)?;
-        let queries = (&queries + self.cross_attn_token_to_image.forward(&q, &k, keys)?)?;
+        let attn = self.cross_attn_token_to_image.attend(
+            &self.cross_attn_token_to_image.project_queries(&q)?,
+            &image.token_to_image_keys,
+            &image.token_to_image_values,
+        )?;
+        let queries = (&queries + attn)?;
         let queries = self.norm2.forward(&queries)?;
 
         let mlp = self.lin2.forward(&self.lin1.forward(&queries)?.relu()?)?;
         let queries = self.norm3.forward(&(queries + mlp)?)?;
 
         let q = (&queries + query_pe)?;
-        let keys = keys.broadcast_add(&self.cross_attn_image_to_token.forward(&k, &q, &queries)?)?;
+        let attn = self.cross_attn_image_to_token.attend(
+            &image.image_to_token_queries,
+            &self.cross_attn_image_to_token.project_keys(&q)?,
+            &self.cross_attn_image_to_token.project_values(&queries)?,
+        )?;
+        let keys = keys.broadcast_add(&attn)?;
         let keys = self.norm4.forward(&keys)?;
         Ok((queries, keys))
     }
+}
+
+/// A block's projections of the image tokens, heads split (`(B, heads, h·w, c)`).
+#[derive(Debug, Clone)]
+pub struct ImageProjections {
+    token_to_image_keys: Tensor,
+    token_to_image_values: Tensor,
+    image_to_token_queries: Tensor,
+}
+
+/// The prompt-independent start of the two-way transformer for one image: the image tokens,
+/// their positional encoding and the first block's projections of them
+/// ([`TwoWayTransformer::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedKeys {
+    keys: Tensor,
+    key_pe: Tensor,
+    first: Option<ImageProjections>,
 }
 
 /// SAM's `TwoWayTransformer`.
@@ -112,17 +171,42 @@ impl TwoWayTransformer {
         image_pe: &Tensor,
         tokens: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let image = transpose_last2(&image.flatten_from(2)?)?;
-        let image_pe = transpose_last2(&image_pe.flatten_from(2)?)?;
+        self.forward_prepared(&self.prepare(image, image_pe)?, tokens)
+    }
+
+    /// Everything of [`Self::forward`] that does not depend on the prompts: flattens
+    /// `image (B, D, h, w)` and `image_pe` to tokens and runs the first block's image-side
+    /// projections. Prepare once per image, then [`Self::forward_prepared`] per prompt batch.
+    pub fn prepare(&self, image: &Tensor, image_pe: &Tensor) -> Result<PreparedKeys> {
+        let keys = transpose_last2(&image.flatten_from(2)?)?;
+        let key_pe = transpose_last2(&image_pe.flatten_from(2)?)?;
+        let first = match self.layers.first() {
+            Some(layer) => Some(layer.project_image(&keys, &key_pe)?),
+            None => None,
+        };
+        Ok(PreparedKeys {
+            keys,
+            key_pe,
+            first,
+        })
+    }
+
+    /// [`Self::forward`] on a prepared image.
+    pub fn forward_prepared(
+        &self,
+        image: &PreparedKeys,
+        tokens: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let mut queries = tokens.clone();
-        let mut keys = image;
-        for layer in &self.layers {
-            let (q, k) = layer.forward(&queries, &keys, tokens, &image_pe)?;
+        let mut keys = image.keys.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let pre = if i == 0 { image.first.as_ref() } else { None };
+            let (q, k) = layer.forward_with(&queries, &keys, tokens, &image.key_pe, pre)?;
             queries = q;
             keys = k;
         }
         let q = (&queries + tokens)?;
-        let k = keys.broadcast_add(&image_pe)?;
+        let k = keys.broadcast_add(&image.key_pe)?;
         let attn = self.final_attn_token_to_image.forward(&q, &k, &keys)?;
         let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
         Ok((queries, keys))
