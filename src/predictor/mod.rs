@@ -8,11 +8,11 @@ pub use embedding::ImageEmbedding;
 pub use prompt::{Point, PointLabel, Prompt};
 
 use crate::Sam;
-use segany_sam_decoder::PreparedImage;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use segany_core::image::{postprocess_masks, ResizeLongestSide};
 use segany_core::{BinaryMask, Error, Result};
+use segany_sam_decoder::PreparedImage;
 
 /// Masks for one prompt.
 #[derive(Debug, Clone)]

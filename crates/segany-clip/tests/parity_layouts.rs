@@ -85,7 +85,10 @@ fn run(name: &str, layout: Layout, sparse_key: &str, cfg: ClipConfig, act: Activ
         .iter()
         .map(|r| r.iter().position(|&t| t == 49407).expect("end-of-text"))
         .collect();
-    assert!(ends.iter().max().unwrap() + 1 < 77, "{name}: no padding to skip");
+    assert!(
+        ends.iter().max().unwrap() + 1 < 77,
+        "{name}: no padding to skip"
+    );
     let embeds = model.encode_text_embeds(ids).unwrap();
     common::assert_close(
         &format!("{name} text_embeds (stopping at end-of-text)"),

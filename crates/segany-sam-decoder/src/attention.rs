@@ -88,14 +88,20 @@ impl Attention {
             attn.matmul(v)?.transpose(1, 2)?
         } else if bk == 1 {
             // (B, h, Nq, c) -> (1, h, B·Nq, c): every prompt's queries against the one image.
-            let q = q.transpose(0, 1)?.contiguous()?.reshape((1, h, bq * nq, c))?;
+            let q = q
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((1, h, bq * nq, c))?;
             let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
             attn.matmul(v)?
                 .reshape((h, bq, nq, c))?
                 .permute((1, 2, 0, 3))?
         } else if bq == 1 {
             // Every prompt's keys side by side: (h, c, B·Nk).
-            let keys = k.permute((1, 3, 0, 2))?.contiguous()?.reshape((h, c, bk * nk))?;
+            let keys = k
+                .permute((1, 3, 0, 2))?
+                .contiguous()?
+                .reshape((h, c, bk * nk))?;
             let attn = (q.squeeze(0)?.matmul(&keys)? / scale)?; // (h, Nq, B·Nk)
             let attn = candle_nn::ops::softmax_last_dim(&attn.reshape((h, nq, bk, nk))?)?;
             let attn = attn.permute((2, 0, 1, 3))?.contiguous()?; // (B, h, Nq, Nk)

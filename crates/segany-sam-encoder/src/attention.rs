@@ -1,11 +1,11 @@
 //! Multi-head self-attention with decomposed relative positions.
 
-use segany_core::nn::fused_attention::{fused_attention, Geometry};
 use crate::fused_softmax::rel_pos_softmax;
 use crate::rel_pos::{get_rel_pos, rel_pos_terms};
 use crate::window::{window_partition, window_unpartition};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::fused_attention::{fused_attention, Geometry};
 use segany_core::nn::{linear, linear_no_bias, Linear};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).

@@ -33,13 +33,13 @@ pub mod tiny_vit;
 mod window;
 
 pub use attention::Attention;
-/// The fused CPU attention kernel (moved to [`segany_core::nn::fused_attention`], shared with CLIP).
-pub use segany_core::nn::fused_attention;
 pub use block::Block;
 pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;
 pub use fused_softmax::rel_pos_softmax;
 pub use neck::Neck;
 pub use rel_pos::{add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_terms};
+/// The fused CPU attention kernel (moved to [`segany_core::nn::fused_attention`], shared with CLIP).
+pub use segany_core::nn::fused_attention;
 pub use tiny_vit::{TinyViT, TinyViTConfig};
 pub use window::{window_partition, window_unpartition};

@@ -17,9 +17,9 @@
 //! result straight into the `(B, H, W, C)` output. Items run in parallel; each product is a
 //! serial gemm on views of the `qkv` buffer or of small gathered windows.
 
+use super::matmul::{matmul_into, MatRef};
 use candle_core::{bail, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
-use super::matmul::{matmul_into, MatRef};
 
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
