@@ -41,6 +41,9 @@ fn quick_gelu(v: f32) -> f32 {
     v * (1.0 / (1.0 + (-(v * 1.702)).exp()))
 }
 
+/// Inputs of at most this many rows take the weight-first product (see `Linear::run`).
+const FEW_ROWS: usize = 16;
+
 /// The activation fused into the bias pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Act {
@@ -115,9 +118,24 @@ impl Linear {
                 ) => (&xv[xa..xb], &wv[wa..wb]),
                 _ => candle_core::bail!("linear: expected contiguous f32 CPU tensors"),
             };
-            let a = MatRef::row_major(xv, rows, in_dim)?;
-            let w = MatRef::row_major(wv, out_dim, in_dim)?.t();
-            matmul_into(&mut out, out_dim, a, w, 1.0, true)?;
+            if rows <= FEW_ROWS {
+                // `(W·xᵀ)ᵀ`: with the weight as the left operand gemm reads it row by row
+                // instead of re-packing its transpose, which dominated short inputs (a text
+                // prompt of a few tokens against megabytes of weights).
+                let mut out_t = vec![0f32; rows * out_dim];
+                let w = MatRef::row_major(wv, out_dim, in_dim)?;
+                let a = MatRef::row_major(xv, rows, in_dim)?.t();
+                matmul_into(&mut out_t, rows, w, a, 1.0, true)?;
+                for (r, row) in out.chunks_exact_mut(out_dim.max(1)).enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = out_t[j * rows + r];
+                    }
+                }
+            } else {
+                let a = MatRef::row_major(xv, rows, in_dim)?;
+                let w = MatRef::row_major(wv, out_dim, in_dim)?.t();
+                matmul_into(&mut out, out_dim, a, w, 1.0, true)?;
+            }
         }
         if bias.is_some() || act != Act::Identity {
             out.par_chunks_mut(out_dim.max(1)).for_each(|row| {
@@ -178,6 +196,17 @@ mod tests {
             .max_all()?
             .to_scalar::<f32>()?;
         assert!(d < 1e-6, "quick gelu: {d}");
+        // Many rows (the input-first product) as well as few.
+        let w_big = Tensor::randn(0f32, 1.0, (40, 24), &dev)?;
+        let b_big = Tensor::randn(0f32, 1.0, 40, &dev)?;
+        let x_big = Tensor::randn(0f32, 1.0, (3, 20, 24), &dev)?;
+        let reference =
+            candle_nn::Linear::new(w_big.clone(), Some(b_big.clone())).forward(&x_big)?;
+        let d = (reference - Linear::new(w_big, Some(b_big)).forward(&x_big)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(d < 1e-5, "60 rows: {d}");
         let nb = Linear::new(w.clone(), None).forward(&x.narrow(1, 1, 2)?)?;
         let reference = candle_nn::Linear::new(w, None).forward(&x.narrow(1, 1, 2)?)?;
         assert_eq!(nb.dims(), &[2, 2, 7]);
