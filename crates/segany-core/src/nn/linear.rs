@@ -42,7 +42,9 @@ fn quick_gelu(v: f32) -> f32 {
 }
 
 /// Inputs of at most this many rows take the weight-first product (see `Linear::run`).
-const FEW_ROWS: usize = 16;
+/// Measured on CLIP ViT-L/14 (2 threads, AVX-512): 8 rows 157 → 41 ms and 77 rows 300 → 150 ms
+/// for the text tower, but 577 rows 3.1 → 4.2 s for the image tower.
+const FEW_ROWS: usize = 128;
 
 /// The activation fused into the bias pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,14 +201,14 @@ mod tests {
         // Many rows (the input-first product) as well as few.
         let w_big = Tensor::randn(0f32, 1.0, (40, 24), &dev)?;
         let b_big = Tensor::randn(0f32, 1.0, 40, &dev)?;
-        let x_big = Tensor::randn(0f32, 1.0, (3, 20, 24), &dev)?;
+        let x_big = Tensor::randn(0f32, 1.0, (3, 50, 24), &dev)?;
         let reference =
             candle_nn::Linear::new(w_big.clone(), Some(b_big.clone())).forward(&x_big)?;
         let d = (reference - Linear::new(w_big, Some(b_big)).forward(&x_big)?)?
             .abs()?
             .max_all()?
             .to_scalar::<f32>()?;
-        assert!(d < 1e-5, "60 rows: {d}");
+        assert!(d < 1e-5, "150 rows: {d}");
         let nb = Linear::new(w.clone(), None).forward(&x.narrow(1, 1, 2)?)?;
         let reference = candle_nn::Linear::new(w, None).forward(&x.narrow(1, 1, 2)?)?;
         assert_eq!(nb.dims(), &[2, 2, 7]);
