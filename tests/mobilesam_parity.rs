@@ -16,35 +16,15 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{expected, fixture, get, max_abs, rel_err};
+use common::{check_prompt_case, expected, fixture, get, max_abs, rel_err};
 use segany::core::image::load_rgb;
 use segany::core::TensorStore;
 use segany::sam::EncoderKind;
-use segany::{BinaryMask, Prompt, Sam, SamConfig, SamPredictor};
+use segany::{Sam, SamConfig, SamPredictor};
 use std::path::Path;
 
 const REL_TOL: f64 = 1e-4;
 const IOU_TOL: f64 = 1e-4;
-
-fn prompt_for(exp: &TensorStore, key: &str) -> Prompt {
-    let mut p = Prompt::new();
-    if let Some(c) = exp.get(&format!("{key}.point_coords")) {
-        let c: Vec<Vec<f32>> = c.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
-        let l: Vec<f32> = get(exp, &format!("{key}.point_labels")).to_vec1().unwrap();
-        for (xy, lab) in c.iter().zip(l) {
-            p = if lab == 1.0 {
-                p.foreground(xy[0], xy[1])
-            } else {
-                p.background(xy[0], xy[1])
-            };
-        }
-    }
-    if let Some(b) = exp.get(&format!("{key}.box")) {
-        let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
-        p = p.with_box([b[0], b[1], b[2], b[3]]);
-    }
-    p
-}
 
 /// Embedding checks: the stored channels (all, or every 8th) and every channel's mean.
 fn check_embedding(emb: &Tensor, exp: &TensorStore) {
@@ -81,50 +61,11 @@ fn check(model: &Path, exp: &TensorStore) {
     let mut cases = 0;
     for case in ["point", "two_points", "box", "box_point"] {
         let key = format!("chelsea.{case}");
-        let Some(low_ref) = exp.get(&format!("{key}.low_res")) else {
+        if exp.get(&format!("{key}.low_res")).is_none() {
             continue;
-        };
-        cases += 1;
-        let multimask = get(exp, &format!("{key}.multimask"))
-            .to_vec1::<f32>()
-            .unwrap()[0]
-            == 1.0;
-        let pred = predictor
-            .predict(&prompt_for(exp, &key), multimask)
-            .unwrap();
-        let e = rel_err(&pred.low_res_logits, low_ref);
-        let iou = Tensor::new(pred.scores.as_slice(), &Device::Cpu).unwrap();
-        let ie = max_abs(&iou, &get(exp, &format!("{key}.iou")));
-        println!("{key}: low-res rel err {e:.2e}, iou abs err {ie:.2e}");
-        assert!(e < REL_TOL, "{key}: low-res logits rel err {e}");
-        assert!(ie < IOU_TOL, "{key}: iou abs err {ie}");
-        if let Some(masks) = exp.get(&format!("{key}.masks")) {
-            let (k, h, w) = masks.dims3().unwrap();
-            assert_eq!(pred.masks.len(), k);
-            for (j, m) in pred.masks.iter().enumerate() {
-                let data: Vec<u8> = masks
-                    .get(j)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let reference = BinaryMask::new(h, w, data).unwrap();
-                let agree = m.agreement(&reference).unwrap();
-                println!(
-                    "{key} mask {j}: agreement {agree:.6}, area {}",
-                    reference.area()
-                );
-                assert!(
-                    agree >= 0.999,
-                    "{key} mask {j}: only {agree} of pixels agree"
-                );
-                assert!(
-                    reference.area() > 0 && reference.area() < h * w,
-                    "reference mask is empty or full: the fixture proves nothing"
-                );
-            }
         }
+        cases += 1;
+        check_prompt_case(&predictor, exp, &key, "mobilesam", REL_TOL, IOU_TOL);
     }
     assert!(
         cases >= 3,

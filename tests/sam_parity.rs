@@ -9,38 +9,14 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use common::{expected, fixture, get, max_abs, rel_err};
+use candle_core::{DType, Device};
+use common::{check_prompt_case, expected, fixture, get, max_abs, rel_err};
 use segany::core::image::{load_rgb, ResizeLongestSide};
-use segany::core::TensorStore;
-use segany::{BinaryMask, Prompt, Sam, SamPredictor};
+use segany::{Prompt, Sam, SamPredictor};
 
 const REL_TOL: f64 = 1e-4;
 const IOU_TOL: f64 = 1e-4;
 const CASES: [&str; 5] = ["point", "two_points", "box", "box_point", "mask_point"];
-
-fn prompt_for(exp: &TensorStore, key: &str) -> Prompt {
-    let mut p = Prompt::new();
-    if let Some(c) = exp.get(&format!("{key}.point_coords")) {
-        let c: Vec<Vec<f32>> = c.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
-        let l: Vec<f32> = get(exp, &format!("{key}.point_labels")).to_vec1().unwrap();
-        for (xy, lab) in c.iter().zip(l) {
-            p = if lab == 1.0 {
-                p.foreground(xy[0], xy[1])
-            } else {
-                p.background(xy[0], xy[1])
-            };
-        }
-    }
-    if let Some(b) = exp.get(&format!("{key}.box")) {
-        let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
-        p = p.with_box([b[0], b[1], b[2], b[3]]);
-    }
-    if let Some(m) = exp.get(&format!("{key}.mask_input")) {
-        p = p.with_mask(m.to_dtype(DType::F32).unwrap());
-    }
-    p
-}
 
 fn check_model(model_path: &str, expected_file: &str, check_resize: bool) {
     let sam = Sam::load(
@@ -76,47 +52,7 @@ fn check_model(model_path: &str, expected_file: &str, check_resize: bool) {
 
         for case in CASES {
             let key = format!("{image}.{case}");
-            let multimask = get(&exp, &format!("{key}.multimask"))
-                .to_vec1::<f32>()
-                .unwrap()[0]
-                == 1.0;
-            let pred = predictor
-                .predict(&prompt_for(&exp, &key), multimask)
-                .unwrap();
-            let low_ref = get(&exp, &format!("{key}.low_res"));
-            let e = rel_err(&pred.low_res_logits, &low_ref);
-            let iou = Tensor::new(pred.scores.as_slice(), &Device::Cpu).unwrap();
-            let ie = max_abs(&iou, &get(&exp, &format!("{key}.iou")));
-            println!("{expected_file} {key}: low-res rel err {e:.2e}, iou abs err {ie:.2e}");
-            assert!(e < REL_TOL, "{key}: low-res logits rel err {e}");
-            assert!(ie < IOU_TOL, "{key}: iou abs err {ie}");
-            if let Some(masks) = exp.get(&format!("{key}.masks")) {
-                let (k, h, w) = masks.dims3().unwrap();
-                assert_eq!(pred.masks.len(), k);
-                for (j, m) in pred.masks.iter().enumerate() {
-                    let data: Vec<u8> = masks
-                        .get(j)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
-                    let reference = BinaryMask::new(h, w, data).unwrap();
-                    let agree = m.agreement(&reference).unwrap();
-                    println!(
-                        "{expected_file} {key} mask {j}: agreement {agree:.6}, area {}",
-                        reference.area()
-                    );
-                    assert!(
-                        agree >= 0.999,
-                        "{key} mask {j}: only {agree} of pixels agree"
-                    );
-                    assert!(
-                        reference.area() > 0,
-                        "reference mask is empty: the fixture proves nothing"
-                    );
-                }
-            }
+            check_prompt_case(&predictor, &exp, &key, expected_file, REL_TOL, IOU_TOL);
         }
 
         // N boxes in one decoder pass.

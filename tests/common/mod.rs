@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use segany::core::TensorStore;
+use segany::{BinaryMask, Prompt, SamPredictor};
 use std::path::PathBuf;
 
 /// Path under `tests/fixtures/`.
@@ -68,4 +69,81 @@ pub fn max_abs(actual: &Tensor, reference: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap() as f64
+}
+
+/// The prompt stored under `key` in a SAM fixture: `point_coords` + `point_labels`, `box`,
+/// `mask_input`, whichever are present.
+pub fn prompt_for(exp: &TensorStore, key: &str) -> Prompt {
+    let mut p = Prompt::new();
+    if let Some(c) = exp.get(&format!("{key}.point_coords")) {
+        let c: Vec<Vec<f32>> = c.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
+        let l: Vec<f32> = get(exp, &format!("{key}.point_labels")).to_vec1().unwrap();
+        for (xy, lab) in c.iter().zip(l) {
+            p = if lab == 1.0 {
+                p.foreground(xy[0], xy[1])
+            } else {
+                p.background(xy[0], xy[1])
+            };
+        }
+    }
+    if let Some(b) = exp.get(&format!("{key}.box")) {
+        let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+        p = p.with_box([b[0], b[1], b[2], b[3]]);
+    }
+    if let Some(m) = exp.get(&format!("{key}.mask_input")) {
+        p = p.with_mask(m.to_dtype(DType::F32).unwrap());
+    }
+    p
+}
+
+/// Runs the prompt case `key` of a SAM fixture through `predictor` and checks it against the
+/// reference: low-res logits within `rel_tol` relative ([`rel_err`]), IoU predictions within
+/// `iou_tol` absolute, and, where the fixture stores them, every full-resolution mask agreeing
+/// on ≥ 99.9% of pixels with a reference that is neither empty nor full.
+pub fn check_prompt_case(
+    predictor: &SamPredictor,
+    exp: &TensorStore,
+    key: &str,
+    label: &str,
+    rel_tol: f64,
+    iou_tol: f64,
+) {
+    let multimask = get(exp, &format!("{key}.multimask"))
+        .to_vec1::<f32>()
+        .unwrap()[0]
+        == 1.0;
+    let pred = predictor.predict(&prompt_for(exp, key), multimask).unwrap();
+    let e = rel_err(&pred.low_res_logits, &get(exp, &format!("{key}.low_res")));
+    let iou = Tensor::new(pred.scores.as_slice(), &Device::Cpu).unwrap();
+    let ie = max_abs(&iou, &get(exp, &format!("{key}.iou")));
+    println!("{label} {key}: low-res rel err {e:.2e}, iou abs err {ie:.2e}");
+    assert!(e < rel_tol, "{key}: low-res logits rel err {e}");
+    assert!(ie < iou_tol, "{key}: iou abs err {ie}");
+    if let Some(masks) = exp.get(&format!("{key}.masks")) {
+        let (k, h, w) = masks.dims3().unwrap();
+        assert_eq!(pred.masks.len(), k);
+        for (j, m) in pred.masks.iter().enumerate() {
+            let data: Vec<u8> = masks
+                .get(j)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let reference = BinaryMask::new(h, w, data).unwrap();
+            let agree = m.agreement(&reference).unwrap();
+            println!(
+                "{label} {key} mask {j}: agreement {agree:.6}, area {}",
+                reference.area()
+            );
+            assert!(
+                agree >= 0.999,
+                "{key} mask {j}: only {agree} of pixels agree"
+            );
+            assert!(
+                reference.area() > 0 && reference.area() < h * w,
+                "reference mask is empty or full: the fixture proves nothing"
+            );
+        }
+    }
 }
