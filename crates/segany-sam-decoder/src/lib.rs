@@ -34,6 +34,8 @@ mod mask_decoder;
 mod mlp;
 mod position;
 mod prompt_encoder;
+#[cfg(test)]
+mod test_util;
 mod transformer;
 mod upscale;
 

@@ -188,6 +188,7 @@ impl MaskDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{pseudo_random, seed_of};
     use crate::{PromptEncoder, PromptEncoderConfig};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
@@ -212,8 +213,8 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
         MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
-        for var in varmap.all_vars() {
-            var.set(&Tensor::randn(0f32, 0.3, var.shape(), &dev)?)?;
+        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.3)?)?;
         }
         // Built again: layers that rearrange their weights at build time (the transposed
         // convolutions) must see the random values.
@@ -223,7 +224,7 @@ mod tests {
         let labels = Tensor::new(&[[1f32], [0.], [1.]], &dev)?;
         let (sparse, dense) = prompts.forward(Some((&coords, &labels)), None, None)?;
         assert_eq!(dense.dim(0)?, 1);
-        let emb = Tensor::randn(0f32, 1.0, (1, 32, 4, 4), &dev)?;
+        let emb = pseudo_random(&[1, 32, 4, 4], 7, 1.0)?;
         let pe = prompts.get_dense_pe()?;
         let prepared = decoder.prepare(&emb, &pe, &dense)?;
         let (masks, iou) = decoder.predict_masks_prepared(&prepared, &sparse)?;
@@ -236,7 +237,8 @@ mod tests {
         };
         let (dm, di) = (max(&masks, &ref_masks)?, max(&iou, &ref_iou)?);
         assert!(dm < 1e-4 && di < 1e-5, "masks {dm}, iou {di}");
-        // The prompts differ, so the comparison is not between three copies of one answer.
+        // The prompts differ by far more than the tolerance, so mixing them up (say, prompt 0's
+        // answer for all three) would fail the check above.
         let spread = max(&masks.get(0)?, &masks.get(1)?)?;
         assert!(spread > 1e-2, "prompts 0 and 1 differ by {spread} only");
         Ok(())
