@@ -39,6 +39,31 @@ impl Attention {
         })
     }
 
+    /// Number of heads.
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+
+    /// `q_proj`.
+    pub fn q_proj(&self) -> &Linear {
+        &self.q_proj
+    }
+
+    /// `k_proj`.
+    pub fn k_proj(&self) -> &Linear {
+        &self.k_proj
+    }
+
+    /// `v_proj`.
+    pub fn v_proj(&self) -> &Linear {
+        &self.v_proj
+    }
+
+    /// `out_proj`.
+    pub fn out_proj(&self) -> &Linear {
+        &self.out_proj
+    }
+
     fn separate_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         x.reshape((b, n, self.num_heads, c / self.num_heads))?

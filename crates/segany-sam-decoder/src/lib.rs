@@ -30,6 +30,7 @@
 
 mod attention;
 mod config;
+mod fused;
 mod mask_decoder;
 mod mlp;
 mod position;

@@ -2,6 +2,7 @@
 //! image features, hypernetwork MLPs and the IoU head.
 
 use crate::config::{MaskDecoderConfig, LAYER_NORM_2D_EPS};
+use crate::fused;
 use crate::mlp::Mlp;
 use crate::transformer::{PreparedKeys, TwoWayTransformer};
 use crate::upscale::ConvTranspose2x2;
@@ -121,20 +122,7 @@ impl MaskDecoder {
         )?;
         let (c, h, w) = image.grid;
         let (hs, src) = self.transformer.forward_prepared(&image.keys, &tokens)?;
-        let src = if src.dim(0)? == b {
-            src
-        } else {
-            src.broadcast_as((b, h * w, c))?.contiguous()?
-        };
         let iou_token_out = hs.narrow(1, 0, 1)?.squeeze(1)?;
-        // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are NHWC.
-        let up = src
-            .reshape((b, h, w, c))?
-            .apply(&self.upscale1)?
-            .apply(&self.upscale_ln)?
-            .gelu_erf()?
-            .apply(&self.upscale2)?
-            .gelu_erf()?;
         let hyper_in = self
             .hypernetworks
             .iter()
@@ -142,10 +130,35 @@ impl MaskDecoder {
             .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
-        let (_, uh, uw, uc) = up.dims4()?;
-        let masks = hyper_in
-            .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
-            .reshape((b, self.num_mask_tokens, uh, uw))?;
+        let masks = if fused::applies(&src) && fused::applies(&hyper_in) {
+            fused::upscale_masks(
+                &src,
+                (h, w),
+                &self.upscale1,
+                &self.upscale_ln,
+                &self.upscale2,
+                &hyper_in,
+            )?
+        } else {
+            let src = if src.dim(0)? == b {
+                src
+            } else {
+                src.broadcast_as((b, h * w, c))?.contiguous()?
+            };
+            // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are
+            // NHWC.
+            let up = src
+                .reshape((b, h, w, c))?
+                .apply(&self.upscale1)?
+                .apply(&self.upscale_ln)?
+                .gelu_erf()?
+                .apply(&self.upscale2)?
+                .gelu_erf()?;
+            let (_, uh, uw, uc) = up.dims4()?;
+            hyper_in
+                .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
+                .reshape((b, self.num_mask_tokens, uh, uw))?
+        };
         let iou = self.iou_head.forward(&iou_token_out)?;
         Ok((masks, iou))
     }

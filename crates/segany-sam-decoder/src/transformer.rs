@@ -2,6 +2,7 @@
 
 use crate::attention::Attention;
 use crate::config::{MaskDecoderConfig, TRANSFORMER_LAYER_NORM_EPS};
+use crate::fused;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::{layer_norm, linear, transpose_last2, LayerNorm, Linear};
@@ -84,21 +85,30 @@ impl TwoWayAttentionBlock {
         let queries = self.norm1.forward(&queries)?;
 
         // `keys` may be one image shared by every prompt (batch 1): its projections then run
-        // once for the batch (see `Attention::attend`).
-        let owned;
-        let image = match image {
-            Some(p) => p,
-            None => {
-                owned = self.project_image(keys, key_pe)?;
-                &owned
+        // once for the batch (see `Attention::attend`). On the CPU, an image of its own per
+        // prompt goes through the fused kernels, which never project all image tokens.
+        let fast = use_kernels(keys, key_pe)?;
+        let q = (&queries + query_pe)?;
+        let attn = match (image, fast) {
+            (None, true) => {
+                fused::token_to_image(&self.cross_attn_token_to_image, &q, keys, key_pe)?
+            }
+            _ => {
+                let owned;
+                let image = match image {
+                    Some(p) => p,
+                    None => {
+                        owned = self.project_image(keys, key_pe)?;
+                        &owned
+                    }
+                };
+                self.cross_attn_token_to_image.attend(
+                    &self.cross_attn_token_to_image.project_queries(&q)?,
+                    &image.token_to_image_keys,
+                    &image.token_to_image_values,
+                )?
             }
         };
-        let q = (&queries + query_pe)?;
-        let attn = self.cross_attn_token_to_image.attend(
-            &self.cross_attn_token_to_image.project_queries(&q)?,
-            &image.token_to_image_keys,
-            &image.token_to_image_values,
-        )?;
         let queries = (&queries + attn)?;
         let queries = self.norm2.forward(&queries)?;
 
@@ -106,8 +116,26 @@ impl TwoWayAttentionBlock {
         let queries = self.norm3.forward(&(queries + mlp)?)?;
 
         let q = (&queries + query_pe)?;
+        if fast {
+            let keys = fused::image_to_token(
+                &self.cross_attn_image_to_token,
+                &self.norm4,
+                keys,
+                key_pe,
+                image.map(|p| &p.image_to_token_queries),
+                &q,
+                &queries,
+            )?;
+            return Ok((queries, keys));
+        }
+        let image_queries = match image {
+            Some(p) => p.image_to_token_queries.clone(),
+            None => self
+                .cross_attn_image_to_token
+                .project_queries(&keys.broadcast_add(key_pe)?)?,
+        };
         let attn = self.cross_attn_image_to_token.attend(
-            &image.image_to_token_queries,
+            &image_queries,
             &self.cross_attn_image_to_token.project_keys(&q)?,
             &self.cross_attn_image_to_token.project_values(&queries)?,
         )?;
@@ -115,6 +143,11 @@ impl TwoWayAttentionBlock {
         let keys = self.norm4.forward(&keys)?;
         Ok((queries, keys))
     }
+}
+
+/// Whether the fused CPU kernels take the image side: f32 on the CPU, one positional encoding.
+fn use_kernels(keys: &Tensor, key_pe: &Tensor) -> Result<bool> {
+    Ok(fused::applies(keys) && fused::applies(key_pe) && key_pe.dim(0)? == 1)
 }
 
 /// A block's projections of the image tokens, heads split (`(B, heads, h·w, c)`).
@@ -206,8 +239,12 @@ impl TwoWayTransformer {
             keys = k;
         }
         let q = (&queries + tokens)?;
-        let k = keys.broadcast_add(&image.key_pe)?;
-        let attn = self.final_attn_token_to_image.forward(&q, &k, &keys)?;
+        let attn = if use_kernels(&keys, &image.key_pe)? {
+            fused::token_to_image(&self.final_attn_token_to_image, &q, &keys, &image.key_pe)?
+        } else {
+            let k = keys.broadcast_add(&image.key_pe)?;
+            self.final_attn_token_to_image.forward(&q, &k, &keys)?
+        };
         let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
         Ok((queries, keys))
     }

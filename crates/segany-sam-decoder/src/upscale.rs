@@ -37,6 +37,24 @@ impl ConvTranspose2x2 {
     }
 }
 
+impl ConvTranspose2x2 {
+    /// The weight as one matrix `(C_in, 4·C_out)`, columns ordered `(a, b, o)`: input pixel
+    /// `(i, j)` times it gives output pixels `(2i+a, 2j+b)`, channels last.
+    pub fn matrix(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `(C_out)`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// Number of output channels.
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+}
+
 impl Module for ConvTranspose2x2 {
     /// Channels-last: `(B, H, W, C)` → `(B, 2H, 2W, O)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -18,6 +18,21 @@ impl LayerNorm {
     pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
         Self { weight, bias, eps }
     }
+
+    /// The scale (`weight`).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The shift (`bias`).
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
 }
 
 /// Loads `weight` and `bias` of size `dim` from `vb`.
@@ -82,6 +97,61 @@ fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
     }
 }
 
+/// Normalises one f32 row `src` into `dst` as [`LayerNorm`] does on the CPU (mean first, then
+/// the mean square of the centred values, as PyTorch), then scales by `w` and shifts by `b`.
+/// For kernels that normalise rows of their own buffers; all four slices have the same length.
+///
+/// The sums run in 16 f32 lanes (vectorisable; PyTorch's CPU reductions also accumulate f32
+/// in lanes), not the f64 accumulators of the generic path.
+pub fn layer_norm_row(src: &[f32], dst: &mut [f32], w: &[f32], b: &[f32], eps: f64) {
+    const L: usize = 16;
+    let dim = w.len();
+    let lanes_sum = |f: &dyn Fn(f32) -> f32| -> f32 {
+        let mut acc = [0f32; L];
+        let chunks = src.chunks_exact(L);
+        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for c in chunks {
+            for l in 0..L {
+                acc[l] += f(c[l]);
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    };
+    let mean = lanes_sum(&|v| v) / dim as f32;
+    let var = lanes_sum(&|v| (v - mean) * (v - mean)) / dim as f32;
+    let inv = 1.0 / (var + eps as f32).sqrt();
+    for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(w).zip(b) {
+        *d = (s - mean) * inv * w + b;
+    }
+}
+
+fn normalise_one<T: Copy>(
+    s: &[T],
+    d: &mut [T],
+    w: &[T],
+    b: &[T],
+    eps: f64,
+    to: impl Fn(T) -> f32,
+    from: impl Fn(f32) -> T,
+) {
+    let dim = w.len();
+    let mut sum = 0f64;
+    for &v in s {
+        sum += to(v) as f64;
+    }
+    let mean = (sum / dim as f64) as f32;
+    let mut sq = 0f64;
+    for &v in s {
+        let c = to(v) - mean;
+        sq += (c * c) as f64;
+    }
+    let var = (sq / dim as f64) as f32;
+    let inv = 1.0 / (var + eps as f32).sqrt();
+    for i in 0..dim {
+        d[i] = from((to(s[i]) - mean) * inv * to(w[i]) + to(b[i]));
+    }
+}
+
 fn normalise_rows<T: Copy + Send + Sync>(
     src: &[T],
     w: &[T],
@@ -96,23 +166,7 @@ fn normalise_rows<T: Copy + Send + Sync>(
     dst.extend_from_slice(src);
     dst.par_chunks_mut(dim)
         .zip(src.par_chunks(dim))
-        .for_each(|(d, s)| {
-            let mut sum = 0f64;
-            for &v in s {
-                sum += to(v) as f64;
-            }
-            let mean = (sum / dim as f64) as f32;
-            let mut sq = 0f64;
-            for &v in s {
-                let c = to(v) - mean;
-                sq += (c * c) as f64;
-            }
-            let var = (sq / dim as f64) as f32;
-            let inv = 1.0 / (var + eps as f32).sqrt();
-            for i in 0..dim {
-                d[i] = from((to(s[i]) - mean) * inv * to(w[i]) + to(b[i]));
-            }
-        });
+        .for_each(|(d, s)| normalise_one(s, d, w, b, eps, &to, &from));
     dst
 }
 
@@ -143,7 +197,11 @@ impl CustomOp3 for TwoPassLayerNorm {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
                 let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);
-                CpuStorage::F32(normalise_rows(x, w, b, self.eps, |v| v, |v| v))
+                let mut out = vec![0f32; x.len()];
+                out.par_chunks_mut(dim.max(1))
+                    .zip(x.par_chunks(dim.max(1)))
+                    .for_each(|(d, s)| layer_norm_row(s, d, w, b, self.eps));
+                CpuStorage::F32(out)
             }
             (CpuStorage::F16(x), CpuStorage::F16(w), CpuStorage::F16(b)) => {
                 let (x, w, b) = (contiguous(x, l1)?, contiguous(w, l2)?, contiguous(b, l3)?);

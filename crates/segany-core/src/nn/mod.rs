@@ -1,14 +1,16 @@
 //! Small layers shared by several models.
 
 pub mod fused_attention;
+mod gelu;
 mod interpolate;
 mod layer_norm;
 mod linear;
 mod matmul;
 mod transpose;
 
+pub use gelu::{erf, gelu_erf, gelu_erf_in_place};
 pub use interpolate::resize_bilinear;
-pub use layer_norm::{layer_norm, layer_norm_2d, LayerNorm, LayerNorm2d};
+pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, LayerNorm2d};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
 pub use transpose::transpose_last2;

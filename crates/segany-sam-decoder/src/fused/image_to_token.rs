@@ -1,0 +1,283 @@
+//! The image attending to the tokens, residual and layer norm, in row tiles.
+
+use super::{bias_or_zeros, dot, softmax_in_place, values, with_f32};
+use crate::attention::Attention;
+use candle_core::{bail, Module, Result, Tensor};
+use rayon::prelude::*;
+use segany_core::nn::{layer_norm_row, matmul_into, LayerNorm, MatRef};
+
+/// Image rows per tile: the tile's scores, update and residual stay in cache.
+const TILE_ROWS: usize = 256;
+
+/// `norm(image + attn(q = image + pe, k = tokens_k, v = tokens_v))`, the image side of a
+/// two-way block: `image (Bi, N, D)` with `Bi` 1 (one image shared by every prompt) or B,
+/// `pe (1, N, D)`, `tokens_k`, `tokens_v (B, Nt, D)` → `(B, N, D)`.
+///
+/// `shared_queries`, `(Bi, heads, N, c)`, is `q_proj(image + pe)` split into heads when the
+/// caller already has it (the first block, whose image is the same for every prompt).
+/// Otherwise, per prompt and head, `Q_h·k_hᵀ = (x+pe)·(W_q,hᵀ·k_hᵀ) + b_q,h·k_hᵀ`. The update
+/// `out_proj(concat_h A_h·v_h) = Σ_h A_h·(v_h·W_o,hᵀ) + b_o`: a product with `heads·Nt` rows.
+pub fn image_to_token(
+    attn: &Attention,
+    norm: &LayerNorm,
+    image: &Tensor,
+    pe: &Tensor,
+    shared_queries: Option<&Tensor>,
+    tokens_k: &Tensor,
+    tokens_v: &Tensor,
+) -> Result<Tensor> {
+    let kp = attn.k_proj().forward(tokens_k)?;
+    let vp = attn.v_proj().forward(tokens_v)?;
+    let (b, nt, di) = kp.dims3()?;
+    let (bi, n, d) = image.dims3()?;
+    let h = attn.num_heads();
+    let c = di / h;
+    if (bi != 1 && bi != b) || pe.dims() != [1, n, d] || vp.dims() != [b, nt, di] {
+        bail!(
+            "image-to-token: image {:?}, pe {:?}, token keys {:?}, values {:?}",
+            image.dims(),
+            pe.dims(),
+            kp.dims(),
+            vp.dims()
+        )
+    }
+    if let Some(q) = shared_queries {
+        if q.dims() != [bi, h, n, c] {
+            bail!(
+                "image-to-token: shared queries {:?} for image {:?}",
+                q.dims(),
+                image.dims()
+            )
+        }
+    }
+    let wq = values(attn.q_proj().weight())?;
+    let bq = bias_or_zeros(attn.q_proj(), di)?;
+    let wo = values(attn.out_proj().weight())?;
+    let bo = bias_or_zeros(attn.out_proj(), d)?;
+    let (nw, nb) = (values(norm.weight())?, values(norm.bias())?);
+    if wq.len() != di * d || wo.len() != d * di || nw.len() != d || nb.len() != d {
+        bail!("image-to-token: weights do not match width {d} / {di}")
+    }
+    let (kv, vv) = (values(&kp)?, values(&vp)?);
+    let dims = Dims { h, c, nt, d };
+    // Per prompt: r = the values through out_proj (heads·Nt × D); g, g0 = the keys pulled back
+    // through q_proj (D × heads·Nt, and the bias term), when the queries are not shared.
+    let per_prompt: Vec<PromptSide> = (0..b)
+        .map(|bb| {
+            let k = &kv[bb * nt * di..(bb + 1) * nt * di];
+            let v = &vv[bb * nt * di..(bb + 1) * nt * di];
+            prompt_side(k, v, &wq, &bq, &wo, &dims, shared_queries.is_none())
+        })
+        .collect::<Result<_>>()?;
+    let scale = 1.0 / (c as f32).sqrt();
+    let mut out = vec![0f32; b * n * d];
+    let shared_q = shared_queries.map(values).transpose()?;
+    with_f32(image, "image", |x| {
+        with_f32(pe, "positional encoding", |p| {
+            out.par_chunks_mut(n * d)
+                .enumerate()
+                .try_for_each(|(bb, ob)| {
+                    let xb = if bi == 1 { 0 } else { bb };
+                    let x = &x[xb * n * d..(xb + 1) * n * d];
+                    let side = &per_prompt[bb];
+                    let k = &kv[bb * nt * di..(bb + 1) * nt * di];
+                    ob.par_chunks_mut(TILE_ROWS * d)
+                        .enumerate()
+                        .try_for_each(|(ti, o)| {
+                            let rows = o.len() / d;
+                            let r0 = ti * TILE_ROWS;
+                            let tile = Tile {
+                                x: &x[r0 * d..(r0 + rows) * d],
+                                p: &p[r0 * d..(r0 + rows) * d],
+                                r0,
+                                rows,
+                            };
+                            let queries = shared_q
+                                .as_deref()
+                                .map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
+                            one_tile(
+                                &tile,
+                                queries,
+                                side,
+                                &dims,
+                                n,
+                                scale,
+                                &bo,
+                                (&nw, &nb, norm.eps()),
+                                o,
+                            )
+                        })
+                })
+        })
+    })?;
+    Tensor::from_vec(out, (b, n, d), image.device())
+}
+
+struct Dims {
+    h: usize,
+    c: usize,
+    nt: usize,
+    d: usize,
+}
+
+struct PromptSide {
+    /// `(heads·Nt, D)`: `v_h·W_o,hᵀ` stacked over heads.
+    r: Vec<f32>,
+    /// `(D, heads·Nt)`: `W_q,hᵀ·k_hᵀ` side by side (empty with shared queries).
+    g: Vec<f32>,
+    /// `(heads·Nt)`: `b_q,h·k_h[t]` (empty with shared queries).
+    g0: Vec<f32>,
+}
+
+fn prompt_side(
+    k: &[f32],
+    v: &[f32],
+    wq: &[f32],
+    bq: &[f32],
+    wo: &[f32],
+    dims: &Dims,
+    fold_queries: bool,
+) -> Result<PromptSide> {
+    let Dims { h, c, nt, d } = *dims;
+    let di = h * c;
+    let hn = h * nt;
+    let mut r = vec![0f32; hn * d];
+    for hh in 0..h {
+        let vh = MatRef::new(&v[hh * c..], nt, c, di, 1)?;
+        // W_o is (D, Di): its columns of head hh, transposed, are (c × D).
+        let woh = MatRef::new(&wo[hh * c..], c, d, 1, di)?;
+        matmul_into(&mut r[hh * nt * d..], d, vh, woh, 1.0, false)?;
+    }
+    let (mut g, mut g0) = (Vec::new(), Vec::new());
+    if fold_queries {
+        g = vec![0f32; d * hn];
+        g0 = vec![0f32; hn];
+        for hh in 0..h {
+            let wqh = MatRef::row_major(&wq[hh * c * d..(hh + 1) * c * d], c, d)?.t();
+            let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+            matmul_into(&mut g[hh * nt..], hn, wqh, kh, 1.0, false)?;
+            for t in 0..nt {
+                g0[hh * nt + t] = dot(&bq[hh * c..(hh + 1) * c], &k[t * di + hh * c..]);
+            }
+        }
+    }
+    Ok(PromptSide { r, g, g0 })
+}
+
+struct Tile<'a> {
+    x: &'a [f32],
+    p: &'a [f32],
+    r0: usize,
+    rows: usize,
+}
+
+/// One tile of image rows of one prompt: scores against the tokens, softmax per head, the
+/// update, the residual and the norm, written to `o (rows, D)`.
+#[allow(clippy::too_many_arguments)]
+fn one_tile(
+    tile: &Tile,
+    shared: Option<(&[f32], &[f32])>,
+    side: &PromptSide,
+    dims: &Dims,
+    n: usize,
+    scale: f32,
+    bo: &[f32],
+    (nw, nb, eps): (&[f32], &[f32], f64),
+    o: &mut [f32],
+) -> Result<()> {
+    let Dims { h, c, nt, d } = *dims;
+    let (rows, hn) = (tile.rows, h * nt);
+    let mut s = vec![0f32; rows * hn];
+    match shared {
+        Some((q, k)) => {
+            // Scores from the shared projected queries (1, heads, N, c).
+            for hh in 0..h {
+                let qh = MatRef::row_major(&q[(hh * n + tile.r0) * c..], rows, c)?;
+                let kh = MatRef::new(&k[hh * c..], nt, c, h * c, 1)?.t();
+                matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
+            }
+        }
+        None => {
+            let xp: Vec<f32> = tile.x.iter().zip(tile.p).map(|(a, b)| a + b).collect();
+            matmul_into(
+                &mut s,
+                hn,
+                MatRef::row_major(&xp, rows, d)?,
+                MatRef::row_major(&side.g, d, hn)?,
+                scale,
+                false,
+            )?;
+            for row in s.chunks_mut(hn) {
+                for (v, g0) in row.iter_mut().zip(&side.g0) {
+                    *v += g0 * scale;
+                }
+            }
+        }
+    }
+    for head in s.chunks_mut(nt) {
+        softmax_in_place(head);
+    }
+    matmul_into(
+        o,
+        d,
+        MatRef::row_major(&s, rows, hn)?,
+        MatRef::row_major(&side.r, hn, d)?,
+        1.0,
+        false,
+    )?;
+    let mut row = vec![0f32; d];
+    for (oi, xi) in o.chunks_mut(d).zip(tile.x.chunks(d)) {
+        for (((r, u), x), b) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bo) {
+            *r = x + (u + b);
+        }
+        layer_norm_row(&row, oi, nw, nb, eps);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::max_abs_diff;
+    use super::*;
+    use crate::test_util::{pseudo_random, seed_of};
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use segany_core::nn::layer_norm;
+
+    /// Same as `norm(image + attn.forward(image + pe, k, v))` for one prompt, several prompts
+    /// with their own images, several sharing one image, and shared projected queries; the
+    /// image has more rows than one tile and a partial last tile.
+    #[test]
+    fn matches_attention_residual_norm() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
+        let norm = layer_norm(32, 1e-5, vb.pp("norm"))?;
+        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.4)?)?;
+        }
+        let n = TILE_ROWS + 40;
+        let pe = pseudo_random(&[1, n, 32], 3, 1.0)?;
+        for (b, bi, shared) in [(1, 1, false), (3, 3, false), (3, 1, false), (3, 1, true)] {
+            let tk = pseudo_random(&[b, 6, 32], 1, 1.0)?;
+            let tv = pseudo_random(&[b, 6, 32], 4, 1.0)?;
+            let image = pseudo_random(&[bi, n, 32], 2, 1.0)?;
+            let q = image.broadcast_add(&pe)?;
+            let projected = if shared {
+                Some(attn.project_queries(&q)?)
+            } else {
+                None
+            };
+            let fused = image_to_token(&attn, &norm, &image, &pe, projected.as_ref(), &tk, &tv)?;
+            let wide = |t: &Tensor| t.broadcast_as((b, n, 32))?.contiguous();
+            let update = attn.forward(&wide(&q)?, &tk, &tv)?;
+            let plain = norm.forward(&(wide(&image)? + update)?)?;
+            let diff = max_abs_diff(&fused, &plain)?;
+            assert!(
+                diff < 2e-5,
+                "B={b}, image batch {bi}, shared {shared}: {diff}"
+            );
+        }
+        Ok(())
+    }
+}

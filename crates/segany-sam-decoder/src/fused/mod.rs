@@ -1,0 +1,88 @@
+//! CPU f32 kernels for the image side of the mask decoder, the part that runs per prompt.
+//!
+//! Every prompt carries its own copy of the 64×64×256 image tokens through the two-way
+//! transformer and the output upscaling. Run as tensor operations, each step allocates and
+//! rewrites that whole copy several times (head splits, biases, residuals, norms, reshuffles),
+//! and the projections of the image multiply all 4,096 tokens by full weight matrices although
+//! the other side of each attention has only a handful of tokens. These kernels compute the
+//! same functions with the products reassociated around the few tokens, in tiles that stay in
+//! cache:
+//!
+//! * [`token_to_image`]: tokens attend to a per-prompt image. `q·Kᵀ = (q·W_k)·(x+pe)ᵀ` and
+//!   `A·V = (A·x)·W_vᵀ`: two products with a (heads·tokens)-row matrix instead of projecting
+//!   every image token to keys and values.
+//! * [`image_to_token`]: the image attends to the tokens, then the residual and `norm4`. The
+//!   queries' product with the keys folds to `(x+pe)·(W_qᵀ·kᵀ)` and `out_proj` folds into the
+//!   values, so the update is `A·(V·W_oᵀ)`; done in row tiles together with the residual and
+//!   the layer norm.
+//! * [`upscale_masks`]: both transposed convolutions, their norm and GELUs and the
+//!   hypernetwork product, one row of the embedding grid at a time, never materialising the
+//!   256×256×32 upscaled features.
+//!
+//! The arithmetic differs from the plain composition only in the order of the sums (and in the
+//! GELU's erf, see `segany_core::nn::erf`); the tests in each file compare with that
+//! composition on random weights.
+
+mod image_to_token;
+mod token_to_image;
+mod upscale;
+
+pub use image_to_token::image_to_token;
+pub use token_to_image::token_to_image;
+pub use upscale::upscale_masks;
+
+use candle_core::{bail, CpuStorage, DType, Result, Storage, Tensor};
+
+/// Whether the kernels apply: CPU tensors in f32.
+pub fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Runs `f` on the values of `t` (a contiguous f32 CPU tensor; made contiguous if needed).
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => f(&v[a..b]),
+        _ => bail!("decoder kernel: {what} must be an f32 CPU tensor"),
+    }
+}
+
+/// The values of a small tensor (weights, biases, token projections).
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+}
+
+/// The bias of a projection, or zeros.
+fn bias_or_zeros(lin: &segany_core::nn::Linear, n: usize) -> Result<Vec<f32>> {
+    match lin.bias() {
+        Some(b) => values(b),
+        None => Ok(vec![0.0; n]),
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `row ← softmax(row)` (max subtracted, as `torch.softmax`).
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[cfg(test)]
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    if a.dims() != b.dims() {
+        bail!("shapes differ: {:?} vs {:?}", a.dims(), b.dims())
+    }
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+}

@@ -1,0 +1,196 @@
+//! Tokens attending to a per-prompt image, without projecting the image.
+
+use super::{bias_or_zeros, dot, softmax_in_place, values, with_f32};
+use crate::attention::Attention;
+use candle_core::{bail, Module, Result, Tensor};
+use rayon::prelude::*;
+use segany_core::nn::{matmul_into, MatRef};
+
+/// `attn(q = queries, k = image + pe, v = image)` for the two-way transformer's token-to-image
+/// attentions after the first block: `queries (B, Nq, D)`, `image (Bi, N, D)` with `Bi` 1 or
+/// B, `pe (1, N, D)` → `(B, Nq, D)`, as [`Attention::forward`] gives.
+///
+/// Per prompt and head, with `q` the projected queries: `q·K_hᵀ = (q_h·W_k,h)·(x+pe)ᵀ + q_h·b_k,h`
+/// and `A_h·V_h = (A_h·x)·W_v,hᵀ + b_v,h` (softmax rows sum to one), so the image meets two
+/// products with `heads·Nq` rows instead of two projections of all N tokens.
+pub fn token_to_image(
+    attn: &Attention,
+    queries: &Tensor,
+    image: &Tensor,
+    pe: &Tensor,
+) -> Result<Tensor> {
+    let q = attn.q_proj().forward(queries)?;
+    let (b, nq, di) = q.dims3()?;
+    let (bi, n, d) = image.dims3()?;
+    if (bi != 1 && bi != b) || pe.dims() != [1, n, d] {
+        bail!(
+            "token-to-image: queries {:?}, image {:?}, pe {:?}",
+            q.dims(),
+            image.dims(),
+            pe.dims()
+        )
+    }
+    let h = attn.num_heads();
+    let c = di / h;
+    let w = Weights {
+        k: values(attn.k_proj().weight())?,
+        bk: bias_or_zeros(attn.k_proj(), di)?,
+        v: values(attn.v_proj().weight())?,
+        bv: bias_or_zeros(attn.v_proj(), di)?,
+    };
+    if w.k.len() != di * d || w.v.len() != di * d {
+        bail!("token-to-image: projections are not {di}×{d}")
+    }
+    let dims = Dims { h, c, nq, n, d };
+    let qv = values(&q)?;
+    let mut out = vec![0f32; b * nq * di];
+    with_f32(image, "image", |x| {
+        with_f32(pe, "positional encoding", |p| {
+            let run = |bb: usize, o: &mut [f32], parallel: bool| {
+                let xb = if bi == 1 { 0 } else { bb };
+                one_prompt(
+                    &qv[bb * nq * di..(bb + 1) * nq * di],
+                    &x[xb * n * d..(xb + 1) * n * d],
+                    p,
+                    &w,
+                    &dims,
+                    o,
+                    parallel,
+                )
+            };
+            if b > 1 {
+                // Prompts in parallel, each product serial.
+                out.par_chunks_mut(nq * di)
+                    .enumerate()
+                    .try_for_each(|(bb, o)| run(bb, o, false))
+            } else {
+                out.chunks_mut(nq * di)
+                    .enumerate()
+                    .try_for_each(|(bb, o)| run(bb, o, true))
+            }
+        })
+    })?;
+    let out = Tensor::from_vec(out, (b, nq, di), image.device())?;
+    attn.out_proj().forward(&out)
+}
+
+struct Weights {
+    k: Vec<f32>,
+    bk: Vec<f32>,
+    v: Vec<f32>,
+    bv: Vec<f32>,
+}
+
+struct Dims {
+    h: usize,
+    c: usize,
+    nq: usize,
+    n: usize,
+    d: usize,
+}
+
+/// One prompt: `q (Nq, Di)`, `x (N, D)`, `p (N, D)` → `o (Nq, Di)` (before `out_proj`).
+fn one_prompt(
+    q: &[f32],
+    x: &[f32],
+    p: &[f32],
+    w: &Weights,
+    dims: &Dims,
+    o: &mut [f32],
+    parallel: bool,
+) -> Result<()> {
+    let Dims { h, c, nq, n, d } = *dims;
+    let di = h * c;
+    let r = h * nq;
+    // m: row (head, token) = q_h[t] · W_k,h (the token's query mapped back to image width).
+    let mut m = vec![0f32; r * d];
+    let mut s0 = vec![0f32; r];
+    for hh in 0..h {
+        let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
+        let wkh = MatRef::row_major(&w.k[hh * c * d..(hh + 1) * c * d], c, d)?;
+        matmul_into(&mut m[hh * nq * d..], d, qh, wkh, 1.0, false)?;
+        for t in 0..nq {
+            s0[hh * nq + t] = dot(&q[t * di + hh * c..t * di + (hh + 1) * c], &w.bk[hh * c..]);
+        }
+    }
+    let xp: Vec<f32> = x.iter().zip(p).map(|(a, b)| a + b).collect();
+    let scale = 1.0 / (c as f32).sqrt();
+    let mut s = vec![0f32; r * n];
+    matmul_into(
+        &mut s,
+        n,
+        MatRef::row_major(&m, r, d)?,
+        MatRef::row_major(&xp, n, d)?.t(),
+        scale,
+        parallel,
+    )?;
+    drop(xp);
+    for (row, off) in s.chunks_mut(n).zip(&s0) {
+        let off = off * scale;
+        for v in row.iter_mut() {
+            *v += off;
+        }
+        softmax_in_place(row);
+    }
+    // z: row (head, token) = A_h[t] · x.
+    let mut z = vec![0f32; r * d];
+    matmul_into(
+        &mut z,
+        d,
+        MatRef::row_major(&s, r, n)?,
+        MatRef::row_major(x, n, d)?,
+        1.0,
+        parallel,
+    )?;
+    for hh in 0..h {
+        let zh = MatRef::row_major(&z[hh * nq * d..(hh + 1) * nq * d], nq, d)?;
+        let wvh = MatRef::row_major(&w.v[hh * c * d..(hh + 1) * c * d], c, d)?.t();
+        matmul_into(&mut o[hh * c..], di, zh, wvh, 1.0, false)?;
+    }
+    for row in o.chunks_mut(di) {
+        for (v, b) in row.iter_mut().zip(&w.bv) {
+            *v += b;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::max_abs_diff;
+    use super::*;
+    use crate::test_util::{pseudo_random, seed_of};
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn layer() -> Result<Attention> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
+        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.4)?)?;
+        }
+        Ok(attn)
+    }
+
+    /// Same as projecting the image and attending, for one prompt (parallel products), several
+    /// prompts with their own images, and several prompts sharing one image.
+    #[test]
+    fn matches_attention_forward() -> Result<()> {
+        let attn = layer()?;
+        let pe = pseudo_random(&[1, 48, 32], 3, 1.0)?;
+        for (b, bi) in [(1, 1), (3, 3), (3, 1)] {
+            let queries = pseudo_random(&[b, 5, 32], 1, 1.0)?;
+            let image = pseudo_random(&[bi, 48, 32], 2, 1.0)?;
+            let fused = token_to_image(&attn, &queries, &image, &pe)?;
+            let keys = image.broadcast_add(&pe)?;
+            let wide = |t: &Tensor| t.broadcast_as((b, 48, 32))?.contiguous();
+            let plain = attn.forward(&queries, &wide(&keys)?, &wide(&image)?)?;
+            let diff = max_abs_diff(&fused, &plain)?;
+            assert!(diff < 2e-5, "B={b}, image batch {bi}: {diff}");
+            let scale = plain.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(scale > 0.1, "outputs too small to compare: {scale}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Output upscaling and the hypernetwork product, one embedding row at a time.
+
+use super::{values, with_f32};
+use crate::upscale::ConvTranspose2x2;
+use candle_core::{bail, Result, Tensor};
+use rayon::prelude::*;
+use segany_core::nn::{gelu_erf_in_place, layer_norm_row, matmul_into, LayerNorm, MatRef};
+
+/// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
+/// or B), `hyper (B, M, O₂)` (the hypernetwork outputs, one row per mask token) →
+/// `masks (B, M, 4h, 4w)`, i.e. `hyper · gelu(up2(gelu(norm(up1(src)))))`.
+///
+/// A row of `w` embedding pixels becomes `4w` pixels after `up1` and `16w` after `up2`; each
+/// stage works on those rows in whatever order the 2×2 taps produce them and only the final
+/// mask values are put in place (`y = 4i + 2a + a'`, `x = 4j + 2b + b'`).
+pub fn upscale_masks(
+    src: &Tensor,
+    (gh, gw): (usize, usize),
+    up1: &ConvTranspose2x2,
+    norm: &LayerNorm,
+    up2: &ConvTranspose2x2,
+    hyper: &Tensor,
+) -> Result<Tensor> {
+    let (bi, n, d) = src.dims3()?;
+    let (b, m, o2) = hyper.dims3()?;
+    let o1 = up1.out_channels();
+    if n != gh * gw || (bi != 1 && bi != b) || up2.out_channels() != o2 {
+        bail!(
+            "upscale: image {:?} for a {gh}×{gw} grid, hypernetwork output {:?}",
+            src.dims(),
+            hyper.dims()
+        )
+    }
+    let w = Stages {
+        w1: values(up1.matrix())?,
+        b1: values(up1.bias())?,
+        nw: values(norm.weight())?,
+        nb: values(norm.bias())?,
+        eps: norm.eps(),
+        w2: values(up2.matrix())?,
+        b2: values(up2.bias())?,
+        o1,
+        o2,
+    };
+    if w.w1.len() != d * 4 * o1 || w.w2.len() != o1 * 4 * o2 || w.nw.len() != o1 {
+        bail!("upscale: weights do not match widths {d} → {o1} → {o2}")
+    }
+    let hv = values(hyper)?;
+    let (oh, ow) = (4 * gh, 4 * gw);
+    let mut out = vec![0f32; b * m * oh * ow];
+    with_f32(src, "image", |x| {
+        out.par_chunks_mut(m * oh * ow)
+            .enumerate()
+            .try_for_each(|(bb, ob)| {
+                let xb = if bi == 1 { 0 } else { bb };
+                let x = &x[xb * n * d..(xb + 1) * n * d];
+                let hyper = &hv[bb * m * o2..(bb + 1) * m * o2];
+                // One band of 4 output rows per embedding row, in parallel, then put in place.
+                let bands = (0..gh)
+                    .into_par_iter()
+                    .map(|i| band(&x[i * gw * d..(i + 1) * gw * d], gw, d, hyper, m, &w))
+                    .collect::<Result<Vec<_>>>()?;
+                for (i, z) in bands.iter().enumerate() {
+                    scatter(z, i, gw, m, ob, (oh, ow));
+                }
+                Ok(())
+            })
+    })?;
+    Tensor::from_vec(out, (b, m, oh, ow), src.device())
+}
+
+struct Stages {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    nw: Vec<f32>,
+    nb: Vec<f32>,
+    eps: f64,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    o1: usize,
+    o2: usize,
+}
+
+/// One embedding row `x (w, D)` → the mask values of its `16w` output pixels, `(16w, M)`, rows
+/// ordered `(j, a, b, a', b')`.
+fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
+    let (o1, o2) = (st.o1, st.o2);
+    // up1: (w × D)·(D × 4·O₁); the row of pixel j holds its 2×2 taps (a, b), O₁ channels each.
+    let mut y1 = vec![0f32; w * 4 * o1];
+    matmul_into(
+        &mut y1,
+        4 * o1,
+        MatRef::row_major(x, w, d)?,
+        MatRef::row_major(&st.w1, d, 4 * o1)?,
+        1.0,
+        false,
+    )?;
+    let mut tmp = vec![0f32; o1];
+    for px in y1.chunks_mut(o1) {
+        for ((t, v), b) in tmp.iter_mut().zip(px.iter()).zip(&st.b1) {
+            *t = v + b;
+        }
+        layer_norm_row(&tmp, px, &st.nw, &st.nb, st.eps);
+    }
+    gelu_erf_in_place(&mut y1);
+    // up2: (4w × O₁)·(O₁ × 4·O₂).
+    let mut y2 = vec![0f32; 4 * w * 4 * o2];
+    matmul_into(
+        &mut y2,
+        4 * o2,
+        MatRef::row_major(&y1, 4 * w, o1)?,
+        MatRef::row_major(&st.w2, o1, 4 * o2)?,
+        1.0,
+        false,
+    )?;
+    for px in y2.chunks_mut(o2) {
+        for (v, b) in px.iter_mut().zip(&st.b2) {
+            *v += b;
+        }
+    }
+    gelu_erf_in_place(&mut y2);
+    // Mask values: (16w × O₂)·(O₂ × M).
+    let mut z = vec![0f32; 16 * w * m];
+    matmul_into(
+        &mut z,
+        m,
+        MatRef::row_major(&y2, 16 * w, o2)?,
+        MatRef::row_major(hyper, m, o2)?.t(),
+        1.0,
+        false,
+    )?;
+    Ok(z)
+}
+
+/// Puts band `i`'s values `z (16w, M)` into the masks `ob (M, oh, ow)`.
+fn scatter(z: &[f32], i: usize, w: usize, m: usize, ob: &mut [f32], (oh, ow): (usize, usize)) {
+    for j in 0..w {
+        for a in 0..2 {
+            for b in 0..2 {
+                for a2 in 0..2 {
+                    for b2 in 0..2 {
+                        let r = (((j * 2 + a) * 2 + b) * 2 + a2) * 2 + b2;
+                        let (y, x) = (4 * i + 2 * a + a2, 4 * j + 2 * b + b2);
+                        for k in 0..m {
+                            ob[(k * oh + y) * ow + x] = z[r * m + k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::max_abs_diff;
+    use super::*;
+    use crate::test_util::{pseudo_random, seed_of};
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use segany_core::nn::layer_norm;
+
+    /// Same as the layers composed (channels-last transposed convolutions, norm, candle's
+    /// GELU, batched product with the hypernetwork outputs), for one and several prompts and a
+    /// shared image.
+    #[test]
+    fn matches_layer_composition() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        ConvTranspose2x2::new(16, 8, vb.pp("up1"))?;
+        ConvTranspose2x2::new(8, 4, vb.pp("up2"))?;
+        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.5)?)?;
+        }
+        let norm = layer_norm(8, 1e-6, vb.pp("norm"))?;
+        // Built after the weights are set: the layers rearrange them at build time.
+        let up1 = ConvTranspose2x2::new(16, 8, vb.pp("up1"))?;
+        let up2 = ConvTranspose2x2::new(8, 4, vb.pp("up2"))?;
+        let (gh, gw) = (3, 5);
+        for (b, bi) in [(1, 1), (2, 2), (2, 1)] {
+            let src = pseudo_random(&[bi, gh * gw, 16], 1, 1.0)?;
+            let hyper = pseudo_random(&[b, 3, 4], 2, 1.0)?;
+            let fused = upscale_masks(&src, (gh, gw), &up1, &norm, &up2, &hyper)?;
+            let up = src
+                .broadcast_as((b, gh * gw, 16))?
+                .reshape((b, gh, gw, 16))?
+                .apply(&up1)?
+                .apply(&norm)?
+                .gelu_erf()?
+                .apply(&up2)?
+                .gelu_erf()?;
+            let plain = hyper
+                .matmul(&up.reshape((b, 16 * gh * gw, 4))?.transpose(1, 2)?)?
+                .reshape((b, 3, 4 * gh, 4 * gw))?;
+            let diff = max_abs_diff(&fused, &plain)?;
+            assert!(diff < 2e-5, "B={b}, image batch {bi}: {diff}");
+            let spread = plain.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(spread > 0.1, "masks too small to compare: {spread}");
+        }
+        Ok(())
+    }
+}
