@@ -1,7 +1,7 @@
 //! SAM's `ResizeLongestSide` transform, pixel normalisation and mask post-processing.
 
 use super::resample::{resize_rgb, Filter};
-use crate::nn::resize_bilinear;
+use crate::nn::{resize_bilinear, resize_bilinear_crop};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -100,7 +100,8 @@ pub fn postprocess_masks(
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Result<Tensor> {
-    let up = resize_bilinear(low_res, image_size, image_size)?;
-    let cropped = up.narrow(2, 0, input_size.0)?.narrow(3, 0, input_size.1)?;
+    // Only the part that survives the crop is upsampled (the same values).
+    let cropped =
+        resize_bilinear_crop(low_res, image_size, image_size, input_size.0, input_size.1)?;
     Ok(resize_bilinear(&cropped, original_size.0, original_size.1)?)
 }

@@ -23,6 +23,9 @@ fn axis(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
 struct Bilinear {
     out_h: usize,
     out_w: usize,
+    /// Rows and columns of the output actually produced (its top-left corner).
+    keep_h: usize,
+    keep_w: usize,
 }
 
 impl CustomOp1 for Bilinear {
@@ -36,9 +39,15 @@ impl CustomOp1 for Bilinear {
             (CpuStorage::F32(v), Some((a, e))) => &v[a..e],
             _ => candle_core::bail!("bilinear-resize: expects a contiguous f32 tensor"),
         };
-        let (oh, ow) = (self.out_h, self.out_w);
-        let (ys, xs) = (axis(h, oh), axis(w, ow));
+        let (oh, ow) = (self.keep_h, self.keep_w);
+        let mut ys = axis(h, self.out_h);
+        let mut xs = axis(w, self.out_w);
+        ys.truncate(oh);
+        xs.truncate(ow);
         let mut dst = vec![0f32; b * c * oh * ow];
+        if dst.is_empty() {
+            return Ok((CpuStorage::F32(dst), Shape::from_dims(&[b, c, oh, ow])));
+        }
         dst.par_chunks_mut(ow).enumerate().for_each(|(row, out)| {
             let plane = row / oh;
             let (y0, y1, h0, h1) = ys[row % oh];
@@ -66,10 +75,34 @@ pub fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     if (h, w) == (out_h, out_w) {
         return x.contiguous();
     }
+    resize_bilinear_crop(x, out_h, out_w, out_h, out_w)
+}
+
+/// The top-left `keep_h × keep_w` corner of [`resize_bilinear`]`(x, out_h, out_w)`, without
+/// computing the rest (SAM's upsampling of padded logits followed by the crop of the padding).
+pub fn resize_bilinear_crop(
+    x: &Tensor,
+    out_h: usize,
+    out_w: usize,
+    keep_h: usize,
+    keep_w: usize,
+) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if keep_h > out_h || keep_w > out_w {
+        candle_core::bail!("resize: crop {keep_h}×{keep_w} exceeds the output {out_h}×{out_w}")
+    }
     if x.device().is_cpu() && x.dtype() == DType::F32 && h > 0 && w > 0 {
-        x.contiguous()?.apply_op1_no_bwd(&Bilinear { out_h, out_w })
+        x.contiguous()?.apply_op1_no_bwd(&Bilinear {
+            out_h,
+            out_w,
+            keep_h,
+            keep_w,
+        })
     } else {
-        x.upsample_bilinear2d(out_h, out_w, false)
+        x.upsample_bilinear2d(out_h, out_w, false)?
+            .narrow(2, 0, keep_h)?
+            .narrow(3, 0, keep_w)?
+            .contiguous()
     }
 }
 
@@ -86,6 +119,22 @@ mod tests {
             let d = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(d < 1e-5, "{oh}x{ow}: {d}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn crop_is_the_corner_of_the_full_resize() -> Result<()> {
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 9), &candle_core::Device::Cpu)?;
+        let full = resize_bilinear(&x, 28, 36)?;
+        let corner = resize_bilinear_crop(&x, 28, 36, 20, 31)?;
+        let expect = full.narrow(2, 0, 20)?.narrow(3, 0, 31)?;
+        let d = (corner - expect)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert_eq!(d, 0.0);
+        assert!(resize_bilinear_crop(&x, 28, 36, 29, 36).is_err());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ mod matmul;
 mod transpose;
 
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place};
-pub use interpolate::resize_bilinear;
+pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, LayerNorm2d};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
