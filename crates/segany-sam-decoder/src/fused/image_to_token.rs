@@ -1,10 +1,10 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::{bias_or_zeros, dot, softmax_in_place, values, with_f32};
+use super::{bias_or_zeros, dot, values, with_f32};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{layer_norm_row, matmul_into, LayerNorm, MatRef};
+use segany_core::nn::{layer_norm_row, matmul_into, softmax_rows_in_place, LayerNorm, MatRef};
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
 const TILE_ROWS: usize = 256;
@@ -214,9 +214,7 @@ fn one_tile(
             }
         }
     }
-    for head in s.chunks_mut(nt) {
-        softmax_in_place(head);
-    }
+    softmax_rows_in_place(&mut s, nt);
     matmul_into(
         o,
         d,

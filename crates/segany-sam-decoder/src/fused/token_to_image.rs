@@ -1,10 +1,10 @@
 //! Tokens attending to a per-prompt image, without projecting the image.
 
-use super::{bias_or_zeros, dot, softmax_in_place, values, with_f32};
+use super::{bias_or_zeros, dot, values, with_f32};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_into, MatRef};
+use segany_core::nn::{matmul_into, softmax_in_place, MatRef};
 
 /// `attn(q = queries, k = image + pe, v = image)` for the two-way transformer's token-to-image
 /// attentions after the first block: `queries (B, Nq, D)`, `image (Bi, N, D)` with `Bi` 1 or
@@ -113,7 +113,12 @@ fn one_prompt(
             s0[hh * nq + t] = dot(&q[t * di + hh * c..t * di + (hh + 1) * c], &w.bk[hh * c..]);
         }
     }
-    let xp: Vec<f32> = x.iter().zip(p).map(|(a, b)| a + b).collect();
+    // With a single prompt (`parallel`) the element-wise passes are split over the threads too.
+    let xp: Vec<f32> = if parallel {
+        x.par_iter().zip(p).map(|(a, b)| a + b).collect()
+    } else {
+        x.iter().zip(p).map(|(a, b)| a + b).collect()
+    };
     let scale = 1.0 / (c as f32).sqrt();
     let mut s = vec![0f32; r * n];
     matmul_into(
@@ -125,12 +130,17 @@ fn one_prompt(
         parallel,
     )?;
     drop(xp);
-    for (row, off) in s.chunks_mut(n).zip(&s0) {
+    let normalise = |(row, off): (&mut [f32], &f32)| {
         let off = off * scale;
         for v in row.iter_mut() {
             *v += off;
         }
         softmax_in_place(row);
+    };
+    if parallel {
+        s.par_chunks_mut(n).zip(&s0).for_each(normalise);
+    } else {
+        s.chunks_mut(n).zip(&s0).for_each(normalise);
     }
     // z: row (head, token) = A_h[t] · x.
     let mut z = vec![0f32; r * d];
