@@ -10,13 +10,13 @@
 //! * `amg_grid32/keep_all`: both thresholds off, so all 3,072 masks go through the stability
 //!   score, boxes, RLE and NMS (the most post-processing a 32×32 grid can cause).
 //! * `amg_grid32/tiny_encoder`: the tiny encoder's `set_image` alone.
-//! * `amg_grid32/vit_b_total` (only with `SEGANY_BENCH_AMG_FULL=1`; ≈ 10 × the encoder time):
+//! * `amg_grid32/vit_b_total` (only with `SEGANY_BENCH_AMG_FULL=1`; ≈ 4 × the encoder time):
 //!   the whole generator with the ViT-B encoder, as a user runs it.
 //!
 //! Throughput is reported per decoded mask (3,072 per image). Decoder weights: random ViT-B
 //! ones, or those of the Meta-layout file named by `SEGANY_BENCH_SAM_WEIGHTS` (what
 //! `benches/compare/run.sh` gives every implementation). The masks kept with each setting are
-//! printed once. `cargo bench --bench amg` (one generation takes about a minute on a 2-core
+//! printed once. `cargo bench --bench amg` (one generation takes about 25 s on a 2-core
 //! machine, so criterion's minimum of 10 samples makes this slow: add `-- --quick`).
 //!
 //! With `SEGANY_BENCH_AMG_ONCE=FILE` no criterion run happens: the tiny encoder is timed three

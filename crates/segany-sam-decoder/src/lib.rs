@@ -6,6 +6,12 @@
 //! `segment_anything/modeling/{prompt_encoder,transformer,mask_decoder}.py`, including exact GELU
 //! and the official multimask selection.
 //!
+//! On the CPU in f32, the per-prompt image side (the attentions between the image and the
+//! tokens after the first block, the image's residual and norm, the output upscaling and the
+//! hypernetwork product) runs in fused kernels that reassociate the products around the few
+//! tokens and work in cache-sized tiles; other devices and dtypes run the layer composition.
+//! Each kernel is tested against that composition.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use candle_nn::{VarBuilder, VarMap};
