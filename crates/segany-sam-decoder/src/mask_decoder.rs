@@ -254,6 +254,20 @@ mod tests {
         // answer for all three) would fail the check above.
         let spread = max(&masks.get(0)?, &masks.get(1)?)?;
         assert!(spread > 1e-2, "prompts 0 and 1 differ by {spread} only");
+
+        // The whole decoder without the fused kernels (the layer composition every other
+        // device runs) gives the same, prepared and not.
+        crate::fused::DISABLED.with(|d| d.set(true));
+        let plain = decoder.predict_masks_prepared(&decoder.prepare(&emb, &pe, &dense)?, &sparse);
+        let plain_wide = decoder.predict_masks(&wide(&emb)?, &pe, &sparse, &wide(&dense)?);
+        crate::fused::DISABLED.with(|d| d.set(false));
+        for (name, (m, i)) in [("prepared", plain?), ("per-prompt copies", plain_wide?)] {
+            let (dm, di) = (max(&masks, &m)?, max(&iou, &i)?);
+            assert!(
+                dm < 1e-4 && di < 1e-5,
+                "composition, {name}: masks {dm}, iou {di}"
+            );
+        }
         Ok(())
     }
 }

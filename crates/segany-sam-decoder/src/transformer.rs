@@ -88,26 +88,23 @@ impl TwoWayAttentionBlock {
         // once for the batch (see `Attention::attend`). On the CPU, an image of its own per
         // prompt goes through the fused kernels, which never project all image tokens.
         let fast = use_kernels(keys, key_pe)?;
+        let owned;
+        let image = match image {
+            Some(p) => Some(p),
+            None if fast => None,
+            None => {
+                owned = self.project_image(keys, key_pe)?;
+                Some(&owned)
+            }
+        };
         let q = (&queries + query_pe)?;
-        let attn = match (image, fast) {
-            (None, true) => {
-                fused::token_to_image(&self.cross_attn_token_to_image, &q, keys, key_pe)?
-            }
-            _ => {
-                let owned;
-                let image = match image {
-                    Some(p) => p,
-                    None => {
-                        owned = self.project_image(keys, key_pe)?;
-                        &owned
-                    }
-                };
-                self.cross_attn_token_to_image.attend(
-                    &self.cross_attn_token_to_image.project_queries(&q)?,
-                    &image.token_to_image_keys,
-                    &image.token_to_image_values,
-                )?
-            }
+        let attn = match image {
+            Some(p) => self.cross_attn_token_to_image.attend(
+                &self.cross_attn_token_to_image.project_queries(&q)?,
+                &p.token_to_image_keys,
+                &p.token_to_image_values,
+            )?,
+            None => fused::token_to_image(&self.cross_attn_token_to_image, &q, keys, key_pe)?,
         };
         let queries = (&queries + attn)?;
         let queries = self.norm2.forward(&queries)?;
@@ -128,14 +125,11 @@ impl TwoWayAttentionBlock {
             )?;
             return Ok((queries, keys));
         }
-        let image_queries = match image {
-            Some(p) => p.image_to_token_queries.clone(),
-            None => self
-                .cross_attn_image_to_token
-                .project_queries(&keys.broadcast_add(key_pe)?)?,
+        let Some(image) = image else {
+            candle_core::bail!("two-way block: image projections missing off the fused path")
         };
         let attn = self.cross_attn_image_to_token.attend(
-            &image_queries,
+            &image.image_to_token_queries,
             &self.cross_attn_image_to_token.project_keys(&q)?,
             &self.cross_attn_image_to_token.project_values(&queries)?,
         )?;

@@ -35,7 +35,17 @@ use candle_core::{bail, CpuStorage, DType, Result, Storage, Tensor};
 
 /// Whether the kernels apply: CPU tensors in f32.
 pub fn applies(t: &Tensor) -> bool {
+    #[cfg(test)]
+    if DISABLED.with(|d| d.get()) {
+        return false;
+    }
     t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the layer composition on the CPU (on their own thread only).
+    pub(crate) static DISABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `f` on the values of `t` (a contiguous f32 CPU tensor; made contiguous if needed).
