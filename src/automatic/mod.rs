@@ -214,26 +214,35 @@ impl SamAutomaticMaskGenerator {
         let coords = Tensor::from_vec(xy, (b, 1, 2), dev)?;
         let labels = Tensor::ones((b, 1), DType::F32, dev)?;
         let prompts = Some((&coords, &labels));
-        let (low, iou) = match self.predictor.prepared() {
-            Some(prepared) => sam.decode_prepared(prepared, prompts, None, true)?,
-            None => sam.decode(&emb.features, prompts, None, None, true)?,
+        // With a prepared image, the masks are upscaled only for prompts that have a mask
+        // above the IoU threshold (the others would be dropped by the filter anyway).
+        let (ious, k, kept, low) = match self.predictor.prepared() {
+            Some(prepared) => {
+                let tokens = sam.decode_prepared_tokens(prepared, prompts, None)?;
+                let (ious, k, kept) =
+                    filter_by_iou(&sam.prepared_iou(&tokens, true)?, cfg.pred_iou_thresh)?;
+                if kept.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut needed: Vec<usize> = kept.iter().map(|&i| i / k).collect();
+                needed.dedup();
+                let low = sam.upscale_prepared(prepared, &tokens, Some(&needed), true)?;
+                // Row of each kept mask among the upscaled prompts' masks.
+                let rows = kept
+                    .iter()
+                    .map(|&i| needed.partition_point(|&q| q < i / k) * k + i % k)
+                    .collect::<Vec<_>>();
+                (ious, k, kept, select_rows(&low, &rows)?)
+            }
+            None => {
+                let (low, iou) = sam.decode(&emb.features, prompts, None, None, true)?;
+                let (ious, k, kept) = filter_by_iou(&iou, cfg.pred_iou_thresh)?;
+                if kept.is_empty() {
+                    return Ok(Vec::new());
+                }
+                (ious, k, kept.clone(), select_rows(&low, &kept)?)
+            }
         };
-        let k = iou.dim(1)?;
-        let ious: Vec<f32> = iou.flatten_all()?.to_vec1()?;
-        // Filter by predicted IoU (strict `>`, only when the threshold is positive).
-        let thr_iou = cfg.pred_iou_thresh as f32;
-        let kept: Vec<usize> = (0..b * k)
-            .filter(|&i| cfg.pred_iou_thresh <= 0.0 || ious[i] > thr_iou)
-            .collect();
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let idx = Tensor::from_vec(
-            kept.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-            kept.len(),
-            dev,
-        )?;
-        let low = low.flatten(0, 1)?.index_select(&idx, 0)?.unsqueeze(0)?;
         let logits =
             postprocess_masks(&low, sam.image_size(), emb.input_size, crop_size)?.squeeze(0)?;
         // Stability score on the full-resolution logits.
@@ -279,6 +288,29 @@ impl SamAutomaticMaskGenerator {
         }
         Ok(out)
     }
+}
+
+/// The predicted IoUs `(B, K)` flattened, `K`, and the flat indices of the masks kept by the
+/// IoU filter (strict `>`, only when the threshold is positive), in order.
+fn filter_by_iou(iou: &Tensor, thresh: f64) -> Result<(Vec<f32>, usize, Vec<usize>)> {
+    let k = iou.dim(1)?;
+    let ious: Vec<f32> = iou.flatten_all()?.to_vec1()?;
+    let t = thresh as f32;
+    let kept = (0..ious.len())
+        .filter(|&i| thresh <= 0.0 || ious[i] > t)
+        .collect();
+    Ok((ious, k, kept))
+}
+
+/// Masks `rows` (flat indices over `(B, K)`) of low-resolution logits `(B, K, h, w)`, as
+/// `(1, rows, h, w)`.
+fn select_rows(low: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    let idx = Tensor::from_vec(
+        rows.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        rows.len(),
+        low.device(),
+    )?;
+    Ok(low.flatten(0, 1)?.index_select(&idx, 0)?.unsqueeze(0)?)
 }
 
 /// Column-major COCO RLE of a crop-frame mask pasted into the `orig` image at `crop_box`.

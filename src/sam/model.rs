@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use segany_core::checkpoint::CheckedVarBuilder;
 use segany_core::rename::sam::SamLayout;
 use segany_core::{CheckpointSource, Error, Result, TensorStore};
-use segany_sam_decoder::{MaskDecoder, PreparedImage, PromptEncoder};
+use segany_sam_decoder::{DecodedTokens, MaskDecoder, PreparedImage, PromptEncoder};
 use segany_sam_encoder::{ImageEncoderViT, TinyViT};
 
 /// Weight file names tried, in order, in a directory or hub repository.
@@ -253,5 +253,41 @@ impl Sam {
             .mask_decoder
             .forward_prepared(prepared, &sparse, multimask_output)?;
         Ok((low.to_dtype(DType::F32)?, iou.to_dtype(DType::F32)?))
+    }
+
+    /// [`Sam::decode_prepared`] in two steps, for callers that keep only some masks: the
+    /// two-way transformer and IoU head for every prompt here, the upscaled masks later with
+    /// [`Sam::upscale_prepared`] for the prompts that need them (automatic mask generation
+    /// upscales only prompts with a mask above its IoU threshold).
+    pub fn decode_prepared_tokens(
+        &self,
+        prepared: &PreparedImage,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+    ) -> Result<DecodedTokens> {
+        let sparse = self.prompt_encoder.forward_sparse(points, boxes)?;
+        Ok(self.mask_decoder.decode_tokens(prepared, &sparse)?)
+    }
+
+    /// The IoU predictions `(B, K)` of [`Sam::decode_prepared_tokens`]'s prompts, f32, for the
+    /// official selection of mask tokens.
+    pub fn prepared_iou(&self, tokens: &DecodedTokens, multimask_output: bool) -> Result<Tensor> {
+        let (start, len) = self.mask_decoder.selected_tokens(multimask_output);
+        Ok(tokens.iou().narrow(1, start, len)?.to_dtype(DType::F32)?)
+    }
+
+    /// Low-resolution logits `(P, K, 4g, 4g)`, f32, of the prompts `select` (indices into the
+    /// batch of [`Sam::decode_prepared_tokens`], in that order; `None`: all). The same values
+    /// as [`Sam::decode_prepared`] gives for those prompts.
+    pub fn upscale_prepared(
+        &self,
+        prepared: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+        multimask_output: bool,
+    ) -> Result<Tensor> {
+        let masks = self.mask_decoder.upscale_masks(prepared, tokens, select)?;
+        let (start, len) = self.mask_decoder.selected_tokens(multimask_output);
+        Ok(masks.narrow(1, start, len)?.to_dtype(DType::F32)?)
     }
 }

@@ -50,7 +50,7 @@ pub use attention::Attention;
 pub use config::{
     MaskDecoderConfig, PromptEncoderConfig, LAYER_NORM_2D_EPS, TRANSFORMER_LAYER_NORM_EPS,
 };
-pub use mask_decoder::{MaskDecoder, PreparedImage};
+pub use mask_decoder::{DecodedTokens, MaskDecoder, PreparedImage};
 pub use mlp::Mlp;
 pub use position::PositionEmbeddingRandom;
 pub use prompt_encoder::PromptEncoder;

@@ -18,6 +18,25 @@ pub struct PreparedImage {
     grid: (usize, usize, usize),
 }
 
+/// The two-way transformer's output for a batch of prompts, before upscaling
+/// ([`MaskDecoder::decode_tokens`]).
+#[derive(Debug, Clone)]
+pub struct DecodedTokens {
+    /// Tokens after the transformer `(B, T, D)`.
+    hs: Tensor,
+    /// Image tokens after the transformer `(B, h·w, D)` (batch 1 when shared).
+    src: Tensor,
+    /// IoU predictions for all mask tokens `(B, n)`.
+    iou: Tensor,
+}
+
+impl DecodedTokens {
+    /// IoU predictions for all mask tokens, `(B, n)`.
+    pub fn iou(&self) -> &Tensor {
+        &self.iou
+    }
+}
+
 /// SAM's `MaskDecoder`.
 #[derive(Debug, Clone)]
 pub struct MaskDecoder {
@@ -112,6 +131,17 @@ impl MaskDecoder {
         image: &PreparedImage,
         sparse: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
+        let tokens = self.decode_tokens(image, sparse)?;
+        let masks = self.upscale_masks(image, &tokens, None)?;
+        Ok((masks, tokens.iou))
+    }
+
+    /// The first half of [`Self::predict_masks_prepared`]: the two-way transformer and the IoU
+    /// head, for all `B` prompts of `sparse (B, N, D)`. The masks follow from
+    /// [`Self::upscale_masks`], for all prompts or only some: the upscaling is about half of
+    /// the decoder's arithmetic, and a caller that filters masks by predicted IoU (automatic
+    /// mask generation) can skip it for prompts whose masks would all be dropped.
+    pub fn decode_tokens(&self, image: &PreparedImage, sparse: &Tensor) -> Result<DecodedTokens> {
         let b = sparse.dim(0)?;
         let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)?;
         let (nt, d) = output_tokens.dims2()?;
@@ -120,9 +150,41 @@ impl MaskDecoder {
             &[&output_tokens, &sparse.to_dtype(output_tokens.dtype())?],
             1,
         )?;
-        let (c, h, w) = image.grid;
         let (hs, src) = self.transformer.forward_prepared(&image.keys, &tokens)?;
-        let iou_token_out = hs.narrow(1, 0, 1)?.squeeze(1)?;
+        let iou = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;
+        Ok(DecodedTokens { hs, src, iou })
+    }
+
+    /// The masks `(P, n, 4h, 4w)` of the prompts `select` (indices into the batch of
+    /// [`Self::decode_tokens`], in that order; `None`: all `B`).
+    pub fn upscale_masks(
+        &self,
+        image: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        let (c, h, w) = image.grid;
+        let (mut hs, mut src) = (tokens.hs.clone(), tokens.src.clone());
+        if let Some(sel) = select {
+            let batch = hs.dim(0)?;
+            if sel.is_empty() {
+                let dev = hs.device();
+                return Tensor::zeros((0, self.num_mask_tokens, 4 * h, 4 * w), hs.dtype(), dev);
+            }
+            if let Some(bad) = sel.iter().find(|&&i| i >= batch) {
+                candle_core::bail!("mask decoder: prompt {bad} selected from a batch of {batch}")
+            }
+            let idx = Tensor::from_vec(
+                sel.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                sel.len(),
+                hs.device(),
+            )?;
+            hs = hs.index_select(&idx, 0)?;
+            if src.dim(0)? == batch && batch > 1 {
+                src = src.index_select(&idx, 0)?;
+            }
+        }
+        let b = hs.dim(0)?;
         let hyper_in = self
             .hypernetworks
             .iter()
@@ -130,37 +192,43 @@ impl MaskDecoder {
             .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
-        let masks = if fused::applies(&src) && fused::applies(&hyper_in) {
-            fused::upscale_masks(
+        if fused::applies(&src) && fused::applies(&hyper_in) {
+            return fused::upscale_masks(
                 &src,
                 (h, w),
                 &self.upscale1,
                 &self.upscale_ln,
                 &self.upscale2,
                 &hyper_in,
-            )?
+            );
+        }
+        let src = if src.dim(0)? == b {
+            src
         } else {
-            let src = if src.dim(0)? == b {
-                src
-            } else {
-                src.broadcast_as((b, h * w, c))?.contiguous()?
-            };
-            // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are
-            // NHWC.
-            let up = src
-                .reshape((b, h, w, c))?
-                .apply(&self.upscale1)?
-                .apply(&self.upscale_ln)?
-                .gelu_erf()?
-                .apply(&self.upscale2)?
-                .gelu_erf()?;
-            let (_, uh, uw, uc) = up.dims4()?;
-            hyper_in
-                .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
-                .reshape((b, self.num_mask_tokens, uh, uw))?
+            src.broadcast_as((b, h * w, c))?.contiguous()?
         };
-        let iou = self.iou_head.forward(&iou_token_out)?;
-        Ok((masks, iou))
+        // Output upscaling channels-last: the transformer's image tokens (B, h·w, C) are NHWC.
+        let up = src
+            .reshape((b, h, w, c))?
+            .apply(&self.upscale1)?
+            .apply(&self.upscale_ln)?
+            .gelu_erf()?
+            .apply(&self.upscale2)?
+            .gelu_erf()?;
+        let (_, uh, uw, uc) = up.dims4()?;
+        hyper_in
+            .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
+            .reshape((b, self.num_mask_tokens, uh, uw))
+    }
+
+    /// Which of the `n` mask tokens the official selection returns: with `multimask_output`,
+    /// tokens 1.. (three candidates), otherwise token 0 alone. As `(start, len)`.
+    pub fn selected_tokens(&self, multimask_output: bool) -> (usize, usize) {
+        if multimask_output {
+            (1, self.num_mask_tokens - 1)
+        } else {
+            (0, 1)
+        }
     }
 
     /// [`Self::forward`] on a prepared image ([`Self::prepare`]).
@@ -175,11 +243,7 @@ impl MaskDecoder {
     }
 
     fn select(&self, masks: Tensor, iou: Tensor, multimask: bool) -> Result<(Tensor, Tensor)> {
-        let (start, len) = if multimask {
-            (1, self.num_mask_tokens - 1)
-        } else {
-            (0, 1)
-        };
+        let (start, len) = self.selected_tokens(multimask);
         Ok((masks.narrow(1, start, len)?, iou.narrow(1, start, len)?))
     }
 
@@ -254,6 +318,17 @@ mod tests {
         // answer for all three) would fail the check above.
         let spread = max(&masks.get(0)?, &masks.get(1)?)?;
         assert!(spread > 1e-2, "prompts 0 and 1 differ by {spread} only");
+
+        // Upscaling a subset of the prompts (in any order) gives their rows of the full batch.
+        let tokens = decoder.decode_tokens(&prepared, &sparse)?;
+        let some = decoder.upscale_masks(&prepared, &tokens, Some(&[2, 0]))?;
+        let expect = Tensor::stack(&[masks.get(2)?, masks.get(0)?], 0)?;
+        assert_eq!(max(&some, &expect)?, 0.0);
+        let none = decoder.upscale_masks(&prepared, &tokens, Some(&[]))?;
+        assert_eq!(none.dim(0)?, 0);
+        assert!(decoder
+            .upscale_masks(&prepared, &tokens, Some(&[3]))
+            .is_err());
 
         // The whole decoder without the fused kernels (the layer composition every other
         // device runs) gives the same, prepared and not.
