@@ -36,6 +36,7 @@ pub use regions::{connected_components, mask_to_box, remove_small_regions, Regio
 use crate::{Sam, SamPredictor};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 use segany_core::image::postprocess_masks;
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
@@ -243,51 +244,108 @@ impl SamAutomaticMaskGenerator {
                 (ious, k, kept.clone(), select_rows(&low, &kept)?)
             }
         };
-        let logits =
-            postprocess_masks(&low, sam.image_size(), emb.input_size, crop_size)?.squeeze(0)?;
-        // Stability score on the full-resolution logits.
-        let hi = (0.0 + cfg.stability_score_offset) as f32;
-        let lo = (0.0 - cfg.stability_score_offset) as f32;
-        let count = |t: f32| -> Result<Vec<u32>> {
-            Ok(logits.gt(t)?.to_dtype(DType::U32)?.sum((1, 2))?.to_vec1()?)
+        let ctx = MaskContext {
+            crop_size,
+            crop_box,
+            orig,
+            offset: cfg.stability_score_offset as f32,
+            stability_thresh: cfg.stability_score_thresh,
         };
-        let inter = count(hi)?;
-        let union = count(lo)?;
-        let masks: Vec<u8> = logits.gt(0f32)?.flatten_all()?.to_vec1()?;
+        // Full-resolution logits a few masks at a time (bounded memory); each mask's stability
+        // score, box and RLE in one pass over its logits, masks in parallel.
         let (h, w) = crop_size;
-        let orig_box: BoxXyxy = [0, 0, orig.1 as i64, orig.0 as i64];
         let mut out = Vec::new();
-        for (j, &i) in kept.iter().enumerate() {
-            let stability = inter[j] as f32 / union[j] as f32;
-            // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            let rejected = !(stability >= cfg.stability_score_thresh as f32);
-            if cfg.stability_score_thresh > 0.0 && rejected {
-                continue;
+        for start in (0..kept.len()).step_by(MASKS_PER_CHUNK) {
+            let len = MASKS_PER_CHUNK.min(kept.len() - start);
+            let logits = postprocess_masks(
+                &low.narrow(1, start, len)?,
+                sam.image_size(),
+                emb.input_size,
+                crop_size,
+            )?;
+            let found = with_values(&logits, |values| {
+                values
+                    .par_chunks(h * w)
+                    .map(|m| candidate(m, &ctx))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            for (found, &i) in found.into_iter().zip(&kept[start..start + len]) {
+                let Some((rle, bbox, stability)) = found else {
+                    continue;
+                };
+                let p = points[i / k];
+                out.push(Candidate {
+                    rle,
+                    bbox,
+                    iou: ious[i],
+                    point: [p[0] + crop_box[0] as f64, p[1] + crop_box[1] as f64],
+                    stability,
+                    crop_box,
+                });
             }
-            let m = &masks[j * h * w..(j + 1) * h * w];
-            let bb = mask_to_box(m, h, w);
-            let bbox = [
-                bb[0] + crop_box[0],
-                bb[1] + crop_box[1],
-                bb[2] + crop_box[0],
-                bb[3] + crop_box[1],
-            ];
-            if is_box_near_crop_edge(&bbox, &crop_box, &orig_box) {
-                continue;
-            }
-            let p = points[i / k];
-            out.push(Candidate {
-                rle: uncropped_rle(m, crop_size, crop_box, orig)?,
-                bbox,
-                iou: ious[i],
-                point: [p[0] + crop_box[0] as f64, p[1] + crop_box[1] as f64],
-                stability,
-                crop_box,
-            });
         }
         Ok(out)
     }
+}
+
+/// Runs `f` on the f32 values of `t`: in place for a contiguous CPU tensor, else on a copy.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return f(&v[a..b]);
+        }
+    }
+    let copy: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+    f(&copy)
+}
+
+/// Masks whose full-resolution logits are materialised at once in [`SamAutomaticMaskGenerator`].
+const MASKS_PER_CHUNK: usize = 16;
+
+/// What [`candidate`] needs to know about the crop a mask comes from.
+struct MaskContext {
+    crop_size: (usize, usize),
+    crop_box: BoxXyxy,
+    orig: (usize, usize),
+    offset: f32,
+    stability_thresh: f64,
+}
+
+/// One mask's full-resolution logits (crop frame) → its RLE in the image, box and stability
+/// score, or `None` when the stability filter or the crop-edge filter drops it.
+fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, f32)>> {
+    let (h, w) = ctx.crop_size;
+    let (hi, lo) = (0.0 + ctx.offset, 0.0 - ctx.offset);
+    let (mut inter, mut union) = (0u32, 0u32);
+    let mut m = Vec::with_capacity(logits.len());
+    for &v in logits {
+        inter += u32::from(v > hi);
+        union += u32::from(v > lo);
+        m.push(u8::from(v > 0.0));
+    }
+    let stability = inter as f32 / union as f32;
+    // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let rejected = !(stability >= ctx.stability_thresh as f32);
+    if ctx.stability_thresh > 0.0 && rejected {
+        return Ok(None);
+    }
+    let bb = mask_to_box(&m, h, w);
+    let cb = ctx.crop_box;
+    let bbox = [bb[0] + cb[0], bb[1] + cb[1], bb[2] + cb[0], bb[3] + cb[1]];
+    let orig_box: BoxXyxy = [0, 0, ctx.orig.1 as i64, ctx.orig.0 as i64];
+    if is_box_near_crop_edge(&bbox, &cb, &orig_box) {
+        return Ok(None);
+    }
+    Ok(Some((
+        uncropped_rle(&m, ctx.crop_size, cb, ctx.orig)?,
+        bbox,
+        stability,
+    )))
 }
 
 /// The predicted IoUs `(B, K)` flattened, `K`, and the flat indices of the masks kept by the
@@ -314,6 +372,9 @@ fn select_rows(low: &Tensor, rows: &[usize]) -> Result<Tensor> {
 }
 
 /// Column-major COCO RLE of a crop-frame mask pasted into the `orig` image at `crop_box`.
+///
+/// The mask is transposed in cache-sized blocks first, so the column-major scan reads memory
+/// in order; the image outside the crop contributes runs of zeros without being visited.
 fn uncropped_rle(
     m: &[u8],
     (ch, cw): (usize, usize),
@@ -321,25 +382,71 @@ fn uncropped_rle(
     (h, w): (usize, usize),
 ) -> Result<Rle> {
     let (x0, y0) = (crop_box[0] as usize, crop_box[1] as usize);
-    let mut counts = Vec::new();
-    let (mut cur, mut run) = (0u8, 0u32);
-    for x in 0..w {
-        for y in 0..h {
-            let v = if x >= x0 && x < x0 + cw && y >= y0 && y < y0 + ch {
-                m[(y - y0) * cw + (x - x0)]
-            } else {
-                0
-            };
-            if v != cur {
-                counts.push(run);
-                run = 0;
-                cur = v;
+    if x0 + cw > w || y0 + ch > h || m.len() != ch * cw {
+        return Err(Error::InvalidArgument(format!(
+            "crop {ch}×{cw} at ({x0}, {y0}) does not fit a {h}×{w} image"
+        )));
+    }
+    const B: usize = 32;
+    let mut t = vec![0u8; ch * cw];
+    for by in (0..ch).step_by(B) {
+        for bx in (0..cw).step_by(B) {
+            for y in by..(by + B).min(ch) {
+                for x in bx..(bx + B).min(cw) {
+                    t[x * ch + y] = m[y * cw + x];
+                }
             }
-            run += 1;
         }
     }
-    counts.push(run);
-    Rle::new(h, w, counts).map_err(data_err)
+    let mut runs = Runs::default();
+    for x in 0..w {
+        if x < x0 || x >= x0 + cw {
+            runs.zeros(h);
+            continue;
+        }
+        runs.zeros(y0);
+        for &v in &t[(x - x0) * ch..(x - x0 + 1) * ch] {
+            runs.push(v);
+        }
+        runs.zeros(h - y0 - ch);
+    }
+    Rle::new(h, w, runs.finish()).map_err(data_err)
+}
+
+/// Run lengths of a 0/1 stream that starts with a (possibly empty) run of zeros.
+#[derive(Default)]
+struct Runs {
+    counts: Vec<u32>,
+    cur: u8,
+    run: u32,
+}
+
+impl Runs {
+    fn push(&mut self, v: u8) {
+        if v != self.cur {
+            self.counts.push(self.run);
+            self.run = 0;
+            self.cur = v;
+        }
+        self.run += 1;
+    }
+
+    fn zeros(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.cur != 0 {
+            self.counts.push(self.run);
+            self.run = 0;
+            self.cur = 0;
+        }
+        self.run += n as u32;
+    }
+
+    fn finish(mut self) -> Vec<u32> {
+        self.counts.push(self.run);
+        self.counts
+    }
 }
 
 /// Removes small holes and islands, then NMS preferring masks that did not change
@@ -379,4 +486,38 @@ fn postprocess_small_regions(
         out.push(c);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use segany_data::mask::Mask;
+
+    /// The pasted crop's RLE equals the RLE of the whole image mask built pixel by pixel, for a
+    /// crop touching no image edge, one at the corner, and the whole image.
+    #[test]
+    fn uncropped_rle_matches_encoding_the_pasted_mask() -> Result<()> {
+        let (h, w) = (37, 45);
+        for (crop_box, ch, cw) in [
+            ([5, 7, 38, 30], 23, 33),
+            ([0, 0, 20, 11], 11, 20),
+            ([0, 0, 45, 37], 37, 45),
+        ] {
+            let m: Vec<u8> = (0..ch * cw)
+                .map(|i| u8::from((i * 7919 % 13) < 6))
+                .collect();
+            let mut full = vec![0u8; h * w];
+            for y in 0..ch {
+                for x in 0..cw {
+                    full[(y + crop_box[1] as usize) * w + x + crop_box[0] as usize] = m[y * cw + x];
+                }
+            }
+            let expect =
+                Rle::encode(&Mask::from_vec(h, w, full).map_err(data_err)?).map_err(data_err)?;
+            let got = uncropped_rle(&m, (ch, cw), crop_box, (h, w))?;
+            assert_eq!(got.counts(), expect.counts(), "crop {crop_box:?}");
+        }
+        assert!(uncropped_rle(&[0; 4], (2, 2), [44, 0, 46, 2], (h, w)).is_err());
+        Ok(())
+    }
 }
