@@ -99,6 +99,12 @@ impl TwoWayAttentionBlock {
         };
         let q = (&queries + query_pe)?;
         let attn = match image {
+            Some(p) if fast && p.token_to_image_keys.dim(0)? == 1 => fused::token_to_shared_image(
+                &self.cross_attn_token_to_image,
+                &q,
+                &p.token_to_image_keys,
+                &p.token_to_image_values,
+            )?,
             Some(p) => self.cross_attn_token_to_image.attend(
                 &self.cross_attn_token_to_image.project_queries(&q)?,
                 &p.token_to_image_keys,

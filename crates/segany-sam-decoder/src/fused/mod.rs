@@ -15,6 +15,9 @@
 //!   queries' product with the keys folds to `(x+pe)·(W_qᵀ·kᵀ)` and `out_proj` folds into the
 //!   values, so the update is `A·(V·W_oᵀ)`; done in row tiles together with the residual and
 //!   the layer norm.
+//! * [`token_to_shared_image`]: the first block's tokens attending to the image every prompt
+//!   shares (projected once per image): one head and up to 64 query rows per task through
+//!   scores, softmax and values, instead of materialising all prompts' scores at once.
 //! * [`upscale_masks`]: both transposed convolutions, their norm and GELUs and the
 //!   hypernetwork product, one row of the embedding grid at a time, never materialising the
 //!   256×256×32 upscaled features.
@@ -25,10 +28,12 @@
 
 mod image_to_token;
 mod token_to_image;
+mod token_to_shared_image;
 mod upscale;
 
 pub use image_to_token::image_to_token;
 pub use token_to_image::token_to_image;
+pub use token_to_shared_image::token_to_shared_image;
 pub use upscale::upscale_masks;
 
 use candle_core::{bail, CpuStorage, DType, Result, Storage, Tensor};
