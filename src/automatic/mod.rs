@@ -320,13 +320,10 @@ struct MaskContext {
 fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, f32)>> {
     let (h, w) = ctx.crop_size;
     let (hi, lo) = (0.0 + ctx.offset, 0.0 - ctx.offset);
-    let (mut inter, mut union) = (0u32, 0u32);
-    let mut m = Vec::with_capacity(logits.len());
-    for &v in logits {
-        inter += u32::from(v > hi);
-        union += u32::from(v > lo);
-        m.push(u8::from(v > 0.0));
-    }
+    // Three simple passes (each vectorises) rather than one loop with pushes.
+    let count = |t: f32| logits.iter().map(|&v| u32::from(v > t)).sum::<u32>();
+    let (inter, union) = (count(hi), count(lo));
+    let m: Vec<u8> = logits.iter().map(|&v| u8::from(v > 0.0)).collect();
     let stability = inter as f32 / union as f32;
     // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
