@@ -142,7 +142,7 @@ impl Attention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
@@ -153,9 +153,7 @@ mod tests {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let attn = Attention::new(16, 2, 2, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.5)?)?;
-        }
+        randomise(&varmap, 0.5)?;
         let tokens = pseudo_random(&[3, 5, 16], 1, 1.0)?;
         let image = pseudo_random(&[1, 12, 16], 2, 1.0)?;
         let wide = image.broadcast_as((3, 12, 16))?.contiguous()?;

@@ -265,7 +265,7 @@ impl MaskDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use crate::{PromptEncoder, PromptEncoderConfig};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
@@ -290,9 +290,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
         MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.3)?)?;
-        }
+        randomise(&varmap, 0.3)?;
         // Built again: layers that rearrange their weights at build time (the transposed
         // convolutions) must see the random values.
         let prompts = PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;

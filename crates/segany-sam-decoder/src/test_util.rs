@@ -1,6 +1,7 @@
 //! Deterministic test data for the unit tests.
 
 use candle_core::{Device, Result, Tensor};
+use candle_nn::VarMap;
 
 /// Uniform values in `[-scale·√3, scale·√3]` (standard deviation `scale`) from a fixed
 /// seed (splitmix64), so the test sees the same weights on every run.
@@ -26,4 +27,17 @@ pub fn seed_of(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Sets every variable of `varmap` to [`pseudo_random`] values of standard deviation `scale`,
+/// seeded by the variable's name.
+pub fn randomise(varmap: &VarMap, scale: f32) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?;
+    for (name, var) in data.iter() {
+        var.set(&pseudo_random(var.shape().dims(), seed_of(name), scale)?)?;
+    }
+    Ok(())
 }

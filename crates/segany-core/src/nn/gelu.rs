@@ -7,6 +7,8 @@
 //! so a loop over a slice compiles to SIMD code. Its error against `erf` in f64 is below
 //! 5e-7 absolute (asserted by the tests below), the size of f32 rounding at 1.
 
+use super::simd::avx2_dispatch;
+
 /// Numerator coefficients (odd polynomial: `x · Σ αᵢ x²ⁱ`), highest degree first.
 const ALPHA: [f32; 7] = [
     -2.726_142_3e-10,
@@ -49,19 +51,13 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// Applies [`gelu_erf`] to every value of `xs` in place.
-///
-/// On x86-64 CPUs with AVX2 and FMA the loop runs in a copy compiled for them (detected at
-/// run time; the same operations, so the same values up to fused rounding); elsewhere in the
-/// baseline build.
-pub fn gelu_erf_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for (checked above).
-        unsafe { gelu_avx2(xs) };
-        return;
-    }
-    gelu_loop(xs)
+avx2_dispatch! {
+    /// Applies [`gelu_erf`] to every value of `xs` in place.
+    ///
+    /// On x86-64 CPUs with AVX2 and FMA the loop runs in a copy compiled for them (detected at
+    /// run time; the same operations, so the same values up to fused rounding); elsewhere in the
+    /// baseline build.
+    pub fn gelu_erf_in_place => gelu_loop
 }
 
 #[inline(always)]
@@ -69,12 +65,6 @@ fn gelu_loop(xs: &mut [f32]) {
     for v in xs.iter_mut() {
         *v = gelu_erf(*v);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(xs: &mut [f32]) {
-    gelu_loop(xs)
 }
 
 #[cfg(test)]

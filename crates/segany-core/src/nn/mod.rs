@@ -6,6 +6,7 @@ mod interpolate;
 mod layer_norm;
 mod linear;
 mod matmul;
+mod simd;
 mod softmax;
 mod transpose;
 

@@ -7,6 +7,8 @@
 //! adds and integer bit operations only. Its relative error against `exp` in f64 is below
 //! 3e-7 on the range softmax uses (asserted below).
 
+use super::simd::avx2_dispatch;
+
 /// `log₂ e`.
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split so that `n·LN2_HI` is exact for the `n` that occur.
@@ -40,16 +42,10 @@ pub fn exp(x: f32) -> f32 {
     e * scale
 }
 
-/// `row ← softmax(row)`: the maximum subtracted, [`exp`], then divided by the sum (as
-/// `torch.softmax`, up to the exponential's rounding).
-pub fn softmax_in_place(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for (checked above).
-        unsafe { softmax_avx2(row) };
-        return;
-    }
-    softmax_loop(row)
+avx2_dispatch! {
+    /// `row ← softmax(row)`: the maximum subtracted, [`exp`], then divided by the sum (as
+    /// `torch.softmax`, up to the exponential's rounding).
+    pub fn softmax_in_place => softmax_loop
 }
 
 /// Lanes of the max and sum reductions (independent accumulators the compiler can keep in
@@ -94,12 +90,6 @@ fn lane_sum(xs: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_loop(row)
-}
-
 /// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
 /// `row_len`). For many short rows (attention over a few tokens) the exponentials run as one
 /// vectorised pass over all of `data` instead of one short loop per row.
@@ -122,15 +112,9 @@ pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) {
     }
 }
 
-/// `v ← exp(v)` for every value of `xs`.
-pub fn exp_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for (checked above).
-        unsafe { exp_avx2(xs) };
-        return;
-    }
-    exp_loop(xs)
+avx2_dispatch! {
+    /// `v ← exp(v)` for every value of `xs`.
+    pub fn exp_in_place => exp_loop
 }
 
 #[inline(always)]
@@ -138,12 +122,6 @@ fn exp_loop(xs: &mut [f32]) {
     for v in xs.iter_mut() {
         *v = exp(*v);
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_avx2(xs: &mut [f32]) {
-    exp_loop(xs)
 }
 
 #[cfg(test)]

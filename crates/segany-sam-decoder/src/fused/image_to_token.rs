@@ -237,7 +237,7 @@ fn one_tile(
 mod tests {
     use super::super::max_abs_diff;
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
     use segany_core::nn::layer_norm;
@@ -251,9 +251,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
         let norm = layer_norm(32, 1e-5, vb.pp("norm"))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.4)?)?;
-        }
+        randomise(&varmap, 0.4)?;
         let n = TILE_ROWS + 40;
         let pe = pseudo_random(&[1, n, 32], 3, 1.0)?;
         for (b, bi, shared) in [(1, 1, false), (3, 3, false), (3, 1, false), (3, 1, true)] {

@@ -169,7 +169,7 @@ fn one_prompt(
 mod tests {
     use super::super::max_abs_diff;
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -177,9 +177,7 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.4)?)?;
-        }
+        randomise(&varmap, 0.4)?;
         Ok(attn)
     }
 

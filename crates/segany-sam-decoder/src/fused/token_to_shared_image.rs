@@ -75,7 +75,7 @@ pub fn token_to_shared_image(
 mod tests {
     use super::super::max_abs_diff;
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -86,9 +86,7 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.4)?)?;
-        }
+        randomise(&varmap, 0.4)?;
         let image = pseudo_random(&[1, 50, 32], 2, 1.0)?;
         let (k, v) = (attn.project_keys(&image)?, attn.project_values(&image)?);
         for b in [1, 13] {

@@ -155,7 +155,7 @@ fn scatter(z: &[f32], i: usize, w: usize, m: usize, ob: &mut [f32], (oh, ow): (u
 mod tests {
     use super::super::max_abs_diff;
     use super::*;
-    use crate::test_util::{pseudo_random, seed_of};
+    use crate::test_util::{pseudo_random, randomise};
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
     use segany_core::nn::layer_norm;
@@ -169,9 +169,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         ConvTranspose2x2::new(16, 8, vb.pp("up1"))?;
         ConvTranspose2x2::new(8, 4, vb.pp("up2"))?;
-        for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-            var.set(&pseudo_random(var.shape().dims(), seed_of(name), 0.5)?)?;
-        }
+        randomise(&varmap, 0.5)?;
         let norm = layer_norm(8, 1e-6, vb.pp("norm"))?;
         // Built after the weights are set: the layers rearrange them at build time.
         let up1 = ConvTranspose2x2::new(16, 8, vb.pp("up1"))?;
