@@ -22,9 +22,9 @@
 //!   hypernetwork product, one row of the embedding grid at a time, never materialising the
 //!   256×256×32 upscaled features.
 //!
-//! The arithmetic differs from the plain composition only in the order of the sums (and in the
-//! GELU's erf, see `segany_core::nn::erf`); the tests in each file compare with that
-//! composition on random weights.
+//! The arithmetic differs from the plain composition only in the order of the sums and in the
+//! polynomial `erf` and `exp` (see `segany_core::nn::{erf, exp}`); the tests in each file
+//! compare with that composition on random weights.
 
 mod image_to_token;
 mod token_to_image;
