@@ -38,6 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::postprocess_masks;
+use segany_core::nn::transpose_into;
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -241,7 +242,8 @@ impl SamAutomaticMaskGenerator {
                 if kept.is_empty() {
                     return Ok(Vec::new());
                 }
-                (ious, k, kept.clone(), select_rows(&low, &kept)?)
+                let low = select_rows(&low, &kept)?;
+                (ious, k, kept, low)
             }
         };
         let ctx = MaskContext {
@@ -384,17 +386,8 @@ fn uncropped_rle(
             "crop {ch}×{cw} at ({x0}, {y0}) does not fit a {h}×{w} image"
         )));
     }
-    const B: usize = 32;
     let mut t = vec![0u8; ch * cw];
-    for by in (0..ch).step_by(B) {
-        for bx in (0..cw).step_by(B) {
-            for y in by..(by + B).min(ch) {
-                for x in bx..(bx + B).min(cw) {
-                    t[x * ch + y] = m[y * cw + x];
-                }
-            }
-        }
-    }
+    transpose_into(m, &mut t, ch, cw);
     let mut runs = Runs::default();
     for x in 0..w {
         if x < x0 || x >= x0 + cw {

@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::matmul::{matmul_into, MatRef};
+use super::transpose::transpose_into;
 
 /// `y = x·Wᵀ + b` over the last dimension (`nn.Linear`; `weight` is `(out, in)`).
 #[derive(Debug, Clone)]
@@ -128,11 +129,7 @@ impl Linear {
                 let w = MatRef::row_major(wv, out_dim, in_dim)?;
                 let a = MatRef::row_major(xv, rows, in_dim)?.t();
                 matmul_into(&mut out_t, rows, w, a, 1.0, true)?;
-                for (r, row) in out.chunks_exact_mut(out_dim.max(1)).enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = out_t[j * rows + r];
-                    }
-                }
+                transpose_into(&out_t, &mut out, out_dim, rows);
             } else {
                 let a = MatRef::row_major(xv, rows, in_dim)?;
                 let w = MatRef::row_major(wv, out_dim, in_dim)?.t();

@@ -16,4 +16,4 @@ pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, Layer
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
 pub use softmax::{exp, exp_in_place, softmax_in_place, softmax_rows_in_place};
-pub use transpose::transpose_last2;
+pub use transpose::{transpose_into, transpose_last2};

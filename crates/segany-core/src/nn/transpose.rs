@@ -12,6 +12,22 @@ const TILE: usize = 32;
 
 struct TransposeLast2;
 
+/// Writes the transpose of the row-major `rows × cols` matrix `src` into `dst` (`cols × rows`,
+/// row-major), tile by tile so that both sides are read and written in cache-sized pieces.
+/// Both slices must hold `rows · cols` values.
+pub fn transpose_into<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    debug_assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 fn transpose_batch<T: WithDType>(src: &[T], batches: usize, rows: usize, cols: usize) -> Vec<T> {
     let mut dst = src.to_vec();
     let plane = rows * cols;
@@ -21,18 +37,7 @@ fn transpose_batch<T: WithDType>(src: &[T], batches: usize, rows: usize, cols: u
     dst.par_chunks_mut(plane)
         .zip(src.par_chunks(plane))
         .take(batches)
-        .for_each(|(d, s)| {
-            // d is (cols, rows), s is (rows, cols).
-            for r0 in (0..rows).step_by(TILE) {
-                for c0 in (0..cols).step_by(TILE) {
-                    for r in r0..(r0 + TILE).min(rows) {
-                        for c in c0..(c0 + TILE).min(cols) {
-                            d[c * rows + r] = s[r * cols + c];
-                        }
-                    }
-                }
-            }
-        });
+        .for_each(|(d, s)| transpose_into(s, d, rows, cols));
     dst
 }
 
