@@ -38,7 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::postprocess_masks;
-use segany_core::nn::transpose_into;
+use segany_core::nn::{transpose_into, with_f32_values};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -265,7 +265,7 @@ impl SamAutomaticMaskGenerator {
                 emb.input_size,
                 crop_size,
             )?;
-            let found = with_values(&logits, |values| {
+            let found = with_f32_values(&logits, |values| {
                 values
                     .par_chunks(h * w)
                     .map(|m| candidate(m, &ctx))
@@ -288,21 +288,6 @@ impl SamAutomaticMaskGenerator {
         }
         Ok(out)
     }
-}
-
-/// Runs `f` on the f32 values of `t`: in place for a contiguous CPU tensor, else on a copy.
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            return f(&v[a..b]);
-        }
-    }
-    let copy: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-    f(&copy)
 }
 
 /// Masks whose full-resolution logits are materialised at once in [`SamAutomaticMaskGenerator`].

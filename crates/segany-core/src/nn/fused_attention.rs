@@ -21,6 +21,8 @@ use super::matmul::{matmul_into, MatRef};
 use candle_core::{bail, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::reduce::dot;
+
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
@@ -82,23 +84,6 @@ impl SharedOut {
             std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), values.len())
         }
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Biases one logits row with its relative-position terms and normalises it in place.

@@ -5,6 +5,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::reduce::lane_sum;
+
 /// LayerNorm over the last dimension with weight and bias (`nn.LayerNorm`).
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -104,21 +106,9 @@ fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
 /// The sums run in 16 f32 lanes (vectorisable; PyTorch's CPU reductions also accumulate f32
 /// in lanes), not the f64 accumulators of the generic path.
 pub fn layer_norm_row(src: &[f32], dst: &mut [f32], w: &[f32], b: &[f32], eps: f64) {
-    const L: usize = 16;
     let dim = w.len();
-    let lanes_sum = |f: &dyn Fn(f32) -> f32| -> f32 {
-        let mut acc = [0f32; L];
-        let chunks = src.chunks_exact(L);
-        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-        for c in chunks {
-            for l in 0..L {
-                acc[l] += f(c[l]);
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    };
-    let mean = lanes_sum(&|v| v) / dim as f32;
-    let var = lanes_sum(&|v| (v - mean) * (v - mean)) / dim as f32;
+    let mean = lane_sum(src, |v| v) / dim as f32;
+    let var = lane_sum(src, |v| (v - mean) * (v - mean)) / dim as f32;
     let inv = 1.0 / (var + eps as f32).sqrt();
     for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(w).zip(b) {
         *d = (s - mean) * inv * w + b;

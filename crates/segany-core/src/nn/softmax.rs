@@ -7,6 +7,7 @@
 //! adds and integer bit operations only. Its relative error against `exp` in f64 is below
 //! 3e-7 on the range softmax uses (asserted below).
 
+use super::reduce::{lane_sum, LANES};
 use super::simd::avx2_dispatch;
 
 /// `log₂ e`.
@@ -48,10 +49,6 @@ avx2_dispatch! {
     pub fn softmax_in_place => softmax_loop
 }
 
-/// Lanes of the max and sum reductions (independent accumulators the compiler can keep in
-/// SIMD registers; a single accumulator is a serial dependency it may not reorder).
-const LANES: usize = 16;
-
 #[inline(always)]
 fn softmax_loop(row: &mut [f32]) {
     let chunks = row.chunks_exact(LANES);
@@ -70,24 +67,10 @@ fn softmax_loop(row: &mut [f32]) {
     for v in row.iter_mut() {
         *v = exp(*v - max);
     }
-    let inv = 1.0 / lane_sum(row);
+    let inv = 1.0 / lane_sum(row, |v| v);
     for v in row.iter_mut() {
         *v *= inv;
     }
-}
-
-/// The sum of `xs` in [`LANES`] partial sums (more accurate than one running sum on long rows).
-#[inline(always)]
-fn lane_sum(xs: &[f32]) -> f32 {
-    let chunks = xs.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
-    let mut lanes = [0f32; LANES];
-    for c in chunks {
-        for l in 0..LANES {
-            lanes[l] += c[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
@@ -105,7 +88,7 @@ pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) {
     }
     exp_in_place(data);
     for row in data.chunks_mut(row_len) {
-        let inv = 1.0 / lane_sum(row);
+        let inv = 1.0 / lane_sum(row, |v| v);
         for v in row.iter_mut() {
             *v *= inv;
         }

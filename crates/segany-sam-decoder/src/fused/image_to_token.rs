@@ -1,10 +1,12 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::{bias_or_zeros, dot, values, with_f32};
+use super::{bias_or_zeros, values};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{layer_norm_row, matmul_into, softmax_rows_in_place, LayerNorm, MatRef};
+use segany_core::nn::{
+    dot, layer_norm_row, matmul_into, softmax_rows_in_place, with_f32_values, LayerNorm, MatRef,
+};
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
 const TILE_ROWS: usize = 256;
@@ -71,45 +73,50 @@ pub fn image_to_token(
         .collect::<Result<_>>()?;
     let scale = 1.0 / (c as f32).sqrt();
     let mut out = vec![0f32; b * n * d];
-    let shared_q = shared_queries.map(values).transpose()?;
-    with_f32(image, "image", |x| {
-        with_f32(pe, "positional encoding", |p| {
-            out.par_chunks_mut(n * d)
-                .enumerate()
-                .try_for_each(|(bb, ob)| {
-                    let xb = if bi == 1 { 0 } else { bb };
-                    let x = &x[xb * n * d..(xb + 1) * n * d];
-                    let side = &per_prompt[bb];
-                    let k = &kv[bb * nt * di..(bb + 1) * nt * di];
-                    ob.par_chunks_mut(TILE_ROWS * d)
-                        .enumerate()
-                        .try_for_each(|(ti, o)| {
-                            let rows = o.len() / d;
-                            let r0 = ti * TILE_ROWS;
-                            let tile = Tile {
-                                x: &x[r0 * d..(r0 + rows) * d],
-                                p: &p[r0 * d..(r0 + rows) * d],
-                                r0,
-                                rows,
-                            };
-                            let queries = shared_q
-                                .as_deref()
-                                .map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
-                            one_tile(
-                                &tile,
-                                queries,
-                                side,
-                                &dims,
-                                n,
-                                scale,
-                                &bo,
-                                (&nw, &nb, norm.eps()),
-                                o,
-                            )
-                        })
-                })
+    // The shared queries, if any, are read in place.
+    let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
+        with_f32_values(image, |x| {
+            with_f32_values(pe, |p| {
+                out.par_chunks_mut(n * d)
+                    .enumerate()
+                    .try_for_each(|(bb, ob)| {
+                        let xb = if bi == 1 { 0 } else { bb };
+                        let x = &x[xb * n * d..(xb + 1) * n * d];
+                        let side = &per_prompt[bb];
+                        let k = &kv[bb * nt * di..(bb + 1) * nt * di];
+                        ob.par_chunks_mut(TILE_ROWS * d)
+                            .enumerate()
+                            .try_for_each(|(ti, o)| {
+                                let rows = o.len() / d;
+                                let r0 = ti * TILE_ROWS;
+                                let tile = Tile {
+                                    x: &x[r0 * d..(r0 + rows) * d],
+                                    p: &p[r0 * d..(r0 + rows) * d],
+                                    r0,
+                                    rows,
+                                };
+                                let queries =
+                                    shared_q.map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
+                                one_tile(
+                                    &tile,
+                                    queries,
+                                    side,
+                                    &dims,
+                                    n,
+                                    scale,
+                                    &bo,
+                                    (&nw, &nb, norm.eps()),
+                                    o,
+                                )
+                            })
+                    })
+            })
         })
-    })?;
+    };
+    match shared_queries {
+        Some(q) => with_f32_values(q, |q| run(Some(q)))?,
+        None => run(None)?,
+    }
     Tensor::from_vec(out, (b, n, d), image.device())
 }
 
@@ -157,7 +164,10 @@ fn prompt_side(
             let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
             matmul_into(&mut g[hh * nt..], hn, wqh, kh, 1.0, false)?;
             for t in 0..nt {
-                g0[hh * nt + t] = dot(&bq[hh * c..(hh + 1) * c], &k[t * di + hh * c..]);
+                g0[hh * nt + t] = dot(
+                    &bq[hh * c..(hh + 1) * c],
+                    &k[t * di + hh * c..t * di + (hh + 1) * c],
+                );
             }
         }
     }

@@ -36,7 +36,7 @@ pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
 pub use upscale::upscale_masks;
 
-use candle_core::{bail, CpuStorage, DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Whether the kernels apply: CPU tensors in f32.
 pub fn applies(t: &Tensor) -> bool {
@@ -53,16 +53,6 @@ thread_local! {
     pub(crate) static DISABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` on the values of `t` (a contiguous f32 CPU tensor; made contiguous if needed).
-fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => f(&v[a..b]),
-        _ => bail!("decoder kernel: {what} must be an f32 CPU tensor"),
-    }
-}
-
 /// The values of a small tensor (weights, biases, token projections).
 fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
@@ -76,14 +66,10 @@ fn bias_or_zeros(lin: &segany_core::nn::Linear, n: usize) -> Result<Vec<f32>> {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 #[cfg(test)]
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
     if a.dims() != b.dims() {
-        bail!("shapes differ: {:?} vs {:?}", a.dims(), b.dims())
+        candle_core::bail!("shapes differ: {:?} vs {:?}", a.dims(), b.dims())
     }
     (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
 }

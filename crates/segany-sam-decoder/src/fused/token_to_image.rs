@@ -1,10 +1,10 @@
 //! Tokens attending to a per-prompt image, without projecting the image.
 
-use super::{bias_or_zeros, dot, values, with_f32};
+use super::{bias_or_zeros, values};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_into, softmax_in_place, MatRef};
+use segany_core::nn::{dot, matmul_into, softmax_in_place, with_f32_values, MatRef};
 
 /// `attn(q = queries, k = image + pe, v = image)` for the two-way transformer's token-to-image
 /// attentions after the first block: `queries (B, Nq, D)`, `image (Bi, N, D)` with `Bi` 1 or
@@ -44,8 +44,8 @@ pub fn token_to_image(
     let dims = Dims { h, c, nq, n, d };
     let qv = values(&q)?;
     let mut out = vec![0f32; b * nq * di];
-    with_f32(image, "image", |x| {
-        with_f32(pe, "positional encoding", |p| {
+    with_f32_values(image, |x| {
+        with_f32_values(pe, |p| {
             let run = |bb: usize, o: &mut [f32], parallel: bool| {
                 let xb = if bi == 1 { 0 } else { bb };
                 one_prompt(
@@ -110,7 +110,10 @@ fn one_prompt(
         let wkh = MatRef::row_major(&w.k[hh * c * d..(hh + 1) * c * d], c, d)?;
         matmul_into(&mut m[hh * nq * d..], d, qh, wkh, 1.0, false)?;
         for t in 0..nq {
-            s0[hh * nq + t] = dot(&q[t * di + hh * c..t * di + (hh + 1) * c], &w.bk[hh * c..]);
+            s0[hh * nq + t] = dot(
+                &q[t * di + hh * c..t * di + (hh + 1) * c],
+                &w.bk[hh * c..(hh + 1) * c],
+            );
         }
     }
     // With a single prompt (`parallel`) the element-wise passes are split over the threads too.

@@ -1,10 +1,10 @@
 //! Every prompt's tokens attending to one shared, already projected image.
 
-use super::{values, with_f32};
+use super::values;
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_into, softmax_in_place, MatRef};
+use segany_core::nn::{matmul_into, softmax_in_place, with_f32_values, MatRef};
 
 /// Query rows per task: enough to amortise packing one head's keys and values, few enough that
 /// the scores (`rows × N`) stay in cache.
@@ -40,8 +40,8 @@ pub fn token_to_shared_image(
     let tasks: Vec<(usize, usize)> = (0..h)
         .flat_map(|hh| (0..rows).step_by(TASK_ROWS).map(move |r0| (hh, r0)))
         .collect();
-    let outs = with_f32(keys, "keys", |k| {
-        with_f32(vals, "values", |v| {
+    let outs = with_f32_values(keys, |k| {
+        with_f32_values(vals, |v| {
             tasks
                 .par_iter()
                 .map(|&(hh, r0)| {

@@ -1,10 +1,12 @@
 //! Output upscaling and the hypernetwork product, one embedding row at a time.
 
-use super::{values, with_f32};
+use super::values;
 use crate::upscale::ConvTranspose2x2;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{gelu_erf_in_place, layer_norm_row, matmul_into, LayerNorm, MatRef};
+use segany_core::nn::{
+    gelu_erf_in_place, layer_norm_row, matmul_into, with_f32_values, LayerNorm, MatRef,
+};
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
 /// or B), `hyper (B, M, O₂)` (the hypernetwork outputs, one row per mask token) →
@@ -48,7 +50,7 @@ pub fn upscale_masks(
     let hv = values(hyper)?;
     let (oh, ow) = (4 * gh, 4 * gw);
     let mut out = vec![0f32; b * m * oh * ow];
-    with_f32(src, "image", |x| {
+    with_f32_values(src, |x| {
         out.par_chunks_mut(m * oh * ow)
             .enumerate()
             .try_for_each(|(bb, ob)| {
@@ -63,7 +65,7 @@ pub fn upscale_masks(
                 for (i, z) in bands.iter().enumerate() {
                     scatter(z, i, gw, m, ob, (oh, ow));
                 }
-                Ok(())
+                Ok::<_, candle_core::Error>(())
             })
     })?;
     Tensor::from_vec(out, (b, m, oh, ow), src.device())
