@@ -75,6 +75,21 @@ impl Attention {
     /// f32 on the CPU runs the fused kernel ([`segany_core::nn::fused_attention`]); elsewhere this is
     /// [`window_partition`], [`Attention::forward`] and [`window_unpartition`].
     pub fn forward_grid(&self, x: &Tensor, window: usize) -> Result<Tensor> {
+        self.forward_grid_inner(x, window, None)
+    }
+
+    /// `shortcut + forward_grid(x, window)`, the block's first residual connection, added in
+    /// the output projection's bias pass on the CPU (the same values).
+    pub fn forward_grid_add(&self, x: &Tensor, window: usize, shortcut: &Tensor) -> Result<Tensor> {
+        self.forward_grid_inner(x, window, Some(shortcut))
+    }
+
+    fn forward_grid_inner(
+        &self,
+        x: &Tensor,
+        window: usize,
+        shortcut: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
         if x.device().is_cpu() && x.dtype() == DType::F32 {
             let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
@@ -100,14 +115,22 @@ impl Attention {
                 geometry,
                 self.scale as f32,
             )?;
-            return self.proj.forward(&out);
+            return match shortcut {
+                Some(s) => self.proj.forward_add(&out, s),
+                None => self.proj.forward(&out),
+            };
         }
-        if window == 0 {
-            return self.forward(x);
+        let y = if window == 0 {
+            self.forward(x)?
+        } else {
+            let (win, pad_hw) = window_partition(x, window)?;
+            let out = self.forward(&win)?;
+            window_unpartition(&out, window, pad_hw, (h, w))?
+        };
+        match shortcut {
+            Some(s) => s + y,
+            None => Ok(y),
         }
-        let (win, pad_hw) = window_partition(x, window)?;
-        let out = self.forward(&win)?;
-        window_unpartition(&out, window, pad_hw, (h, w))
     }
 
     /// Attention within each `(B, H, W, C)` window (the reference composition, any device):

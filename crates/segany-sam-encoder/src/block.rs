@@ -52,13 +52,11 @@ impl Block {
 
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let shortcut = x;
+        // `x + attn(norm1(x))`, then `x + mlp(norm2(x))`; each residual sum is taken in the
+        // bias pass of the projection before it.
         let y = self.norm1.forward(x)?;
-        let y = self.attn.forward_grid(&y, self.window_size)?;
-        let x = (shortcut + y)?;
-        let m = self
-            .lin2
-            .forward(&self.lin1.forward_gelu(&self.norm2.forward(&x)?)?)?;
-        x + m
+        let x = self.attn.forward_grid_add(&y, self.window_size, x)?;
+        let m = self.lin1.forward_gelu(&self.norm2.forward(&x)?)?;
+        self.lin2.forward_add(&m, &x)
     }
 }

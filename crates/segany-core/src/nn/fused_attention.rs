@@ -13,15 +13,18 @@
 //! padded queries are dropped by the reference, so they are not computed. Each work item
 //! (image, window, head, and for global attention one grid row of queries) computes its logits
 //! block, the relative-position terms `q·rel_h[i]`, `q·rel_w[j]`, the biased softmax (in the
-//! reference's order, `(logit + rel_h) + rel_w`) and its share of `softmax · V`, writing the
-//! result straight into the `(B, H, W, C)` output. Items run in parallel; each product is a
-//! serial gemm on views of the `qkv` buffer or of small gathered windows.
+//! reference's order, `(logit + rel_h) + rel_w`) and its share of `softmax · V`, dividing by
+//! the softmax's sum after that product (`head_dim` instead of `N` divisions per query), and
+//! writes the result straight into the `(B, H, W, C)` output. Items run in parallel; each
+//! product is a serial gemm on views of the `qkv` buffer or of small gathered windows.
 
 use super::matmul::{matmul_into, MatRef};
 use candle_core::{bail, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::reduce::dot;
+use super::reduce::gemv_t;
+use super::softmax::rel_softmax_unnormalised;
+use super::transpose::transpose_into;
 
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +58,14 @@ impl Geometry {
     }
 }
 
-/// Relative-position tables from `get_rel_pos` for the window: `rh (wh, wh, hd)`,
-/// `rw (ww, ww, hd)`, contiguous.
+/// Relative-position tables from `get_rel_pos` for the window, each `(q, k, hd)` table stored
+/// as `(q, hd, ld)` (one transposed matrix per query coordinate, rows padded with zeros to
+/// `ld`, a multiple of 16, for [`gemv_t`]): `rh (wh, hd, ld_h)`, `rw (ww, hd, ld_w)`.
 struct RelPos<'a> {
     rh: &'a [f32],
     rw: &'a [f32],
+    ld_h: usize,
+    ld_w: usize,
 }
 
 /// Output buffer shared by the work items, which write disjoint `(token, head)` cells.
@@ -86,30 +92,6 @@ impl SharedOut {
     }
 }
 
-/// Biases one logits row with its relative-position terms and normalises it in place.
-fn softmax_row(row: &mut [f32], th: &[f32], tw: &[f32]) {
-    let kw = tw.len();
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    for (chunk, &h) in row.chunks_exact_mut(kw).zip(th) {
-        for (k, (o, &w)) in chunk.iter_mut().zip(tw).enumerate() {
-            let v = (*o + h) + w;
-            *o = v;
-            let l = &mut lanes[k % 8];
-            *l = if v > *l { v } else { *l };
-        }
-    }
-    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for o in row.iter_mut() {
-        *o = (*o - max).exp();
-        sum += *o;
-    }
-    let inv = 1.0 / sum;
-    for o in row.iter_mut() {
-        *o *= inv;
-    }
-}
-
 /// Per-thread scratch buffers.
 #[derive(Default)]
 struct Scratch {
@@ -120,6 +102,7 @@ struct Scratch {
     out: Vec<f32>,
     th: Vec<f32>,
     tw: Vec<f32>,
+    sums: Vec<f32>,
 }
 
 /// One block of queries against one window's keys: `q` rows (contiguous, `hd` wide) with
@@ -143,28 +126,37 @@ fn attend(
     matmul_into(&mut s.logits, nk, qm, k.t(), scale, false)?;
     s.th.resize(wh, 0.0);
     s.tw.resize(ww, 0.0);
+    s.sums.clear();
     for (row, (&(i, j), logits)) in pos.iter().zip(s.logits.chunks_exact_mut(nk)).enumerate() {
         let qr = &q[row * q_stride..row * q_stride + hd];
-        match rel {
+        let terms = match rel {
             Some(t) => {
-                let rh = &t.rh[i * wh * hd..(i + 1) * wh * hd];
-                let rw = &t.rw[j * ww * hd..(j + 1) * ww * hd];
-                for (o, e) in s.th.iter_mut().zip(rh.chunks_exact(hd)) {
-                    *o = dot(qr, e);
-                }
-                for (o, e) in s.tw.iter_mut().zip(rw.chunks_exact(hd)) {
-                    *o = dot(qr, e);
-                }
+                let rh = &t.rh[i * t.ld_h * hd..(i + 1) * t.ld_h * hd];
+                let rw = &t.rw[j * t.ld_w * hd..(j + 1) * t.ld_w * hd];
+                gemv_t(&mut s.th, qr, rh, t.ld_h);
+                gemv_t(&mut s.tw, qr, rw, t.ld_w);
+                Some((&s.th[..], &s.tw[..]))
             }
-            None => {
-                s.th.fill(0.0);
-                s.tw.fill(0.0);
-            }
-        }
-        softmax_row(logits, &s.th, &s.tw);
+            None => None,
+        };
+        s.sums.push(rel_softmax_unnormalised(logits, terms));
     }
     let p = MatRef::row_major(&s.logits, r, nk)?;
-    matmul_into(&mut s.out, hd, p, v, 1.0, false)
+    matmul_into(&mut s.out, hd, p, v, 1.0, false)?;
+    // The softmax's division, on the `hd`-wide product rows instead of the `nk`-wide
+    // probabilities.
+    for (o, &sum) in s.out.chunks_exact_mut(hd).zip(&s.sums) {
+        let inv = 1.0 / sum;
+        for x in o {
+            *x *= inv;
+        }
+    }
+    Ok(())
+}
+
+/// `n` rounded up to a multiple of 16.
+fn padded(n: usize) -> usize {
+    n.div_ceil(16) * 16
 }
 
 fn cpu_f32(t: &Tensor, what: &str) -> Result<Vec<f32>> {
@@ -210,11 +202,32 @@ pub fn fused_attention(
                     rw.dims()
                 )
             }
-            Some((cpu_f32(rh, "rel_pos_h")?, cpu_f32(rw, "rel_pos_w")?))
+            let per_query_transposed = |t: &Tensor, what: &str, side: usize| -> Result<Vec<f32>> {
+                let v = cpu_f32(t, what)?;
+                let ld = padded(side);
+                let mut out = vec![0f32; side * hd * ld];
+                let mut block = vec![0f32; side * hd];
+                for (src, dst) in v.chunks_exact(side * hd).zip(out.chunks_exact_mut(hd * ld)) {
+                    transpose_into(src, &mut block, side, hd);
+                    for (d, row) in block.chunks_exact(side).zip(dst.chunks_exact_mut(ld)) {
+                        row[..side].copy_from_slice(d);
+                    }
+                }
+                Ok(out)
+            };
+            Some((
+                per_query_transposed(rh, "rel_pos_h", wh)?,
+                per_query_transposed(rw, "rel_pos_w", ww)?,
+            ))
         }
         None => None,
     };
-    let rel = tables.as_ref().map(|(rh, rw)| RelPos { rh, rw });
+    let rel = tables.as_ref().map(|(rh, rw)| RelPos {
+        rh,
+        rw,
+        ld_h: padded(wh),
+        ld_w: padded(ww),
+    });
     if bias.len() != 3 * c {
         bail!(
             "fused attention: qkv bias has {} values, expected {}",

@@ -8,6 +8,7 @@
 //! 5e-7 absolute (asserted by the tests below), the size of f32 rounding at 1.
 
 use super::simd::avx2_dispatch;
+use super::softmax::exp;
 
 /// Numerator coefficients (odd polynomial: `x · Σ αᵢ x²ⁱ`), highest degree first.
 const ALPHA: [f32; 7] = [
@@ -54,16 +55,35 @@ pub fn gelu_erf(x: f32) -> f32 {
 avx2_dispatch! {
     /// Applies [`gelu_erf`] to every value of `xs` in place.
     ///
-    /// On x86-64 CPUs with AVX2 and FMA the loop runs in a copy compiled for them (detected at
-    /// run time; the same operations, so the same values up to fused rounding); elsewhere in the
-    /// baseline build.
-    pub fn gelu_erf_in_place => gelu_loop
+    /// On x86-64 CPUs with AVX-512 or AVX2 and FMA the loop runs in a copy compiled for them
+    /// (detected at run time; the same operations, so the same values up to fused rounding);
+    /// elsewhere in the baseline build.
+    pub fn gelu_erf_in_place(xs: &mut [f32]) => gelu_loop
 }
 
 #[inline(always)]
 fn gelu_loop(xs: &mut [f32]) {
     for v in xs.iter_mut() {
         *v = gelu_erf(*v);
+    }
+}
+
+/// QuickGELU, `x·sigmoid(1.702·x)` (OpenAI CLIP's MLP activation), with the sigmoid written as
+/// candle's `1 / (1 + exp(−y))` and the vectorisable [`exp`](super::softmax::exp).
+#[inline(always)]
+pub fn quick_gelu(x: f32) -> f32 {
+    x * (1.0 / (1.0 + exp(-(x * 1.702))))
+}
+
+avx2_dispatch! {
+    /// Applies [`quick_gelu`] to every value of `xs` in place.
+    pub fn quick_gelu_in_place(xs: &mut [f32]) => quick_gelu_loop
+}
+
+#[inline(always)]
+fn quick_gelu_loop(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v = quick_gelu(*v);
     }
 }
 
@@ -96,6 +116,26 @@ mod tests {
         let mut baseline = xs.clone();
         gelu_loop(&mut baseline);
         gelu_erf_in_place(&mut xs);
+        for ((y, e), z) in xs.iter().zip(&expect).zip(&baseline) {
+            assert!((*y as f64 - e).abs() < 1e-6 * (1.0 + e.abs()), "{y} vs {e}");
+            assert!(
+                (*z as f64 - e).abs() < 1e-6 * (1.0 + e.abs()),
+                "baseline {z} vs {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn quick_gelu_matches_definition() {
+        let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 5e-3).collect();
+        xs.extend([-200.0, -90.0, 60.0, 200.0]);
+        let expect: Vec<f64> = xs
+            .iter()
+            .map(|&x| x as f64 / (1.0 + (-1.702 * x as f64).exp()))
+            .collect();
+        let mut baseline = xs.clone();
+        quick_gelu_loop(&mut baseline);
+        quick_gelu_in_place(&mut xs);
         for ((y, e), z) in xs.iter().zip(&expect).zip(&baseline) {
             assert!((*y as f64 - e).abs() < 1e-6 * (1.0 + e.abs()), "{y} vs {e}");
             assert!(

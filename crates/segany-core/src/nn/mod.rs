@@ -12,12 +12,14 @@ mod softmax;
 mod transpose;
 mod values;
 
-pub use gelu::{erf, gelu_erf, gelu_erf_in_place};
+pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, LayerNorm2d};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
 pub use reduce::dot;
-pub use softmax::{exp, exp_in_place, softmax_in_place, softmax_rows_in_place};
+pub use softmax::{
+    exp, exp_in_place, rel_softmax_unnormalised, softmax_in_place, softmax_rows_in_place,
+};
 pub use transpose::{transpose_into, transpose_last2};
 pub use values::with_f32_values;

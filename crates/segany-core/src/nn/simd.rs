@@ -1,28 +1,38 @@
-//! Run-time selection of an AVX2/FMA build of a slice loop.
+//! Run-time selection of an AVX-512 or AVX2/FMA build of a slice loop.
 
-/// Defines `$vis fn $name(xs: &mut [f32])` running `$body(xs)`: on x86-64 CPUs with AVX2 and
-/// FMA (detected at run time) in a copy compiled for those features, elsewhere in the baseline
-/// build. `$body` should be `#[inline(always)]` so that each copy gets its own code.
+/// Defines `$vis fn $name(args) -> ret` running `$body(args)`: on x86-64 CPUs with AVX-512F/VL
+/// in a copy compiled for them (16-lane vectors, 32 registers), else with AVX2 and FMA in a
+/// copy compiled for those (features detected at run time), elsewhere in the baseline build.
+/// `$body` should be `#[inline(always)]` so that each copy gets its own code.
 macro_rules! avx2_dispatch {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident => $body:ident) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
         $(#[$meta])*
-        $vis fn $name(xs: &mut [f32]) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide(xs: &mut [f32]) {
-                    $body(xs)
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn wide512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU supports the features `wide512` is compiled for.
+                    return unsafe { wide512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU supports the features `wide` is compiled for (checked
                     // just above).
-                    unsafe { wide(xs) };
-                    return;
+                    return unsafe { wide($($arg),*) };
                 }
             }
-            $body(xs)
+            $body($($arg),*)
         }
     };
 }

@@ -27,43 +27,36 @@ const P: [f32; 6] = [
     0.5,
 ];
 
-/// `eˣ` in f32 for `x ≤ 88.7`; inputs below −87.3 give ≈1.2e-38 instead of smaller values or
-/// zero (what a softmax with its maximum subtracted needs). NaN propagates.
+/// `eˣ` in f32 for `x ≤ 88.3` (larger inputs give e^88.3 ≈ 2.1e38); inputs below −87.3 give
+/// ≈1.2e-38 instead of smaller values or zero (what a softmax with its maximum subtracted
+/// needs). NaN propagates.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = x.clamp(-87.3, 88.3);
+    // `t`'s low mantissa bits hold the integer `n` (|n| ≤ 127 ≪ 2²²): 2ⁿ is built from them
+    // with integer operations, because a float-to-int cast (`n as i32`, saturating) does not
+    // vectorise.
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = P[0];
     for &c in &P[1..] {
         p = p * r + c;
     }
     let e = p * (r * r) + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits() - 127) << 23);
     e * scale
 }
 
 avx2_dispatch! {
     /// `row ← softmax(row)`: the maximum subtracted, [`exp`], then divided by the sum (as
     /// `torch.softmax`, up to the exponential's rounding).
-    pub fn softmax_in_place => softmax_loop
+    pub fn softmax_in_place(xs: &mut [f32]) => softmax_loop
 }
 
 #[inline(always)]
 fn softmax_loop(row: &mut [f32]) {
-    let chunks = row.chunks_exact(LANES);
-    let mut max = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    for c in chunks {
-        for l in 0..LANES {
-            lanes[l] = lanes[l].max(c[l]);
-        }
-    }
-    max = lanes.iter().copied().fold(max, f32::max);
+    let max = lane_max(row);
     for v in row.iter_mut() {
         *v = exp(*v - max);
     }
@@ -71,6 +64,62 @@ fn softmax_loop(row: &mut [f32]) {
     for v in row.iter_mut() {
         *v *= inv;
     }
+}
+
+avx2_dispatch! {
+    /// The unnormalised softmax of one attention logits row with decomposed relative
+    /// positions: the row is a `(th.len(), tw.len())` grid of logits, each biased as
+    /// `(logit + th[i]) + tw[j]` (SAM's order), then replaced by `exp(v − max)`. Returns the
+    /// sum of the exponentials; the caller divides by it (after the product with the values,
+    /// where it costs `head_dim` instead of `row.len()` divisions). With `rel` `None` the row
+    /// is taken as it is (plain attention).
+    pub fn rel_softmax_unnormalised(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32
+        => rel_softmax_loop
+}
+
+#[inline(always)]
+fn rel_softmax_loop(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32 {
+    if let Some((th, tw)) = rel {
+        for (chunk, &h) in row.chunks_exact_mut(tw.len().max(1)).zip(th) {
+            for (o, &w) in chunk.iter_mut().zip(tw) {
+                *o = (*o + h) + w;
+            }
+        }
+    }
+    let max = lane_max(row);
+    let mut chunks = row.chunks_exact_mut(LANES);
+    let mut acc = [0f32; LANES];
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let e = exp(c[l] - max);
+            c[l] = e;
+            acc[l] += e;
+        }
+    }
+    let mut tail = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        tail += *v;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The largest value of `xs` (−∞ for an empty slice), in [`LANES`] partial maxima.
+#[inline(always)]
+fn lane_max(xs: &[f32]) -> f32 {
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for c in chunks {
+        for l in 0..LANES {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
+    }
+    lanes.iter().copied().fold(tail, f32::max)
 }
 
 /// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
@@ -97,7 +146,7 @@ pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) {
 
 avx2_dispatch! {
     /// `v ← exp(v)` for every value of `xs`.
-    pub fn exp_in_place => exp_loop
+    pub fn exp_in_place(xs: &mut [f32]) => exp_loop
 }
 
 #[inline(always)]
@@ -123,6 +172,10 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1.3e-38);
         assert!(exp(f32::NAN).is_nan());
+        // The top of the range stays finite.
+        assert!(exp(88.3).is_finite() && exp(1000.0).is_finite());
+        let top = (88.3f32 as f64).exp();
+        assert!(((exp(88.3) as f64) - top).abs() < 3e-7 * top);
     }
 
     #[test]
@@ -148,6 +201,46 @@ mod tests {
                     let m = rows[r * len + i] as f64;
                     assert!((m - e).abs() < 1e-6 * e.max(1e-3), "rows: {m} vs {e}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn rel_softmax_matches_definition() {
+        let (kh, kw) = (5usize, 7usize);
+        let row: Vec<f32> = (0..kh * kw)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.31)
+            .collect();
+        let th: Vec<f32> = (0..kh).map(|i| i as f32 * 0.7 - 1.0).collect();
+        let tw: Vec<f32> = (0..kw).map(|j| 2.0 - j as f32 * 0.45).collect();
+        let biased: Vec<f64> = (0..kh * kw)
+            .map(|k| ((row[k] + th[k / kw]) + tw[k % kw]) as f64)
+            .collect();
+        let max = biased.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = biased.iter().map(|v| (v - max).exp()).sum();
+        for rel in [Some((&th[..], &tw[..])), None] {
+            let mut fast = row.clone();
+            let mut baseline = row.clone();
+            let s_fast = rel_softmax_unnormalised(&mut fast, rel);
+            let s_base = rel_softmax_loop(&mut baseline, rel);
+            let (want, want_sum): (Vec<f64>, f64) = match rel {
+                Some(_) => (biased.iter().map(|v| (v - max).exp()).collect(), sum),
+                None => {
+                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+                    let s = e.iter().sum();
+                    (e, s)
+                }
+            };
+            for s in [s_fast, s_base] {
+                assert!(
+                    (s as f64 - want_sum).abs() < 1e-6 * want_sum,
+                    "{s} vs {want_sum}"
+                );
+            }
+            for ((f, b), e) in fast.iter().zip(&baseline).zip(&want) {
+                assert!((*f as f64 - e).abs() < 1e-6 * e.max(1e-3), "{f} vs {e}");
+                assert!((*b as f64 - e).abs() < 1e-6 * e.max(1e-3), "{b} vs {e}");
             }
         }
     }
