@@ -5,6 +5,18 @@ use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, Geometry};
 use segany_core::nn::{linear, Linear};
 
+/// Which keys each query attends to.
+#[derive(Debug, Clone, Copy)]
+pub enum Mask<'a> {
+    /// Every key (the vision tower).
+    None,
+    /// Keys up to the query's own position: the text tower's mask, `−∞` above the diagonal
+    /// ([`causal_mask`]).
+    Causal,
+    /// An additive mask broadcastable to `[N, N]`.
+    Additive(&'a Tensor),
+}
+
 /// `nn.MultiheadAttention` as CLIP uses it (self-attention, fused q/k/v projection).
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -55,13 +67,32 @@ impl Attention {
         probs.matmul(v)?.transpose(1, 2)?.reshape((bsz, n, h * dh))
     }
 
-    /// Standard attention of `x` `[B, N, W]`; `mask` is additive, broadcastable to `[N, N]`.
+    /// Standard attention of `x` `[B, N, W]` with the given mask.
     ///
-    /// Unmasked f32 attention on the CPU (the vision tower) runs the fused kernel of
-    /// [`segany_core::nn::fused_attention`] on the packed `in_proj` output: no `[B, H, N, N]`
-    /// logits, no per-head copies of q, k and v.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        if mask.is_none() && x.device().is_cpu() && x.dtype() == DType::F32 {
+    /// Unmasked and causal f32 attention on the CPU (the vision and text towers) runs the
+    /// fused kernel of [`segany_core::nn::fused_attention`] on the packed `in_proj` output: no
+    /// `[B, H, N, N]` logits, no per-head copies of q, k and v.
+    pub fn forward(&self, x: &Tensor, mask: Mask) -> Result<Tensor> {
+        self.forward_inner(x, mask, None)
+    }
+
+    /// `residual + forward(x, mask)`, the sum taken in `out_proj`'s bias pass on the CPU (the
+    /// same values).
+    pub fn forward_add(&self, x: &Tensor, mask: Mask, residual: &Tensor) -> Result<Tensor> {
+        self.forward_inner(x, mask, Some(residual))
+    }
+
+    fn forward_inner(&self, x: &Tensor, mask: Mask, residual: Option<&Tensor>) -> Result<Tensor> {
+        let project = |out: &Tensor| match residual {
+            Some(r) => self.out_proj.forward_add(out, r),
+            None => self.out_proj.forward(out),
+        };
+        let fused = match mask {
+            Mask::None => Some(false),
+            Mask::Causal => Some(true),
+            Mask::Additive(_) => None,
+        };
+        if let (Some(causal), true) = (fused, x.device().is_cpu() && x.dtype() == DType::F32) {
             let (b, n, w) = x.dims3()?;
             let g = Geometry {
                 batch: b,
@@ -70,13 +101,23 @@ impl Attention {
                 window: 0,
                 heads: self.heads,
                 head_dim: w / self.heads,
+                causal,
             };
             let qkv = self.in_proj.forward(x)?;
             let out = fused_attention(&qkv, None, None, g, self.scale as f32)?;
-            return self.out_proj.forward(&out.reshape((b, n, w))?);
+            return project(&out.reshape((b, n, w))?);
         }
         let (q, k, v) = self.qkv(x)?;
-        self.out_proj.forward(&self.attend(&q, &k, &v, mask)?)
+        let causal;
+        let additive = match mask {
+            Mask::None => None,
+            Mask::Causal => {
+                causal = causal_mask(x.dim(1)?, x.device())?.to_dtype(x.dtype())?;
+                Some(&causal)
+            }
+            Mask::Additive(m) => Some(m),
+        };
+        project(&self.attend(&q, &k, &v, additive)?)
     }
 
     /// CLIP Surgery: returns `(v-v path, original path)`, both through `out_proj`.
@@ -95,4 +136,39 @@ pub fn causal_mask(n: usize, device: &candle_core::Device) -> Result<Tensor> {
         .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Tensor::from_vec(mask, (n, n), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// The fused kernel (unmasked, causal) against the composition with an explicit additive
+    /// mask (what other devices run), with a residual through `out_proj`'s bias pass.
+    #[test]
+    fn fused_masks_match_composition() -> Result<()> {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let attn = Attention::new(32, 4, vb)?;
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.3, var.shape(), &dev)?)?;
+        }
+        let (n, w) = (13, 32);
+        let x = Tensor::randn(0f32, 1.0, (2, n, w), &dev)?;
+        let res = Tensor::randn(0f32, 1.0, (2, n, w), &dev)?;
+        let zeros = Tensor::zeros((n, n), DType::F32, &dev)?;
+        let causal = causal_mask(n, &dev)?;
+        for (fused, reference) in [
+            (Mask::None, Mask::Additive(&zeros)),
+            (Mask::Causal, Mask::Additive(&causal)),
+        ] {
+            let a = attn.forward_add(&x, fused, &res)?;
+            let b = (&res + attn.forward(&x, reference)?)?;
+            let d: f32 = (a - b)?.abs()?.max_all()?.to_scalar()?;
+            assert!(d < 1e-5, "{fused:?}: max abs diff {d}");
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use segany_core::nn::{linear, Linear};
 
 use crate::activation::Activation;
-use crate::attention::Attention;
+use crate::attention::{Attention, Mask};
 
 /// `c_fc` → activation → `c_proj`.
 #[derive(Debug, Clone)]
@@ -26,15 +26,26 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// `c_fc` with its activation fused into the bias pass on the CPU.
+    fn hidden(&self, xs: &Tensor) -> Result<Tensor> {
+        match self.act {
+            Activation::QuickGelu => self.c_fc.forward_quick_gelu(xs),
+            Activation::Gelu => self.c_fc.forward_gelu(xs),
+            Activation::GeluTanh => self.act.forward(&self.c_fc.forward(xs)?),
+        }
+    }
+
+    /// `residual + mlp(xs)`, the sum taken in `c_proj`'s bias pass on the CPU.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.c_proj.forward_add(&self.hidden(xs)?, residual)
+    }
+}
+
 impl Module for Mlp {
-    /// `c_fc` with its activation fused into the bias pass on the CPU, then `c_proj`.
+    /// `c_fc` with its activation, then `c_proj`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let hidden = match self.act {
-            Activation::QuickGelu => self.c_fc.forward_quick_gelu(xs)?,
-            Activation::Gelu => self.c_fc.forward_gelu(xs)?,
-            Activation::GeluTanh => self.act.forward(&self.c_fc.forward(xs)?)?,
-        };
-        self.c_proj.forward(&hidden)
+        self.c_proj.forward(&self.hidden(xs)?)
     }
 }
 
@@ -74,10 +85,11 @@ impl ResidualAttentionBlock {
         })
     }
 
-    /// Vanilla block on `[B, N, W]` with an optional additive attention mask.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
-        &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+    /// Vanilla block on `[B, N, W]` with the given attention mask (each residual sum taken
+    /// in the bias pass of the projection before it).
+    pub fn forward(&self, x: &Tensor, mask: Mask) -> Result<Tensor> {
+        let x = self.attn.forward_add(&self.ln_1.forward(x)?, mask, x)?;
+        self.mlp.forward_add(&self.ln_2.forward(&x)?, &x)
     }
 
     /// CLIP Surgery block, wired as the official `ResidualAttentionBlock.forward`: attention

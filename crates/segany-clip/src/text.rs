@@ -4,7 +4,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
-use crate::attention::causal_mask;
+use crate::attention::Mask;
 use crate::config::ClipTextConfig;
 use crate::transformer::Transformer;
 
@@ -62,8 +62,7 @@ impl TextTransformer {
         let (_, l) = ids.dims2()?;
         let x = self.token_embedding.forward(&ids)?;
         let x = x.broadcast_add(&self.positional_embedding.narrow(0, 0, l)?)?;
-        let mask = causal_mask(l, x.device())?.to_dtype(x.dtype())?;
-        let x = self.transformer.forward(&x, Some(&mask))?;
+        let x = self.transformer.forward(&x, Mask::Causal)?;
         self.ln_final.forward(&x)
     }
 

@@ -4,6 +4,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::activation::Activation;
+use crate::attention::Mask;
 use crate::block::{DualStream, ResidualAttentionBlock};
 
 /// `Transformer`: `resblocks.0 .. resblocks.{layers-1}`.
@@ -35,8 +36,8 @@ impl Transformer {
         self.resblocks.len()
     }
 
-    /// Runs every block on `[B, N, W]`.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Runs every block on `[B, N, W]` with the given attention mask.
+    pub fn forward(&self, x: &Tensor, mask: Mask) -> Result<Tensor> {
         let mut x = x.clone();
         for b in &self.resblocks {
             x = b.forward(&x, mask)?;
@@ -50,7 +51,7 @@ impl Transformer {
         let split = self.resblocks.len() - depth.min(self.resblocks.len());
         let mut x = x.clone();
         for b in &self.resblocks[..split] {
-            x = b.forward(&x, None)?;
+            x = b.forward(&x, Mask::None)?;
         }
         let mut s = DualStream {
             new: x.clone(),

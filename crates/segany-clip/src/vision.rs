@@ -3,6 +3,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{conv2d_no_bias, layer_norm, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
+use crate::attention::Mask;
 use crate::config::ClipVisionConfig;
 use crate::transformer::Transformer;
 
@@ -93,7 +94,7 @@ impl VisionTransformer {
     pub fn forward_tokens(&self, px: &Tensor, mode: VisionMode) -> Result<Tensor> {
         let x = self.embed(px)?;
         let x = match mode {
-            VisionMode::Plain => self.transformer.forward(&x, None)?,
+            VisionMode::Plain => self.transformer.forward(&x, Mask::None)?,
             VisionMode::Surgery { depth } => {
                 let s = self.transformer.forward_surgery(&x, depth)?;
                 let n = s.new.dim(1)?;
@@ -107,7 +108,7 @@ impl VisionTransformer {
 impl Module for VisionTransformer {
     /// Pooled, projected image embedding `[B, D]` (not normalised).
     fn forward(&self, px: &Tensor) -> Result<Tensor> {
-        let x = self.transformer.forward(&self.embed(px)?, None)?;
+        let x = self.transformer.forward(&self.embed(px)?, Mask::None)?;
         let cls = x.narrow(1, 0, 1)?;
         self.head(&cls)?.squeeze(D::Minus2)
     }

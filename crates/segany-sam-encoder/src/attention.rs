@@ -106,6 +106,7 @@ impl Attention {
                 window,
                 heads: self.num_heads,
                 head_dim: c / self.num_heads,
+                causal: false,
             };
             let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3 * c))?;
             let out = fused_attention(

@@ -41,6 +41,9 @@ pub struct Geometry {
     pub heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Causal attention (global only): the query at grid index `t` (row-major) attends to the
+    /// keys `0..=t` (CLIP's text tower; the reference adds a mask of −∞ above the diagonal).
+    pub causal: bool,
 }
 
 impl Geometry {
@@ -117,6 +120,7 @@ fn attend(
     rel: Option<&RelPos>,
     (wh, ww): (usize, usize),
     scale: f32,
+    causal: bool,
     s: &mut Scratch,
 ) -> Result<()> {
     let (r, nk, hd) = (pos.len(), k.rows(), k.cols());
@@ -139,6 +143,11 @@ fn attend(
             }
             None => None,
         };
+        if causal {
+            // The reference's additive mask: logit + (−∞) above the diagonal.
+            let t = i * ww + j;
+            logits[(t + 1).min(nk)..].fill(f32::NEG_INFINITY);
+        }
         s.sums.push(rel_softmax_unnormalised(logits, terms));
     }
     let p = MatRef::row_major(&s.logits, r, nk)?;
@@ -241,6 +250,12 @@ pub fn fused_attention(
         (Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
         _ => bail!("fused attention: qkv must be a contiguous f32 CPU tensor"),
     };
+    if g.causal && g.window > 0 {
+        bail!(
+            "fused attention: causal attention is global only (window {})",
+            g.window
+        )
+    }
     let mut out = vec![0f32; g.batch * n * c];
     let shared = SharedOut {
         ptr: out.as_mut_ptr(),
@@ -286,7 +301,18 @@ fn global(
             let pos: Vec<(usize, usize)> = (y0..y0 + rows)
                 .flat_map(|y| (0..w).map(move |x| (y, x)))
                 .collect();
-            attend(q, 3 * c, &pos, k, v, rel, (g.height, g.width), scale, s)?;
+            attend(
+                q,
+                3 * c,
+                &pos,
+                k,
+                v,
+                rel,
+                (g.height, g.width),
+                scale,
+                g.causal,
+                s,
+            )?;
             let first = b * n + y0 * w;
             for (t, o) in s.out.chunks_exact(hd).enumerate() {
                 out.write((first + t) * c + head * hd, o);
@@ -344,7 +370,7 @@ fn windowed(
             );
             let km = MatRef::row_major(&k, ws * ws, hd)?;
             let vm = MatRef::row_major(&v, ws * ws, hd)?;
-            attend(&q, hd, &pos, km, vm, rel, (ws, ws), scale, s)?;
+            attend(&q, hd, &pos, km, vm, rel, (ws, ws), scale, false, s)?;
             for (&(i, j), o) in pos.iter().zip(s.out.chunks_exact(hd)) {
                 out.write((b * n + (y0 + i) * g.width + x0 + j) * c + head * hd, o);
             }
@@ -358,8 +384,9 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// Plain global attention `softmax(q·kᵀ·scale)·v` over `(B, N, 3C)` packed q/k/v.
-    fn reference(qkv: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    /// Plain global attention `softmax(q·kᵀ·scale [+ causal mask])·v` over `(B, N, 3C)`
+    /// packed q/k/v.
+    fn reference(qkv: &Tensor, heads: usize, scale: f64, causal: bool) -> Result<Tensor> {
         let (b, n, c3) = qkv.dims3()?;
         let c = c3 / 3;
         let qkv = qkv
@@ -370,17 +397,46 @@ mod tests {
             qkv.get(1)?.contiguous()?,
             qkv.get(2)?.contiguous()?,
         );
-        let p = candle_nn::ops::softmax_last_dim(&((q * scale)?.matmul(&k.t()?)?))?;
+        let logits = (q * scale)?.matmul(&k.t()?)?;
+        let logits = if causal {
+            let mask: Vec<f32> = (0..n)
+                .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            logits.broadcast_add(&Tensor::from_vec(mask, (n, n), qkv.device())?)?
+        } else {
+            logits
+        };
+        let p = candle_nn::ops::softmax_last_dim(&logits)?;
         p.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))
     }
 
-    /// Global attention without relative positions (CLIP's case) against the composition,
-    /// on a `1 × N` grid with more queries than one work item takes.
+    /// Global attention without relative positions (CLIP's case), plain and causal (CLIP's
+    /// text tower), against the composition, on a `1 × N` grid with more queries than one
+    /// work item takes.
     #[test]
     fn global_without_rel_pos_matches_composition() -> Result<()> {
         let (b, n, heads, hd) = (2, 300, 3, 8);
         let c = heads * hd;
         let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * c), &Device::Cpu)?;
+        for causal in [false, true] {
+            let g = Geometry {
+                batch: b,
+                height: 1,
+                width: n,
+                window: 0,
+                heads,
+                head_dim: hd,
+                causal,
+            };
+            let scale = (hd as f64).powf(-0.5);
+            let ours = fused_attention(&qkv, None, None, g, scale as f32)?.reshape((b, n, c))?;
+            let d: f32 = (ours - reference(&qkv, heads, scale, causal)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar()?;
+            assert!(d < 1e-5, "causal {causal}: max abs diff {d}");
+        }
+        // The first query attends to itself alone: its output is its own value.
         let g = Geometry {
             batch: b,
             height: 1,
@@ -388,14 +444,15 @@ mod tests {
             window: 0,
             heads,
             head_dim: hd,
+            causal: true,
         };
-        let scale = (hd as f64).powf(-0.5);
-        let ours = fused_attention(&qkv, None, None, g, scale as f32)?.reshape((b, n, c))?;
-        let d: f32 = (ours - reference(&qkv, heads, scale)?)?
-            .abs()?
-            .max_all()?
-            .to_scalar()?;
-        assert!(d < 1e-5, "max abs diff {d}");
+        let ours = fused_attention(&qkv, None, None, g, 0.3)?.reshape((b, n, c))?;
+        let first = ours.narrow(1, 0, 1)?;
+        let v0 = qkv.narrow(1, 0, 1)?.narrow(2, 2 * c, c)?;
+        let d: f32 = (first - v0)?.abs()?.max_all()?.to_scalar()?;
+        assert!(d < 1e-6, "first causal query: {d}");
+        let windowed = Geometry { window: 2, ..g };
+        assert!(fused_attention(&qkv, None, None, windowed, 0.3).is_err());
         Ok(())
     }
 }
