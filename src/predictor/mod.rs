@@ -10,7 +10,9 @@ pub use prompt::{Point, PointLabel, Prompt};
 use crate::Sam;
 use candle_core::{DType, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 use segany_core::image::{postprocess_masks, ResizeLongestSide};
+use segany_core::nn::with_f32_values;
 use segany_core::{BinaryMask, Error, Result};
 use segany_sam_decoder::PreparedImage;
 
@@ -133,18 +135,18 @@ impl SamPredictor {
         let (low, iou, full) = self.predict_logits_batch(prompts, multimask)?;
         let (h, w) = self.embedding.as_ref().ok_or(Error::NoImage)?.original_size;
         let scores: Vec<Vec<f32>> = iou.to_vec2()?;
+        let k = full.dim(1)?;
+        // Binarised straight from the logits' buffer, the masks in parallel.
+        let masks: Vec<BinaryMask> = with_f32_values(&full, |v| {
+            v.par_chunks((h * w).max(1))
+                .map(|logits| BinaryMask::from_logits(h, w, logits, 0.0))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut masks = masks.into_iter();
         let mut preds = Vec::with_capacity(prompts.len());
         for (i, s) in scores.into_iter().enumerate() {
-            let per = full.get(i)?;
-            let k = per.dim(0)?;
-            let masks = (0..k)
-                .map(|j| {
-                    let v: Vec<f32> = per.get(j)?.flatten_all()?.to_vec1()?;
-                    BinaryMask::from_logits(h, w, &v, 0.0)
-                })
-                .collect::<Result<Vec<_>>>()?;
             preds.push(Prediction {
-                masks,
+                masks: masks.by_ref().take(k).collect(),
                 scores: s,
                 low_res_logits: low.get(i)?,
             });

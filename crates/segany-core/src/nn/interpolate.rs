@@ -1,7 +1,7 @@
 //! Bilinear resizing of NCHW tensors (`align_corners=False`, no antialiasing), computed as
 //! PyTorch's CPU kernel does: f32 weights from `scale = in / out`,
 //! `src = max(scale·(i + 0.5) − 0.5, 0)`, and `(x00·w0 + x01·w1)·h0 + (x10·w0 + x11·w1)·h1`.
-//! Rows are processed in parallel; non-CPU devices use candle's `upsample_bilinear2d`.
+//! Bands of rows are processed in parallel; non-CPU devices use candle's `upsample_bilinear2d`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -19,6 +19,9 @@ fn axis(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
         })
         .collect()
 }
+
+/// Output rows per parallel task of the CPU kernel.
+const BAND_ROWS: usize = 32;
 
 struct Bilinear {
     out_h: usize,
@@ -48,16 +51,37 @@ impl CustomOp1 for Bilinear {
         if dst.is_empty() {
             return Ok((CpuStorage::F32(dst), Shape::from_dims(&[b, c, oh, ow])));
         }
-        dst.par_chunks_mut(ow).enumerate().for_each(|(row, out)| {
-            let plane = row / oh;
-            let (y0, y1, h0, h1) = ys[row % oh];
-            let base = plane * h * w;
-            let r0 = &src[base + y0 * w..base + (y0 + 1) * w];
-            let r1 = &src[base + y1 * w..base + (y1 + 1) * w];
-            for (o, &(x0, x1, w0, w1)) in out.iter_mut().zip(&xs) {
-                *o = (r0[x0] * w0 + r0[x1] * w1) * h0 + (r1[x0] * w0 + r1[x1] * w1) * h1;
-            }
-        });
+        // Per plane, bands of output rows in parallel. A band first interpolates along x the
+        // source rows it reads (each is shared by about out_h / h output rows), then blends
+        // pairs of those rows: the same products and sums as the formula above, in the same
+        // order, with the blend vectorisable.
+        dst.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(plane, out_plane)| {
+                let src = &src[plane * h * w..(plane + 1) * h * w];
+                out_plane
+                    .par_chunks_mut(BAND_ROWS * ow)
+                    .enumerate()
+                    .for_each(|(band, out)| {
+                        let rows = &ys[band * BAND_ROWS..band * BAND_ROWS + out.len() / ow];
+                        let lo = rows.iter().map(|r| r.0).min().unwrap_or(0);
+                        let hi = rows.iter().map(|r| r.1).max().unwrap_or(0);
+                        let mut across = vec![0f32; (hi + 1 - lo) * ow];
+                        for (y, a) in (lo..=hi).zip(across.chunks_exact_mut(ow)) {
+                            let r = &src[y * w..(y + 1) * w];
+                            for (o, &(x0, x1, w0, w1)) in a.iter_mut().zip(&xs) {
+                                *o = r[x0] * w0 + r[x1] * w1;
+                            }
+                        }
+                        for (o, &(y0, y1, h0, h1)) in out.chunks_exact_mut(ow).zip(rows) {
+                            let a0 = &across[(y0 - lo) * ow..(y0 - lo + 1) * ow];
+                            let a1 = &across[(y1 - lo) * ow..(y1 - lo + 1) * ow];
+                            for ((o, &u), &v) in o.iter_mut().zip(a0).zip(a1) {
+                                *o = u * h0 + v * h1;
+                            }
+                        }
+                    });
+            });
         Ok((CpuStorage::F32(dst), Shape::from_dims(&[b, c, oh, ow])))
     }
 }
@@ -118,6 +142,29 @@ mod tests {
             let b = x.upsample_bilinear2d(oh, ow, false)?;
             let d = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(d < 1e-5, "{oh}x{ow}: {d}");
+        }
+        Ok(())
+    }
+
+    /// Bit-identical to the per-output formula (bands of rows, partial last band, several
+    /// planes, up- and downsampling).
+    #[test]
+    fn equals_the_direct_formula() -> Result<()> {
+        let (h, w) = (9, 7);
+        let x = Tensor::randn(0f32, 1.0, (2, 2, h, w), &candle_core::Device::Cpu)?;
+        let v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        for (oh, ow) in [(70, 29), (4, 3), (9, 7 * 4)] {
+            let ours: Vec<f32> = resize_bilinear(&x, oh, ow)?.flatten_all()?.to_vec1()?;
+            let (ys, xs) = (axis(h, oh), axis(w, ow));
+            for (i, got) in ours.iter().enumerate() {
+                let (plane, y, xo) = (i / (oh * ow), (i / ow) % oh, i % ow);
+                let (y0, y1, h0, h1) = ys[y];
+                let (x0, x1, w0, w1) = xs[xo];
+                let at = |yy: usize, xx: usize| v[plane * h * w + yy * w + xx];
+                let want = (at(y0, x0) * w0 + at(y0, x1) * w1) * h0
+                    + (at(y1, x0) * w0 + at(y1, x1) * w1) * h1;
+                assert_eq!(got.to_bits(), want.to_bits(), "{oh}×{ow} at {i}");
+            }
         }
         Ok(())
     }
