@@ -17,7 +17,13 @@ struct Record {
 }
 
 struct Tracker {
-    tensors: HashMap<String, Tensor>,
+    /// Every stored tensor's name.
+    names: HashSet<String>,
+    /// The stored tensors the model has not taken yet. A tensor leaves the map when the model
+    /// takes it, so that a layer that converts its weight (e.g. `Linear` storing it
+    /// transposed) frees the original while loading goes on, instead of the store keeping
+    /// every original alive until the model is complete.
+    tensors: Mutex<HashMap<String, Tensor>>,
     record: Mutex<Record>,
 }
 
@@ -25,6 +31,22 @@ impl Tracker {
     fn with<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
         let mut guard = self.record.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Takes the stored tensor `name` if its shape is `shape` (any shape when `None`).
+    /// `Ok(None)`: not stored; `Err(found)`: stored with another shape (left in place).
+    fn take(&self, name: &str, shape: Option<&Shape>) -> candle_core::Result<Option<Tensor>> {
+        let mut map = self.tensors.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(name) {
+            Some(t) if shape.is_some_and(|s| t.shape() != s) => Ok(Some(t.clone())),
+            Some(_) => Ok(map.remove(name)),
+            None if self.names.contains(name) => {
+                candle_core::bail!(
+                    "tensor {name} was requested twice (weights shared between layers)"
+                )
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -39,7 +61,7 @@ impl SimpleBackend for Backend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        match self.0.tensors.get(name) {
+        match self.0.take(name, Some(&s))? {
             None => {
                 self.0.with(|r| r.missing.push(name.to_string()));
                 Tensor::zeros(s, dtype, dev)
@@ -63,7 +85,7 @@ impl SimpleBackend for Backend {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        match self.0.tensors.get(name) {
+        match self.0.take(name, None)? {
             None => {
                 self.0.with(|r| r.missing.push(name.to_string()));
                 candle_core::bail!("missing tensor {name}")
@@ -76,7 +98,7 @@ impl SimpleBackend for Backend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.tensors.contains_key(name)
+        self.0.names.contains(name)
     }
 }
 
@@ -109,8 +131,10 @@ pub struct CheckedVarBuilder {
 impl CheckedVarBuilder {
     /// Wraps a store; tensors will be produced in `dtype` on `device`.
     pub fn new(store: TensorStore, dtype: DType, device: &Device) -> Self {
+        let tensors = store.into_map();
         let tracker = Arc::new(Tracker {
-            tensors: store.into_map(),
+            names: tensors.keys().cloned().collect(),
+            tensors: Mutex::new(tensors),
             record: Mutex::new(Record::default()),
         });
         Self {
@@ -149,8 +173,8 @@ impl CheckedVarBuilder {
         let model = built?;
         let mut unexpected: Vec<String> = self
             .tracker
-            .tensors
-            .keys()
+            .names
+            .iter()
             .filter(|k| !used.contains(*k) && !ignore(k))
             .cloned()
             .collect();
@@ -159,5 +183,40 @@ impl CheckedVarBuilder {
             return Err(Error::UnexpectedTensors(unexpected));
         }
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tensor leaves the store when the model takes it (so converting it frees the
+    /// original), stays known by name, and a second request for it is an error naming it.
+    #[test]
+    fn taken_tensors_leave_the_store() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut store = TensorStore::default();
+        store.insert("a.weight", Tensor::ones((2, 3), DType::F32, &dev)?);
+        store.insert("b", Tensor::ones(4, DType::F32, &dev)?);
+        let cvb = CheckedVarBuilder::new(store, DType::F32, &dev);
+        let vb = cvb.var_builder();
+        let a = vb.get((2, 3), "a.weight")?;
+        assert_eq!(a.sum_all()?.to_scalar::<f32>()?, 6.0);
+        let held = |name: &str| {
+            let map = cvb
+                .tracker
+                .tensors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.contains_key(name)
+        };
+        assert!(!held("a.weight") && held("b"));
+        assert!(vb.contains_tensor("a.weight"));
+        let again = vb.get((2, 3), "a.weight").map(|_| ()).unwrap_err();
+        assert!(again.to_string().contains("a.weight"), "{again}");
+        // A mis-shaped request leaves the tensor for the report.
+        assert!(vb.get(5, "b").is_ok());
+        assert!(held("b"));
+        Ok(())
     }
 }

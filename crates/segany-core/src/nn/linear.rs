@@ -7,19 +7,22 @@
 //! the activation with the vectorisable `erf` / `exp` of [`super::gelu`] (within 1e-6 of
 //! candle's scalar `erf_f32` / `exp`, tested). Other devices and dtypes use the composition.
 
-use candle_core::{DType, Module, Result, Storage, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::gelu::{gelu_erf_in_place, quick_gelu_in_place};
 use super::matmul::{matmul_into, MatRef};
-use super::transpose::transpose_into;
 use super::values::with_f32_values;
 
 /// `y = x·Wᵀ + b` over the last dimension (`nn.Linear`; `weight` is `(out, in)`).
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// `(out, in)`; with `weight_t`, a transposed view of it.
     weight: Tensor,
+    /// On the CPU in f32: the weight stored transposed, `(in, out)` contiguous, the layout
+    /// the product `x·Wᵀ` reads without re-packing the weight on every call.
+    weight_t: Option<Tensor>,
     bias: Option<Tensor>,
 }
 
@@ -35,11 +38,6 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<L
     Ok(Linear::new(lin.weight().clone(), None))
 }
 
-/// Inputs of at most this many rows take the weight-first product (see `Linear::run`).
-/// Measured on CLIP ViT-L/14 (2 threads, AVX-512): 8 rows 157 → 41 ms and 77 rows 300 → 150 ms
-/// for the text tower, but 577 rows 3.1 → 4.2 s for the image tower.
-const FEW_ROWS: usize = 128;
-
 /// The activation fused into the bias pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Act {
@@ -49,14 +47,40 @@ enum Act {
 }
 
 impl Linear {
-    /// Builds the layer from `weight (out, in)` and an optional `bias (out)`.
+    /// Builds the layer from `weight (out, in)` and an optional `bias (out)`. An f32 weight
+    /// on the CPU is stored transposed (a copy; `weight` then returns a view of it).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        let transposed = || -> Result<Tensor> { weight.t()?.contiguous() };
+        let cpu_f32 = weight.device().is_cpu() && weight.dtype() == DType::F32;
+        match (cpu_f32 && weight.rank() == 2).then(transposed) {
+            Some(Ok(wt)) => match wt.t() {
+                Ok(view) => Self {
+                    weight: view,
+                    weight_t: Some(wt),
+                    bias,
+                },
+                Err(_) => Self::plain(weight, bias),
+            },
+            _ => Self::plain(weight, bias),
+        }
     }
 
-    /// The `(out, in)` weight.
+    fn plain(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            weight_t: None,
+            bias,
+        }
+    }
+
+    /// The `(out, in)` weight (a transposed view on the CPU in f32; see [`Linear::weight_t`]).
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The weight as stored on the CPU in f32: `(in, out)` contiguous.
+    pub fn weight_t(&self) -> Option<&Tensor> {
+        self.weight_t.as_ref()
     }
 
     /// The bias, if any.
@@ -89,22 +113,24 @@ impl Linear {
     fn run_with(&self, x: &Tensor, act: Act, residual: Option<&Tensor>) -> Result<Tensor> {
         let fast = x.device().is_cpu()
             && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
             && residual.is_none_or(|r| r.device().is_cpu() && r.dtype() == DType::F32);
-        if !fast {
-            let w = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
-            let y = w.forward(x)?;
-            let y = match act {
-                Act::Identity => y,
-                Act::GeluErf => y.gelu_erf()?,
-                Act::QuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?)?,
-            };
-            return match residual {
-                Some(r) => r + y,
-                None => Ok(y),
-            };
-        }
+        let wt = match &self.weight_t {
+            Some(wt) if fast => wt,
+            _ => {
+                let w = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
+                let y = w.forward(x)?;
+                let y = match act {
+                    Act::Identity => y,
+                    Act::GeluErf => y.gelu_erf()?,
+                    Act::QuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?)?,
+                };
+                return match residual {
+                    Some(r) => r + y,
+                    None => Ok(y),
+                };
+            }
+        };
         let (out_dim, in_dim) = self.weight.dims2()?;
         let x = x.contiguous()?;
         let dims = x.dims();
@@ -116,35 +142,17 @@ impl Linear {
             Some(b) => Some(b.flatten_all()?.to_vec1()?),
             None => None,
         };
-        let weight = self.weight.contiguous()?;
         let mut out = vec![0f32; rows * out_dim];
-        {
-            let (xs, xl) = x.storage_and_layout();
-            let (ws, wl) = weight.storage_and_layout();
-            let (xv, wv) = match (&*xs, &*ws, xl.contiguous_offsets(), wl.contiguous_offsets()) {
-                (
-                    Storage::Cpu(candle_core::CpuStorage::F32(xv)),
-                    Storage::Cpu(candle_core::CpuStorage::F32(wv)),
-                    Some((xa, xb)),
-                    Some((wa, wb)),
-                ) => (&xv[xa..xb], &wv[wa..wb]),
-                _ => candle_core::bail!("linear: expected contiguous f32 CPU tensors"),
-            };
-            if rows <= FEW_ROWS {
-                // `(W·xᵀ)ᵀ`: with the weight as the left operand gemm reads it row by row
-                // instead of re-packing its transpose, which dominated short inputs (a text
-                // prompt of a few tokens against megabytes of weights).
-                let mut out_t = vec![0f32; rows * out_dim];
-                let w = MatRef::row_major(wv, out_dim, in_dim)?;
-                let a = MatRef::row_major(xv, rows, in_dim)?.t();
-                matmul_into(&mut out_t, rows, w, a, 1.0, true)?;
-                transpose_into(&out_t, &mut out, out_dim, rows);
-            } else {
+        // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
+        // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
+        // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
+        with_f32_values(&x, |xv| {
+            with_f32_values(wt, |wv| {
                 let a = MatRef::row_major(xv, rows, in_dim)?;
-                let w = MatRef::row_major(wv, out_dim, in_dim)?.t();
-                matmul_into(&mut out, out_dim, a, w, 1.0, true)?;
-            }
-        }
+                let w = MatRef::row_major(wv, in_dim, out_dim)?;
+                matmul_into(&mut out, out_dim, a, w, 1.0, true)
+            })
+        })?;
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
             *last = out_dim;
