@@ -144,7 +144,9 @@ fn attend(
             None => None,
         };
         if causal {
-            // The reference's additive mask: logit + (−∞) above the diagonal.
+            // The reference's additive mask: logit + (−∞) above the diagonal. (`exp` clamps
+            // its input, so those weights come out ≈ 1e-38 rather than 0: no effect at f32
+            // precision next to the row maximum's weight of 1.)
             let t = i * ww + j;
             logits[(t + 1).min(nk)..].fill(f32::NEG_INFINITY);
         }
