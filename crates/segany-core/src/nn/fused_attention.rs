@@ -420,16 +420,17 @@ mod tests {
         let (b, n, heads, hd) = (2, 300, 3, 8);
         let c = heads * hd;
         let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * c), &Device::Cpu)?;
+        let plain = Geometry {
+            batch: b,
+            height: 1,
+            width: n,
+            window: 0,
+            heads,
+            head_dim: hd,
+            causal: false,
+        };
         for causal in [false, true] {
-            let g = Geometry {
-                batch: b,
-                height: 1,
-                width: n,
-                window: 0,
-                heads,
-                head_dim: hd,
-                causal,
-            };
+            let g = Geometry { causal, ..plain };
             let scale = (hd as f64).powf(-0.5);
             let ours = fused_attention(&qkv, None, None, g, scale as f32)?.reshape((b, n, c))?;
             let d: f32 = (ours - reference(&qkv, heads, scale, causal)?)?
@@ -440,13 +441,8 @@ mod tests {
         }
         // The first query attends to itself alone: its output is its own value.
         let g = Geometry {
-            batch: b,
-            height: 1,
-            width: n,
-            window: 0,
-            heads,
-            head_dim: hd,
             causal: true,
+            ..plain
         };
         let ours = fused_attention(&qkv, None, None, g, 0.3)?.reshape((b, n, c))?;
         let first = ours.narrow(1, 0, 1)?;

@@ -48,7 +48,9 @@ enum Act {
 
 impl Linear {
     /// Builds the layer from `weight (out, in)` and an optional `bias (out)`. An f32 weight
-    /// on the CPU is stored transposed (a copy; `weight` then returns a view of it).
+    /// on the CPU is stored transposed (a copy; `weight` then returns a view of it), so later
+    /// in-place changes to the given tensor (`Var::set`, `VarMap::load` after building a model
+    /// on a `VarMap`) do not reach the layer: load or set weights before building.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         let transposed = || -> Result<Tensor> { weight.t()?.contiguous() };
         let cpu_f32 = weight.device().is_cpu() && weight.dtype() == DType::F32;
