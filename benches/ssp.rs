@@ -37,7 +37,8 @@ fn random_ssp(cfg: &SspSamConfig) -> SspSam {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = SspSam::new(cfg, vb).expect("build SSP-SAM");
     randomize(&varmap);
-    // Rebuild so the model sees the randomized values (VarMap tensors are shared, but be safe).
+    // Rebuild so the model sees the randomized values (`Linear` copies its weight, transposed,
+    // at build time, so the first model keeps the initial ones).
     SspSam::new(
         cfg,
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
