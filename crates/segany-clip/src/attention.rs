@@ -151,10 +151,12 @@ mod tests {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let attn = Attention::new(32, 4, vb)?;
+        Attention::new(32, 4, vb.clone())?;
         for var in varmap.all_vars() {
             var.set(&Tensor::randn(0f32, 0.3, var.shape(), &dev)?)?;
         }
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        let attn = Attention::new(32, 4, vb)?;
         let (n, w) = (13, 32);
         let x = Tensor::randn(0f32, 1.0, (2, n, w), &dev)?;
         let res = Tensor::randn(0f32, 1.0, (2, n, w), &dev)?;

@@ -152,8 +152,11 @@ mod tests {
     fn shared_side_equals_broadcast() -> Result<()> {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
-        let attn = Attention::new(16, 2, 2, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Attention::new(16, 2, 2, vb.clone())?;
         randomise(&varmap, 0.5)?;
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        let attn = Attention::new(16, 2, 2, vb)?;
         let tokens = pseudo_random(&[3, 5, 16], 1, 1.0)?;
         let image = pseudo_random(&[1, 12, 16], 2, 1.0)?;
         let wide = image.broadcast_as((3, 12, 16))?.contiguous()?;

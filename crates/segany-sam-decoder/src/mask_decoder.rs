@@ -292,7 +292,7 @@ mod tests {
         MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
         randomise(&varmap, 0.3)?;
         // Built again: layers that rearrange their weights at build time (the transposed
-        // convolutions) must see the random values.
+        // convolutions, `Linear`) must see the random values.
         let prompts = PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
         let decoder = MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
         let coords = Tensor::new(&[[[10f32, 20.]], [[40., 5.]], [[33., 33.]]], &dev)?;

@@ -178,11 +178,21 @@ mod fused_tests {
     fn attention(dim: usize, heads: usize, rel_len: usize, bias: bool) -> Result<Attention> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let attn = Attention::new(dim, heads, bias, true, rel_len, vb)?;
+        Attention::new(dim, heads, bias, true, rel_len, vb)?;
         for var in varmap.all_vars() {
             var.set(&Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu)?)?;
         }
-        Ok(attn)
+        // Built after the weights are set (`Linear` copies its weight at build time), from the
+        // tensors themselves (a VarMap cannot serve `get_unchecked`).
+        let tensors = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        Attention::new(dim, heads, bias, true, rel_len, vb)
     }
 
     /// max |a − b| / max(1, max |b|): the inputs are random (unseeded) and the outputs reach

@@ -259,9 +259,12 @@ mod tests {
     fn matches_attention_residual_norm() -> Result<()> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        Attention::new(32, 4, 2, vb.pp("attn"))?;
+        layer_norm(32, 1e-5, vb.pp("norm"))?;
+        randomise(&varmap, 0.4)?;
+        // Built after the weights are set: `Linear` copies its weight at build time.
         let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
         let norm = layer_norm(32, 1e-5, vb.pp("norm"))?;
-        randomise(&varmap, 0.4)?;
         let n = TILE_ROWS + 40;
         let pe = pseudo_random(&[1, n, 32], 3, 1.0)?;
         for (b, bi, shared) in [(1, 1, false), (3, 3, false), (3, 1, false), (3, 1, true)] {

@@ -179,9 +179,10 @@ mod tests {
     fn layer() -> Result<Attention> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
+        Attention::new(32, 4, 2, vb.pp("attn"))?;
         randomise(&varmap, 0.4)?;
-        Ok(attn)
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        Attention::new(32, 4, 2, vb.pp("attn"))
     }
 
     /// Same as projecting the image and attending, for one prompt (parallel products), several

@@ -85,8 +85,10 @@ mod tests {
     fn matches_attend_with_shared_projections() -> Result<()> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
+        Attention::new(32, 4, 2, vb.pp("attn"))?;
         randomise(&varmap, 0.4)?;
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        let attn = Attention::new(32, 4, 2, vb.pp("attn"))?;
         let image = pseudo_random(&[1, 50, 32], 2, 1.0)?;
         let (k, v) = (attn.project_keys(&image)?, attn.project_values(&image)?);
         for b in [1, 13] {
