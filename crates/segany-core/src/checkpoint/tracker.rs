@@ -34,7 +34,8 @@ impl Tracker {
     }
 
     /// Takes the stored tensor `name` if its shape is `shape` (any shape when `None`).
-    /// `Ok(None)`: not stored; `Err(found)`: stored with another shape (left in place).
+    /// `Ok(None)`: not stored; stored with another shape: a clone, the tensor left in place;
+    /// an error when the model took it before.
     fn take(&self, name: &str, shape: Option<&Shape>) -> candle_core::Result<Option<Tensor>> {
         let mut map = self.tensors.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(name) {
