@@ -56,11 +56,7 @@ avx2_dispatch! {
 
 #[inline(always)]
 fn softmax_loop(row: &mut [f32]) {
-    let max = lane_max(row);
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-    }
-    let inv = 1.0 / lane_sum(row, |v| v);
+    let inv = 1.0 / rel_softmax_loop(row, None);
     for v in row.iter_mut() {
         *v *= inv;
     }
