@@ -6,6 +6,7 @@ mod interpolate;
 mod layer_norm;
 mod linear;
 mod matmul;
+mod output;
 mod reduce;
 mod simd;
 mod softmax;
@@ -17,6 +18,7 @@ pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, LayerNorm2d};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_into, MatRef};
+pub use output::zeroed_output;
 pub use reduce::dot;
 pub use softmax::{
     exp, exp_in_place, rel_softmax_unnormalised, softmax_in_place, softmax_rows_in_place,

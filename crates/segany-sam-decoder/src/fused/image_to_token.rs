@@ -5,7 +5,8 @@ use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row, matmul_into, softmax_rows_in_place, with_f32_values, LayerNorm, MatRef,
+    dot, layer_norm_row, matmul_into, softmax_rows_in_place, with_f32_values, zeroed_output,
+    LayerNorm, MatRef,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
@@ -72,7 +73,7 @@ pub fn image_to_token(
         })
         .collect::<Result<_>>()?;
     let scale = 1.0 / (c as f32).sqrt();
-    let mut out = vec![0f32; b * n * d];
+    let mut out = zeroed_output(b * n * d);
     // The shared queries, if any, are read in place.
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
         with_f32_values(image, |x| {

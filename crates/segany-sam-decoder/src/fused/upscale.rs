@@ -5,7 +5,8 @@ use crate::upscale::ConvTranspose2x2;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    gelu_erf_in_place, layer_norm_row, matmul_into, with_f32_values, LayerNorm, MatRef,
+    gelu_erf_in_place, layer_norm_row, matmul_into, with_f32_values, zeroed_output, LayerNorm,
+    MatRef,
 };
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
@@ -49,7 +50,7 @@ pub fn upscale_masks(
     }
     let hv = values(hyper)?;
     let (oh, ow) = (4 * gh, 4 * gw);
-    let mut out = vec![0f32; b * m * oh * ow];
+    let mut out = zeroed_output(b * m * oh * ow);
     with_f32_values(src, |x| {
         out.par_chunks_mut(m * oh * ow)
             .enumerate()
