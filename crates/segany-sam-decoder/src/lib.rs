@@ -54,5 +54,8 @@ pub use mask_decoder::{DecodedTokens, MaskDecoder, PreparedImage};
 pub use mlp::Mlp;
 pub use position::PositionEmbeddingRandom;
 pub use prompt_encoder::PromptEncoder;
-pub use transformer::{ImageProjections, PreparedKeys, TwoWayAttentionBlock, TwoWayTransformer};
+pub use transformer::{
+    FactoredTokens, ImageProjections, ImageTokens, PreparedKeys, TwoWayAttentionBlock,
+    TwoWayTransformer,
+};
 pub use upscale::ConvTranspose2x2;

@@ -4,7 +4,7 @@
 use crate::config::{MaskDecoderConfig, LAYER_NORM_2D_EPS};
 use crate::fused;
 use crate::mlp::Mlp;
-use crate::transformer::{PreparedKeys, TwoWayTransformer};
+use crate::transformer::{ImageTokens, PreparedKeys, TwoWayTransformer};
 use crate::upscale::ConvTranspose2x2;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -24,8 +24,9 @@ pub struct PreparedImage {
 pub struct DecodedTokens {
     /// Tokens after the transformer `(B, T, D)`.
     hs: Tensor,
-    /// Image tokens after the transformer `(B, h·w, D)` (batch 1 when shared).
-    src: Tensor,
+    /// Image tokens after the transformer: `(B, h·w, D)` (batch 1 when shared), or
+    /// factored per prompt.
+    src: ImageTokens,
     /// IoU predictions for all mask tokens `(B, n)`.
     iou: Tensor,
 }
@@ -150,7 +151,9 @@ impl MaskDecoder {
             &[&output_tokens, &sparse.to_dtype(output_tokens.dtype())?],
             1,
         )?;
-        let (hs, src) = self.transformer.forward_prepared(&image.keys, &tokens)?;
+        let (hs, src) = self
+            .transformer
+            .forward_prepared_tokens(&image.keys, &tokens)?;
         let iou = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;
         Ok(DecodedTokens { hs, src, iou })
     }
@@ -164,26 +167,33 @@ impl MaskDecoder {
         select: Option<&[usize]>,
     ) -> Result<Tensor> {
         let (c, h, w) = image.grid;
-        let (mut hs, mut src) = (tokens.hs.clone(), tokens.src.clone());
-        if let Some(sel) = select {
-            let batch = hs.dim(0)?;
-            if sel.is_empty() {
-                let dev = hs.device();
-                return Tensor::zeros((0, self.num_mask_tokens, 4 * h, 4 * w), hs.dtype(), dev);
+        let batch = tokens.hs.dim(0)?;
+        let all: Vec<usize>;
+        let sel = match select {
+            Some(sel) => sel,
+            None => {
+                all = (0..batch).collect();
+                &all
             }
-            if let Some(bad) = sel.iter().find(|&&i| i >= batch) {
-                candle_core::bail!("mask decoder: prompt {bad} selected from a batch of {batch}")
-            }
-            let idx = Tensor::from_vec(
-                sel.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                sel.len(),
-                hs.device(),
-            )?;
-            hs = hs.index_select(&idx, 0)?;
-            if src.dim(0)? == batch && batch > 1 {
-                src = src.index_select(&idx, 0)?;
-            }
+        };
+        if sel.is_empty() {
+            let (dev, dtype) = (tokens.hs.device(), tokens.hs.dtype());
+            return Tensor::zeros((0, self.num_mask_tokens, 4 * h, 4 * w), dtype, dev);
         }
+        if let Some(bad) = sel.iter().find(|&&i| i >= batch) {
+            candle_core::bail!("mask decoder: prompt {bad} selected from a batch of {batch}")
+        }
+        let idx = Tensor::from_vec(
+            sel.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            sel.len(),
+            tokens.hs.device(),
+        )?;
+        let everything = select.is_none();
+        let hs = if everything {
+            tokens.hs.clone()
+        } else {
+            tokens.hs.index_select(&idx, 0)?
+        };
         let b = hs.dim(0)?;
         let hyper_in = self
             .hypernetworks
@@ -192,6 +202,27 @@ impl MaskDecoder {
             .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
+        let src = match &tokens.src {
+            ImageTokens::Factored(f) if fused::applies(&hyper_in) => {
+                return fused::upscale_factored_masks(
+                    f.low_rank()?,
+                    f.image(),
+                    sel,
+                    (h, w),
+                    &self.upscale1,
+                    &self.upscale_ln,
+                    &self.upscale2,
+                    &hyper_in,
+                );
+            }
+            ImageTokens::Factored(f) => f.materialise()?,
+            ImageTokens::Dense(t) => t.clone(),
+        };
+        let src = if src.dim(0)? == batch && batch > 1 && !everything {
+            src.index_select(&idx, 0)?
+        } else {
+            src
+        };
         if fused::applies(&src) && fused::applies(&hyper_in) {
             return fused::upscale_masks(
                 &src,

@@ -6,6 +6,7 @@ use crate::fused;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::{layer_norm, linear, transpose_last2, LayerNorm, Linear};
+use std::sync::{Arc, OnceLock};
 
 /// One `TwoWayAttentionBlock`.
 #[derive(Debug, Clone)]
@@ -76,13 +77,7 @@ impl TwoWayAttentionBlock {
         key_pe: &Tensor,
         image: Option<&ImageProjections>,
     ) -> Result<(Tensor, Tensor)> {
-        let queries = if self.skip_first_layer_pe {
-            self.self_attn.forward(queries, queries, queries)?
-        } else {
-            let q = (queries + query_pe)?;
-            (queries + self.self_attn.forward(&q, &q, queries)?)?
-        };
-        let queries = self.norm1.forward(&queries)?;
+        let queries = self.self_attention(queries, query_pe)?;
 
         // `keys` may be one image shared by every prompt (batch 1): its projections then run
         // once for the batch (see `Attention::attend`). On the CPU, an image of its own per
@@ -114,9 +109,7 @@ impl TwoWayAttentionBlock {
         };
         let queries = (&queries + attn)?;
         let queries = self.norm2.forward(&queries)?;
-
-        let mlp = self.lin2.forward(&self.lin1.forward(&queries)?.relu()?)?;
-        let queries = self.norm3.forward(&(queries + mlp)?)?;
+        let queries = self.mlp(&queries)?;
 
         let q = (&queries + query_pe)?;
         if fast {
@@ -145,6 +138,87 @@ impl TwoWayAttentionBlock {
     }
 }
 
+impl TwoWayAttentionBlock {
+    /// The tokens' self-attention (with its residual unless this is the first block) and
+    /// `norm1`.
+    fn self_attention(&self, queries: &Tensor, query_pe: &Tensor) -> Result<Tensor> {
+        let queries = if self.skip_first_layer_pe {
+            self.self_attn.forward(queries, queries, queries)?
+        } else {
+            let q = (queries + query_pe)?;
+            (queries + self.self_attn.forward(&q, &q, queries)?)?
+        };
+        self.norm1.forward(&queries)
+    }
+
+    /// The tokens' MLP, residual and `norm3`.
+    fn mlp(&self, queries: &Tensor) -> Result<Tensor> {
+        let mlp = self.lin2.forward(&self.lin1.forward(queries)?.relu()?)?;
+        self.norm3.forward(&(queries + mlp)?)
+    }
+
+    /// [`Self::forward_with`] on the fused CPU path for a batch of prompts sharing one image,
+    /// keeping the image side factored: the token-to-image attention reads the image through
+    /// `image` (the first block's shared projections, or the factored tokens of the later
+    /// blocks), and the image-to-token step returns its update ([`fused::ImageUpdate`])
+    /// beside the new image tokens.
+    fn forward_factored(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        query_pe: &Tensor,
+        key_pe: &Tensor,
+        image: FactoredImage,
+        write: bool,
+    ) -> Result<(Tensor, Option<Tensor>, fused::ImageUpdate)> {
+        let queries = self.self_attention(queries, query_pe)?;
+        let q = (&queries + query_pe)?;
+        let (attn, shared_queries) = match image {
+            FactoredImage::First(p) => (
+                fused::token_to_shared_image(
+                    &self.cross_attn_token_to_image,
+                    &q,
+                    &p.token_to_image_keys,
+                    &p.token_to_image_values,
+                )?,
+                Some(&p.image_to_token_queries),
+            ),
+            FactoredImage::Later(shared, low_rank) => (
+                fused::token_to_low_rank_image(
+                    &self.cross_attn_token_to_image,
+                    &q,
+                    shared,
+                    low_rank,
+                )?,
+                None,
+            ),
+        };
+        let queries = self.norm2.forward(&(&queries + attn)?)?;
+        let queries = self.mlp(&queries)?;
+        let q = (&queries + query_pe)?;
+        let (keys, update) = fused::image_to_token_tracked(
+            &self.cross_attn_image_to_token,
+            &self.norm4,
+            keys,
+            key_pe,
+            shared_queries,
+            &q,
+            &queries,
+            write,
+        )?;
+        Ok((queries, keys, update))
+    }
+}
+
+/// How a block of the factored path sees the image.
+enum FactoredImage<'a> {
+    /// The first block: the shared image's projections.
+    First(&'a ImageProjections),
+    /// Later blocks: the shared projections for this block's attention, and the earlier
+    /// blocks' updates.
+    Later(&'a fused::SharedProjections, fused::LowRankKeys<'a>),
+}
+
 /// Whether the fused CPU kernels take the image side: f32 on the CPU, one positional encoding.
 fn use_kernels(keys: &Tensor, key_pe: &Tensor) -> Result<bool> {
     Ok(fused::applies(keys) && fused::applies(key_pe) && key_pe.dim(0)? == 1)
@@ -166,6 +240,9 @@ pub struct PreparedKeys {
     keys: Tensor,
     key_pe: Tensor,
     first: Option<ImageProjections>,
+    /// For the factored path, built on its first use: per block after the first and for the
+    /// final attention, the shared image projected for its token-to-image attention.
+    factored: OnceLock<Vec<fused::SharedProjections>>,
 }
 
 /// SAM's `TwoWayTransformer`.
@@ -221,6 +298,7 @@ impl TwoWayTransformer {
             keys,
             key_pe,
             first,
+            factored: OnceLock::new(),
         })
     }
 
@@ -230,6 +308,26 @@ impl TwoWayTransformer {
         image: &PreparedKeys,
         tokens: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
+        let (queries, keys) = self.forward_prepared_tokens(image, tokens)?;
+        Ok((queries, keys.materialise()?))
+    }
+
+    /// [`Self::forward_prepared`], leaving the image tokens factored where they are
+    /// ([`ImageTokens`]): a batch of prompts on one image on the CPU in f32.
+    pub fn forward_prepared_tokens(
+        &self,
+        image: &PreparedKeys,
+        tokens: &Tensor,
+    ) -> Result<(Tensor, ImageTokens)> {
+        if let Some(first) = &image.first {
+            if tokens.dim(0)? >= FACTORED_MIN_BATCH
+                && image.keys.dim(0)? == 1
+                && use_kernels(&image.keys, &image.key_pe)?
+                && fused::applies(tokens)
+            {
+                return self.forward_factored(image, first, tokens);
+            }
+        }
         let mut queries = tokens.clone();
         let mut keys = image.keys.clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -246,6 +344,144 @@ impl TwoWayTransformer {
             self.final_attn_token_to_image.forward(&q, &k, &keys)?
         };
         let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
-        Ok((queries, keys))
+        Ok((queries, ImageTokens::Dense(keys)))
+    }
+}
+
+/// The image tokens after the two-way transformer.
+#[derive(Debug, Clone)]
+pub enum ImageTokens {
+    /// Materialised, `(B, h·w, D)`, or `(1, h·w, D)` when shared by every prompt.
+    Dense(Tensor),
+    /// Per prompt, factored through the image every prompt started from.
+    Factored(FactoredTokens),
+}
+
+impl ImageTokens {
+    /// The tokens as one tensor (materialising factored ones: `(B, h·w, D)`).
+    pub fn materialise(&self) -> Result<Tensor> {
+        match self {
+            Self::Dense(t) => Ok(t.clone()),
+            Self::Factored(f) => f.materialise(),
+        }
+    }
+}
+
+/// Per-prompt image tokens kept as what each block did to the shared image `(1, h·w, D)`
+/// they started from: a rank-(heads·tokens) update followed by a layer norm, per block. Any
+/// linear map of the tokens is then the map of the shared image (once per image) plus a
+/// narrow product per prompt, which is how the later attentions and the upscaling read them.
+#[derive(Debug, Clone)]
+pub struct FactoredTokens {
+    image: Tensor,
+    updates: Arc<Vec<fused::ImageUpdate>>,
+}
+
+impl FactoredTokens {
+    /// The shared image the prompts started from, `(1, h·w, D)`.
+    pub fn image(&self) -> &Tensor {
+        &self.image
+    }
+
+    /// The factored form the kernels read.
+    pub(crate) fn low_rank(&self) -> Result<fused::LowRankKeys<'_>> {
+        fused::LowRankKeys::new(&self.updates)
+    }
+
+    /// `(B, h·w, D)`.
+    pub fn materialise(&self) -> Result<Tensor> {
+        let (_, n, d) = self.image.dims3()?;
+        let low = self.low_rank()?;
+        let out = segany_core::nn::with_f32_values(&self.image, |x| low.materialise(x))?;
+        Tensor::from_vec(out, (low.batch(), n, d), self.image.device())
+    }
+}
+
+/// Prompts per batch from which [`TwoWayTransformer::forward_prepared`] keeps the image
+/// factored (see [`fused::LowRankKeys`]). The factored kernels run one prompt per thread; a
+/// single prompt keeps the plain path, whose products are split over the threads.
+const FACTORED_MIN_BATCH: usize = 2;
+
+impl TwoWayTransformer {
+    /// [`Self::forward_prepared`] for a batch of prompts on one shared image, with the
+    /// blocks after the first reading the image in factored form: the same function, about
+    /// half the arithmetic per prompt.
+    fn forward_factored(
+        &self,
+        image: &PreparedKeys,
+        first: &ImageProjections,
+        tokens: &Tensor,
+    ) -> Result<(Tensor, ImageTokens)> {
+        if image.factored.get().is_none() {
+            let shared = self.shared_projections(&image.keys, &image.key_pe)?;
+            // Another thread may have set it meanwhile: both computed the same values.
+            let _ = image.factored.set(shared);
+        }
+        let Some(shared) = image.factored.get() else {
+            candle_core::bail!("two-way transformer: shared projections missing")
+        };
+        let mut queries = tokens.clone();
+        let mut keys = image.keys.clone();
+        let mut updates: Vec<fused::ImageUpdate> = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let side = match i {
+                0 => FactoredImage::First(first),
+                _ => FactoredImage::Later(&shared[i - 1], fused::LowRankKeys::new(&updates)?),
+            };
+            // The last block's tokens stay factored: only the next block reads them dense.
+            let last = i + 1 == self.layers.len();
+            let (q, k, update) =
+                layer.forward_factored(&queries, &keys, tokens, &image.key_pe, side, !last)?;
+            queries = q;
+            if let Some(k) = k {
+                keys = k;
+            }
+            updates.push(update);
+        }
+        let q = (&queries + tokens)?;
+        let Some(last) = shared.last() else {
+            candle_core::bail!("two-way transformer: no shared projection for the final attention")
+        };
+        let attn = fused::token_to_low_rank_image(
+            &self.final_attn_token_to_image,
+            &q,
+            last,
+            fused::LowRankKeys::new(&updates)?,
+        )?;
+        let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
+        let factored = FactoredTokens {
+            image: image.keys.clone(),
+            updates: Arc::new(updates),
+        };
+        Ok((queries, ImageTokens::Factored(factored)))
+    }
+
+    /// The shared image `keys (1, N, D)` and `key_pe` projected for the token-to-image
+    /// attention of every block after the first and the final one, each with the product of
+    /// the `norm4` gains before it.
+    fn shared_projections(
+        &self,
+        keys: &Tensor,
+        key_pe: &Tensor,
+    ) -> Result<Vec<fused::SharedProjections>> {
+        let d = keys.dim(2)?;
+        let mut gain = vec![1f32; d];
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let g: Vec<f32> = layer
+                .norm4
+                .weight()
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+            for (a, g) in gain.iter_mut().zip(g) {
+                *a *= g;
+            }
+            let attn = match self.layers.get(i + 1) {
+                Some(next) => &next.cross_attn_token_to_image,
+                None => &self.final_attn_token_to_image,
+            };
+            out.push(fused::SharedProjections::new(attn, keys, key_pe, &gain)?);
+        }
+        Ok(out)
     }
 }

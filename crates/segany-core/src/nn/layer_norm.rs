@@ -106,6 +106,18 @@ fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
 /// The sums run in 16 f32 lanes (vectorisable; PyTorch's CPU reductions also accumulate f32
 /// in lanes), not the f64 accumulators of the generic path.
 pub fn layer_norm_row(src: &[f32], dst: &mut [f32], w: &[f32], b: &[f32], eps: f64) {
+    layer_norm_row_stats(src, dst, w, b, eps);
+}
+
+/// [`layer_norm_row`], returning the row's mean and `1 / sqrt(var + eps)` it normalised with
+/// (kernels that carry the norm's affine map forward algebraically need them).
+pub fn layer_norm_row_stats(
+    src: &[f32],
+    dst: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f64,
+) -> (f32, f32) {
     let dim = w.len();
     let mean = lane_sum(src, |v| v) / dim as f32;
     let var = lane_sum(src, |v| (v - mean) * (v - mean)) / dim as f32;
@@ -113,6 +125,7 @@ pub fn layer_norm_row(src: &[f32], dst: &mut [f32], w: &[f32], b: &[f32], eps: f
     for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(w).zip(b) {
         *d = (s - mean) * inv * w + b;
     }
+    (mean, inv)
 }
 
 fn normalise_one<T: Copy>(

@@ -83,6 +83,30 @@ pub fn matmul_into(
     scale: f32,
     parallel: bool,
 ) -> Result<()> {
+    gemm_into(dst, dst_stride, a, b, scale, parallel, false)
+}
+
+/// [`matmul_into`] that adds to `dst` instead of overwriting it: `dst += scale · (a · b)`.
+pub fn matmul_acc_into(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    parallel: bool,
+) -> Result<()> {
+    gemm_into(dst, dst_stride, a, b, scale, parallel, true)
+}
+
+fn gemm_into(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    parallel: bool,
+    accumulate: bool,
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         bail!("matmul: {m}×{k} times {}×{n}", b.rows)
@@ -97,6 +121,9 @@ pub fn matmul_into(
         )
     }
     if k == 0 {
+        if accumulate {
+            return Ok(());
+        }
         for r in 0..m {
             dst[r * dst_stride..r * dst_stride + n].fill(0.0);
         }
@@ -117,14 +144,14 @@ pub fn matmul_into(
             dst.as_mut_ptr(),
             1,
             dst_stride as isize,
-            false,
+            accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
             b.data.as_ptr(),
             b.col_stride as isize,
             b.row_stride as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             scale,
             false,
             false,
@@ -155,6 +182,28 @@ mod tests {
             }
             assert!(dst[i * 3 + 2].is_nan(), "padding column written");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn accumulating_product_adds_to_dst() -> Result<()> {
+        let a_buf: Vec<f32> = (0..6).map(|v| v as f32 - 2.5).collect();
+        let b_buf: Vec<f32> = (0..6).map(|v| (v % 4) as f32 * 0.25).collect();
+        let a = MatRef::row_major(&a_buf, 2, 3)?;
+        let b = MatRef::row_major(&b_buf, 3, 2)?;
+        let mut plain = vec![0f32; 4];
+        matmul_into(&mut plain, 2, a, b, 2.0, false)?;
+        let start = [1.0f32, -2.0, 0.5, 3.0];
+        let mut acc = start.to_vec();
+        matmul_acc_into(&mut acc, 2, a, b, 2.0, false)?;
+        for ((r, p), s0) in acc.iter().zip(&plain).zip(&start) {
+            assert!((r - (p + s0)).abs() < 1e-6, "{r} vs {p} + {s0}");
+        }
+        // An empty inner dimension adds nothing (and must not clear dst).
+        let mut keep = start.to_vec();
+        let e = MatRef::row_major(&[], 2, 0)?;
+        matmul_acc_into(&mut keep, 2, e, MatRef::row_major(&[], 0, 2)?, 1.0, false)?;
+        assert_eq!(keep, start);
         Ok(())
     }
 

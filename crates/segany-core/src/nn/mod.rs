@@ -15,9 +15,11 @@ mod values;
 
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
-pub use layer_norm::{layer_norm, layer_norm_2d, layer_norm_row, LayerNorm, LayerNorm2d};
+pub use layer_norm::{
+    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, LayerNorm, LayerNorm2d,
+};
 pub use linear::{linear, linear_no_bias, Linear};
-pub use matmul::{matmul_into, MatRef};
+pub use matmul::{matmul_acc_into, matmul_into, MatRef};
 pub use output::zeroed_output;
 pub use reduce::dot;
 pub use softmax::{

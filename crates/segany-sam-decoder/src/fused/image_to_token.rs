@@ -5,7 +5,7 @@ use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row, matmul_into, softmax_rows_in_place, with_f32_values, zeroed_output,
+    dot, layer_norm_row_stats, matmul_into, softmax_rows_in_place, with_f32_values, zeroed_output,
     LayerNorm, MatRef,
 };
 
@@ -29,6 +29,95 @@ pub fn image_to_token(
     tokens_k: &Tensor,
     tokens_v: &Tensor,
 ) -> Result<Tensor> {
+    let (out, _) = run(
+        attn,
+        norm,
+        image,
+        pe,
+        shared_queries,
+        tokens_k,
+        tokens_v,
+        (true, false),
+    )?;
+    out.ok_or_else(|| candle_core::Error::Msg("image-to-token: output not written".into()))
+}
+
+/// [`image_to_token`], also returning the update in factored form ([`ImageUpdate`]): what
+/// [`super::LowRankKeys`] needs to express the new image tokens through the old ones. With
+/// `write` false the new tokens are only recorded that way, never materialised (`None`).
+#[allow(clippy::too_many_arguments)]
+pub fn image_to_token_tracked(
+    attn: &Attention,
+    norm: &LayerNorm,
+    image: &Tensor,
+    pe: &Tensor,
+    shared_queries: Option<&Tensor>,
+    tokens_k: &Tensor,
+    tokens_v: &Tensor,
+    write: bool,
+) -> Result<(Option<Tensor>, ImageUpdate)> {
+    let (out, update) = run(
+        attn,
+        norm,
+        image,
+        pe,
+        shared_queries,
+        tokens_k,
+        tokens_v,
+        (write, true),
+    )?;
+    match update {
+        Some(u) => Ok((out, u)),
+        None => bail!("image-to-token: update not recorded"),
+    }
+}
+
+/// One image-to-token step, `out = norm(x + A·U + b)` per prompt and image token, factored:
+/// `A (B, N, heads·Nt)` the attention probabilities, `U (B, heads·Nt, D)` the token values
+/// through `out_proj`, `b` its bias, and per token the norm's `mean` and `inv`
+/// (`1/sqrt(var + eps)`), with the norm's `gamma` and `beta`:
+/// `out[p] = inv[p]·(x[p] + A[p]·U + b − mean[p])·gamma + beta`.
+#[derive(Debug, Clone)]
+pub struct ImageUpdate {
+    pub(crate) b: usize,
+    pub(crate) n: usize,
+    pub(crate) d: usize,
+    pub(crate) hn: usize,
+    pub(crate) a: Vec<f32>,
+    pub(crate) u: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) mean: Vec<f32>,
+    pub(crate) inv: Vec<f32>,
+    pub(crate) gamma: Vec<f32>,
+    pub(crate) beta: Vec<f32>,
+}
+
+/// Per tile of one prompt: where its normalised rows go (`None`: nowhere, only the record is
+/// kept) and where the probabilities and norm statistics go (`None`: not recorded).
+#[derive(Default)]
+struct TileOut<'a> {
+    o: Option<&'a mut [f32]>,
+    track: Option<TileTrack<'a>>,
+}
+
+/// Per tile of one prompt: where the probabilities and norm statistics go.
+struct TileTrack<'a> {
+    a: &'a mut [f32],
+    mean: &'a mut [f32],
+    inv: &'a mut [f32],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    attn: &Attention,
+    norm: &LayerNorm,
+    image: &Tensor,
+    pe: &Tensor,
+    shared_queries: Option<&Tensor>,
+    tokens_k: &Tensor,
+    tokens_v: &Tensor,
+    (write, track): (bool, bool),
+) -> Result<(Option<Tensor>, Option<ImageUpdate>)> {
     let kp = attn.k_proj().forward(tokens_k)?;
     let vp = attn.v_proj().forward(tokens_v)?;
     let (b, nt, di) = kp.dims3()?;
@@ -73,43 +162,79 @@ pub fn image_to_token(
         })
         .collect::<Result<_>>()?;
     let scale = 1.0 / (c as f32).sqrt();
-    let mut out = zeroed_output(b * n * d);
+    let mut out = if write {
+        zeroed_output(b * n * d)
+    } else {
+        Vec::new()
+    };
+    let hn = h * nt;
+    let (mut a, mut mean, mut inv) = if track {
+        (
+            zeroed_output(b * n * hn),
+            vec![0f32; b * n],
+            vec![0f32; b * n],
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    // Per prompt, per tile: where the tile's output and its record go (if anywhere).
+    let tiles = n.div_ceil(TILE_ROWS);
+    let mut per_tile: Vec<Vec<TileOut>> = (0..b)
+        .map(|_| (0..tiles).map(|_| TileOut::default()).collect())
+        .collect();
+    for (outs, ob) in per_tile.iter_mut().zip(out.chunks_mut(n * d)) {
+        for (t, o) in outs.iter_mut().zip(ob.chunks_mut(TILE_ROWS * d)) {
+            t.o = Some(o);
+        }
+    }
+    for (outs, ((ab, mb), ib)) in per_tile.iter_mut().zip(
+        a.chunks_mut(n * hn)
+            .zip(mean.chunks_mut(n))
+            .zip(inv.chunks_mut(n)),
+    ) {
+        let records = ab
+            .chunks_mut(TILE_ROWS * hn)
+            .zip(mb.chunks_mut(TILE_ROWS))
+            .zip(ib.chunks_mut(TILE_ROWS));
+        for (t, ((a, mean), inv)) in outs.iter_mut().zip(records) {
+            t.track = Some(TileTrack { a, mean, inv });
+        }
+    }
     // The shared queries, if any, are read in place.
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
         with_f32_values(image, |x| {
             with_f32_values(pe, |p| {
-                out.par_chunks_mut(n * d)
+                std::mem::take(&mut per_tile)
+                    .into_par_iter()
                     .enumerate()
-                    .try_for_each(|(bb, ob)| {
+                    .try_for_each(|(bb, outs)| {
                         let xb = if bi == 1 { 0 } else { bb };
                         let x = &x[xb * n * d..(xb + 1) * n * d];
                         let side = &per_prompt[bb];
                         let k = &kv[bb * nt * di..(bb + 1) * nt * di];
-                        ob.par_chunks_mut(TILE_ROWS * d)
-                            .enumerate()
-                            .try_for_each(|(ti, o)| {
-                                let rows = o.len() / d;
-                                let r0 = ti * TILE_ROWS;
-                                let tile = Tile {
-                                    x: &x[r0 * d..(r0 + rows) * d],
-                                    p: &p[r0 * d..(r0 + rows) * d],
-                                    r0,
-                                    rows,
-                                };
-                                let queries =
-                                    shared_q.map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
-                                one_tile(
-                                    &tile,
-                                    queries,
-                                    side,
-                                    &dims,
-                                    n,
-                                    scale,
-                                    &bo,
-                                    (&nw, &nb, norm.eps()),
-                                    o,
-                                )
-                            })
+                        outs.into_par_iter().enumerate().try_for_each(|(ti, out)| {
+                            let r0 = ti * TILE_ROWS;
+                            let rows = TILE_ROWS.min(n - r0);
+                            let tile = Tile {
+                                x: &x[r0 * d..(r0 + rows) * d],
+                                p: &p[r0 * d..(r0 + rows) * d],
+                                r0,
+                                rows,
+                            };
+                            let queries =
+                                shared_q.map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
+                            one_tile(
+                                &tile,
+                                queries,
+                                side,
+                                &dims,
+                                n,
+                                scale,
+                                &bo,
+                                (&nw, &nb, norm.eps()),
+                                out,
+                            )
+                        })
                     })
             })
         })
@@ -118,7 +243,25 @@ pub fn image_to_token(
         Some(q) => with_f32_values(q, |q| run(Some(q)))?,
         None => run(None)?,
     }
-    Tensor::from_vec(out, (b, n, d), image.device())
+    let out = if write {
+        Some(Tensor::from_vec(out, (b, n, d), image.device())?)
+    } else {
+        None
+    };
+    let update = track.then(|| ImageUpdate {
+        b,
+        n,
+        d,
+        hn,
+        a,
+        u: per_prompt.into_iter().flat_map(|s| s.r).collect(),
+        bias: bo,
+        mean,
+        inv,
+        gamma: nw,
+        beta: nb,
+    });
+    Ok((out, update))
 }
 
 struct Dims {
@@ -194,8 +337,17 @@ fn one_tile(
     scale: f32,
     bo: &[f32],
     (nw, nb, eps): (&[f32], &[f32], f64),
-    o: &mut [f32],
+    out: TileOut,
 ) -> Result<()> {
+    let TileOut { o, mut track } = out;
+    let mut own = Vec::new();
+    let o = match o {
+        Some(o) => o,
+        None => {
+            own.resize(tile.rows * dims.d, 0f32);
+            &mut own[..]
+        }
+    };
     let Dims { h, c, nt, d } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
     let mut s = vec![0f32; rows * hn];
@@ -226,6 +378,9 @@ fn one_tile(
         }
     }
     softmax_rows_in_place(&mut s, nt);
+    if let Some(t) = track.as_mut() {
+        t.a.copy_from_slice(&s);
+    }
     matmul_into(
         o,
         d,
@@ -235,11 +390,15 @@ fn one_tile(
         false,
     )?;
     let mut row = vec![0f32; d];
+    let mut stats = track.map(|t| t.mean.iter_mut().zip(t.inv.iter_mut()));
     for (oi, xi) in o.chunks_mut(d).zip(tile.x.chunks(d)) {
         for (((r, u), x), b) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bo) {
             *r = x + (u + b);
         }
-        layer_norm_row(&row, oi, nw, nb, eps);
+        let (mean, inv) = layer_norm_row_stats(&row, oi, nw, nb, eps);
+        if let Some((m, i)) = stats.as_mut().and_then(|s| s.next()) {
+            (*m, *i) = (mean, inv);
+        }
     }
     Ok(())
 }

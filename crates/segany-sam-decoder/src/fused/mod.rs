@@ -18,6 +18,13 @@
 //! * [`token_to_shared_image`]: the first block's tokens attending to the image every prompt
 //!   shares (projected once per image): one head and up to 64 query rows per task through
 //!   scores, softmax and values, instead of materialising all prompts' scores at once.
+//! * [`token_to_low_rank_image`] and [`upscale_factored_masks`]: for a batch of prompts on
+//!   one image, every image-to-token step is a rank-(heads·tokens) update and a layer norm
+//!   ([`image_to_token_tracked`] records it), so after the first block each prompt's image
+//!   tokens are the shared image plus a narrow per-prompt product ([`LowRankKeys`]); the
+//!   later token-to-image attentions and `up1` read that form, with the shared image's
+//!   projections computed once per image ([`SharedProjections`]), and the last block's
+//!   tokens are never materialised.
 //! * [`upscale_masks`]: both transposed convolutions, their norm and GELUs and the
 //!   hypernetwork product, one row of the embedding grid at a time, never materialising the
 //!   256×256×32 upscaled features.
@@ -27,14 +34,16 @@
 //! compare with that composition on random weights.
 
 mod image_to_token;
+mod low_rank;
 mod token_to_image;
 mod token_to_shared_image;
 mod upscale;
 
-pub use image_to_token::image_to_token;
+pub use image_to_token::{image_to_token, image_to_token_tracked, ImageUpdate};
+pub use low_rank::{token_to_low_rank_image, LowRankKeys, SharedProjections};
 pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
-pub use upscale::upscale_masks;
+pub use upscale::{upscale_factored_masks, upscale_masks};
 
 use candle_core::{DType, Result, Tensor};
 

@@ -1,12 +1,12 @@
 //! Output upscaling and the hypernetwork product, one embedding row at a time.
 
-use super::values;
+use super::{values, LowRankKeys};
 use crate::upscale::ConvTranspose2x2;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    gelu_erf_in_place, layer_norm_row, matmul_into, with_f32_values, zeroed_output, LayerNorm,
-    MatRef,
+    gelu_erf_in_place, layer_norm_row, matmul_acc_into, matmul_into, with_f32_values,
+    zeroed_output, LayerNorm, MatRef,
 };
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
@@ -26,7 +26,6 @@ pub fn upscale_masks(
 ) -> Result<Tensor> {
     let (bi, n, d) = src.dims3()?;
     let (b, m, o2) = hyper.dims3()?;
-    let o1 = up1.out_channels();
     if n != gh * gw || (bi != 1 && bi != b) || up2.out_channels() != o2 {
         bail!(
             "upscale: image {:?} for a {gh}×{gw} grid, hypernetwork output {:?}",
@@ -34,20 +33,7 @@ pub fn upscale_masks(
             hyper.dims()
         )
     }
-    let w = Stages {
-        w1: values(up1.matrix())?,
-        b1: values(up1.bias())?,
-        nw: values(norm.weight())?,
-        nb: values(norm.bias())?,
-        eps: norm.eps(),
-        w2: values(up2.matrix())?,
-        b2: values(up2.bias())?,
-        o1,
-        o2,
-    };
-    if w.w1.len() != d * 4 * o1 || w.w2.len() != o1 * 4 * o2 || w.nw.len() != o1 {
-        bail!("upscale: weights do not match widths {d} → {o1} → {o2}")
-    }
+    let w = stages(up1, norm, up2, d)?;
     let hv = values(hyper)?;
     let (oh, ow) = (4 * gh, 4 * gw);
     let mut out = zeroed_output(b * m * oh * ow);
@@ -72,6 +58,133 @@ pub fn upscale_masks(
     Tensor::from_vec(out, (b, m, oh, ow), src.device())
 }
 
+/// [`upscale_masks`] for the prompts `select` of per-prompt image tokens in factored form
+/// (`keys`, over the shared image `x (1, h·w, D)`): `hyper (P, M, O₂)` for the `P` selected
+/// prompts → `(P, M, 4h, 4w)`.
+///
+/// `up1` is linear, so it goes through the factored form like any projection:
+/// `up1(keys[p]) = c[p]·(x[p]·diag(G)·W₁) + Ã[p]·(R·W₁)` with `x·diag(G)·W₁` computed once for
+/// all prompts — per prompt `N·rank·4·O₁` multiply-adds instead of `N·D·4·O₁` and no
+/// materialised tokens.
+#[allow(clippy::too_many_arguments)]
+pub fn upscale_factored_masks(
+    keys: LowRankKeys,
+    x: &Tensor,
+    select: &[usize],
+    (gh, gw): (usize, usize),
+    up1: &ConvTranspose2x2,
+    norm: &LayerNorm,
+    up2: &ConvTranspose2x2,
+    hyper: &Tensor,
+) -> Result<Tensor> {
+    let (n, d, r) = (keys.tokens(), keys.width(), keys.rank());
+    let (b, m, o2) = hyper.dims3()?;
+    let o1 = up1.out_channels();
+    if n != gh * gw || x.dims() != [1, n, d] || b != select.len() || up2.out_channels() != o2 {
+        bail!(
+            "upscale (factored): image {:?} for {n} tokens on a {gh}×{gw} grid, {} prompts \
+             selected, hypernetwork output {:?}",
+            x.dims(),
+            select.len(),
+            hyper.dims()
+        )
+    }
+    if let Some(bad) = select.iter().find(|&&i| i >= keys.batch()) {
+        bail!("upscale (factored): prompt {bad} of {}", keys.batch())
+    }
+    let st = stages(up1, norm, up2, d)?;
+    // Shared: x·diag(G)·W₁, (N, 4·O₁).
+    let gain = keys.gain();
+    let w1g: Vec<f32> = st
+        .w1
+        .chunks(4 * o1)
+        .zip(&gain)
+        .flat_map(|(row, g)| row.iter().map(move |w| w * g))
+        .collect();
+    let mut shared = vec![0f32; n * 4 * o1];
+    with_f32_values(x, |x| {
+        matmul_into(
+            &mut shared,
+            4 * o1,
+            MatRef::row_major(x, n, d)?,
+            MatRef::row_major(&w1g, d, 4 * o1)?,
+            1.0,
+            true,
+        )
+    })?;
+    let hv = values(hyper)?;
+    let (oh, ow) = (4 * gh, 4 * gw);
+    let mut out = zeroed_output(b * m * oh * ow);
+    out.par_chunks_mut(m * oh * ow)
+        .zip(select)
+        .enumerate()
+        .try_for_each(|(k, (ob, &bb))| {
+            let hyper = &hv[k * m * o2..(k + 1) * m * o2];
+            // The basis through up1's weight, (rank, 4·O₁).
+            let mut rw = vec![0f32; r * 4 * o1];
+            matmul_into(
+                &mut rw,
+                4 * o1,
+                MatRef::row_major(&keys.basis(bb), r, d)?,
+                MatRef::row_major(&st.w1, d, 4 * o1)?,
+                1.0,
+                false,
+            )?;
+            let bands = (0..gh)
+                .into_par_iter()
+                .map(|i| {
+                    let mut at = vec![0f32; gw * r];
+                    let mut c = vec![0f32; gw];
+                    keys.coefficients(bb, i * gw, &mut at, &mut c);
+                    let mut y1: Vec<f32> = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1]
+                        .chunks(4 * o1)
+                        .zip(&c)
+                        .flat_map(|(row, c)| row.iter().map(move |v| c * v))
+                        .collect();
+                    matmul_acc_into(
+                        &mut y1,
+                        4 * o1,
+                        MatRef::row_major(&at, gw, r)?,
+                        MatRef::row_major(&rw, r, 4 * o1)?,
+                        1.0,
+                        false,
+                    )?;
+                    finish_band(y1, gw, hyper, m, &st)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (i, z) in bands.iter().enumerate() {
+                scatter(z, i, gw, m, ob, (oh, ow));
+            }
+            Ok::<_, candle_core::Error>(())
+        })?;
+    Tensor::from_vec(out, (b, m, oh, ow), hyper.device())
+}
+
+/// The stages' weights as plain values, checked against the widths `d → O₁ → O₂`.
+fn stages(
+    up1: &ConvTranspose2x2,
+    norm: &LayerNorm,
+    up2: &ConvTranspose2x2,
+    d: usize,
+) -> Result<Stages> {
+    let (o1, o2) = (up1.out_channels(), up2.out_channels());
+    let st = Stages {
+        w1: values(up1.matrix())?,
+        b1: values(up1.bias())?,
+        nw: values(norm.weight())?,
+        nb: values(norm.bias())?,
+        eps: norm.eps(),
+        w2: values(up2.matrix())?,
+        b2: values(up2.bias())?,
+        o1,
+        o2,
+    };
+    if st.w1.len() != d * 4 * o1 || st.w2.len() != o1 * 4 * o2 || st.nw.len() != o1 {
+        bail!("upscale: weights do not match widths {d} → {o1} → {o2}")
+    }
+    Ok(st)
+}
+
 struct Stages {
     w1: Vec<f32>,
     b1: Vec<f32>,
@@ -87,7 +200,7 @@ struct Stages {
 /// One embedding row `x (w, D)` → the mask values of its `16w` output pixels, `(16w, M)`, rows
 /// ordered `(j, a, b, a', b')`.
 fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
-    let (o1, o2) = (st.o1, st.o2);
+    let o1 = st.o1;
     // up1: (w × D)·(D × 4·O₁); the row of pixel j holds its 2×2 taps (a, b), O₁ channels each.
     let mut y1 = vec![0f32; w * 4 * o1];
     matmul_into(
@@ -98,6 +211,18 @@ fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> 
         1.0,
         false,
     )?;
+    finish_band(y1, w, hyper, m, st)
+}
+
+/// The rest of [`band`] from `y1 (w, 4·O₁)`, the row's product with `up1`'s weight (no bias).
+fn finish_band(
+    mut y1: Vec<f32>,
+    w: usize,
+    hyper: &[f32],
+    m: usize,
+    st: &Stages,
+) -> Result<Vec<f32>> {
+    let (o1, o2) = (st.o1, st.o2);
     let mut tmp = vec![0f32; o1];
     for px in y1.chunks_mut(o1) {
         for ((t, v), b) in tmp.iter_mut().zip(px.iter()).zip(&st.b1) {

@@ -1,0 +1,494 @@
+//! Tokens attending to per-prompt image tokens known in factored form.
+//!
+//! Every block's image-to-token step changes each prompt's image tokens by a product of
+//! rank `heads·Nt` (56 for SAM) and a layer norm:
+//! `keys'[p] = inv[p]·(keys[p] + A[p]·U + b − mean[p])·γ + β` ([`ImageUpdate`]). Unrolled
+//! from the image `x` shared by every prompt, the tokens after `L` blocks are
+//!
+//! `keys_L[p] = c[p]·(x[p]·diag(G)) + Ã[p]·R`
+//!
+//! with `G` the product of the norms' gains, `c[p]` the product of the `inv[p]`, and per
+//! prompt a basis `R` of `Σ (heads·Nt + 3)` rows (each block's `U`, bias, gain and shift,
+//! scaled by the later gains) with per-token coefficients `Ã[p]` (the probabilities `A[p]`,
+//! `inv[p]`, `−inv[p]·mean[p]`, 1, scaled by the later `inv`s). Every recurrence is exact.
+//!
+//! A projection of `keys_L` through a fixed weight then splits into a part shared by all
+//! prompts, `(x·diag(G))·Wᵀ`, projected once per image ([`SharedProjections`]), and a product
+//! with the narrow `Ã`. For a token-to-image attention that is scores
+//! `q·Kᵀ = c ⊙ (q·Skᵀ) + (q·(R·W_kᵀ)ᵀ)·Ãᵀ + q·Pkᵀ` and values
+//! `A·V = (A ⊙ c)·Sv + (A·Ã)·(R·W_vᵀ) + b_v`: per prompt ≈ `N·(heads·Nq)·(2·rank + 2·c)`
+//! multiply-adds instead of `2·N·(heads·Nq)·D` for the plain reassociation
+//! ([`super::token_to_image`]) — about half, and a third at the last attention of SAM's
+//! two blocks (ranks 59 and 118 against D = 256).
+
+use super::{bias_or_zeros, values, ImageUpdate};
+use crate::attention::Attention;
+use candle_core::{bail, Module, Result, Tensor};
+use rayon::prelude::*;
+use segany_core::nn::{
+    matmul_acc_into, matmul_into, softmax_in_place, with_f32_values, zeroed_output, MatRef,
+};
+
+/// The image side of one token-to-image attention, projected once per image:
+/// `skt = (W_k·diag(G))·xᵀ`, `pkt = W_k·peᵀ + b_k` and `svt = (W_v·diag(G))·xᵀ`, each
+/// `(Di, N)`, for the image tokens `x` before any block and `G` the product of the gains of
+/// the norms between `x` and this attention.
+#[derive(Debug, Clone)]
+pub struct SharedProjections {
+    n: usize,
+    di: usize,
+    skt: Vec<f32>,
+    pkt: Vec<f32>,
+    svt: Vec<f32>,
+}
+
+impl SharedProjections {
+    /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`, with the gains `gain (D)`.
+    pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
+        let (bx, n, d) = x.dims3()?;
+        if bx != 1 || pe.dims() != [1, n, d] || gain.len() != d {
+            bail!(
+                "shared projections: image {:?}, pe {:?}, {} gains",
+                x.dims(),
+                pe.dims(),
+                gain.len()
+            )
+        }
+        let wk = values(attn.k_proj().weight())?;
+        let wv = values(attn.v_proj().weight())?;
+        let di = wk.len() / d;
+        if wk.len() != di * d || wv.len() != di * d {
+            bail!("shared projections: projections are not (Di × {d})")
+        }
+        let bk = bias_or_zeros(attn.k_proj(), di)?;
+        let scaled = |w: &[f32]| -> Vec<f32> {
+            w.chunks(d)
+                .flat_map(|row| row.iter().zip(gain).map(|(w, g)| w * g))
+                .collect()
+        };
+        let (wkg, wvg) = (scaled(&wk), scaled(&wv));
+        let mut skt = vec![0f32; di * n];
+        let mut pkt = vec![0f32; di * n];
+        let mut svt = vec![0f32; di * n];
+        with_f32_values(x, |x| {
+            let xt = MatRef::row_major(x, n, d)?.t();
+            matmul_into(&mut skt, n, MatRef::row_major(&wkg, di, d)?, xt, 1.0, true)?;
+            matmul_into(&mut svt, n, MatRef::row_major(&wvg, di, d)?, xt, 1.0, true)
+        })?;
+        with_f32_values(pe, |p| {
+            let pt = MatRef::row_major(p, n, d)?.t();
+            matmul_into(&mut pkt, n, MatRef::row_major(&wk, di, d)?, pt, 1.0, true)
+        })?;
+        for (row, b) in pkt.chunks_mut(n).zip(&bk) {
+            for v in row.iter_mut() {
+                *v += b;
+            }
+        }
+        Ok(Self {
+            n,
+            di,
+            skt,
+            pkt,
+            svt,
+        })
+    }
+}
+
+/// Per-prompt image tokens after the blocks whose updates are `levels` (first block first),
+/// in the factored form of the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct LowRankKeys<'a> {
+    levels: &'a [ImageUpdate],
+}
+
+impl<'a> LowRankKeys<'a> {
+    /// The tokens after `levels` (at least one; all of one batch and width).
+    pub fn new(levels: &'a [ImageUpdate]) -> Result<Self> {
+        let Some(first) = levels.first() else {
+            bail!("low-rank keys: no update")
+        };
+        if levels
+            .iter()
+            .any(|l| (l.b, l.n, l.d) != (first.b, first.n, first.d))
+        {
+            bail!("low-rank keys: updates of different batches or widths")
+        }
+        Ok(Self { levels })
+    }
+
+    pub(crate) fn batch(&self) -> usize {
+        self.levels[0].b
+    }
+
+    pub(crate) fn tokens(&self) -> usize {
+        self.levels[0].n
+    }
+
+    pub(crate) fn width(&self) -> usize {
+        self.levels[0].d
+    }
+
+    /// Number of basis rows.
+    pub(crate) fn rank(&self) -> usize {
+        self.levels.iter().map(|l| l.hn + 3).sum()
+    }
+
+    /// The product of the norms' gains, `G (D)`.
+    pub(crate) fn gain(&self) -> Vec<f32> {
+        let mut g = vec![1f32; self.width()];
+        for l in self.levels {
+            for (a, b) in g.iter_mut().zip(&l.gamma) {
+                *a *= b;
+            }
+        }
+        g
+    }
+
+    /// The tokens themselves, `(B, N, D)`, from the shared image `x (N, D)` they started as.
+    pub fn materialise(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let (b, n, d, r) = (self.batch(), self.tokens(), self.width(), self.rank());
+        if x.len() != n * d {
+            bail!(
+                "low-rank keys: image of {} values for {n} × {d} tokens",
+                x.len()
+            )
+        }
+        let g = self.gain();
+        let mut out = zeroed_output(b * n * d);
+        out.par_chunks_mut(n * d)
+            .enumerate()
+            .try_for_each(|(bb, o)| {
+                let basis = self.basis(bb);
+                let mut at = vec![0f32; n * r];
+                let mut c = vec![0f32; n];
+                self.coefficients(bb, 0, &mut at, &mut c);
+                matmul_into(
+                    o,
+                    d,
+                    MatRef::row_major(&at, n, r)?,
+                    MatRef::row_major(&basis, r, d)?,
+                    1.0,
+                    false,
+                )?;
+                for ((row, xr), c) in o.chunks_mut(d).zip(x.chunks(d)).zip(&c) {
+                    for ((v, x), g) in row.iter_mut().zip(xr).zip(&g) {
+                        *v += c * (x * g);
+                    }
+                }
+                Ok::<_, candle_core::Error>(())
+            })?;
+        Ok(out)
+    }
+
+    /// The basis `R (rank, D)` of prompt `bb`: per block, the earlier rows, then `U`, the bias,
+    /// the gain and the shift, all times this block's gain (the shift excepted).
+    pub(crate) fn basis(&self, bb: usize) -> Vec<f32> {
+        let d = self.width();
+        let mut r: Vec<f32> = Vec::with_capacity(self.rank() * d);
+        for l in self.levels {
+            let g = &l.gamma;
+            for row in r.chunks_mut(d) {
+                for (v, g) in row.iter_mut().zip(g) {
+                    *v *= g;
+                }
+            }
+            for row in l.u[bb * l.hn * d..(bb + 1) * l.hn * d]
+                .chunks(d)
+                .chain([&l.bias[..]])
+            {
+                r.extend(row.iter().zip(g).map(|(u, g)| u * g));
+            }
+            r.extend_from_slice(g);
+            r.extend_from_slice(&l.beta);
+        }
+        r
+    }
+
+    /// The coefficients `Ã (len, rank)` and scales `c (len)` of prompt `bb`'s image tokens
+    /// `first..first + len` (`len = c.len()`).
+    pub(crate) fn coefficients(&self, bb: usize, first: usize, at: &mut [f32], c: &mut [f32]) {
+        let (n, r) = (self.tokens(), self.rank());
+        for (i, (row, cp)) in at.chunks_mut(r).zip(c.iter_mut()).enumerate() {
+            let p = first + i;
+            let mut len = 0;
+            *cp = 1.0;
+            for l in self.levels {
+                let (inv, mean) = (l.inv[bb * n + p], l.mean[bb * n + p]);
+                for v in &mut row[..len] {
+                    *v *= inv;
+                }
+                let a = &l.a[(bb * n + p) * l.hn..(bb * n + p + 1) * l.hn];
+                for (v, a) in row[len..len + l.hn].iter_mut().zip(a) {
+                    *v = inv * a;
+                }
+                len += l.hn;
+                row[len..len + 3].copy_from_slice(&[inv, -inv * mean, 1.0]);
+                len += 3;
+                *cp *= inv;
+            }
+        }
+    }
+}
+
+/// `attn(q = queries, k = keys + pe, v = keys)` with `keys` the per-prompt image tokens in
+/// factored form and `image` the matching shared projections: `queries (B, Nq, D)` →
+/// `(B, Nq, D)`, as [`super::token_to_image`] on the materialised tokens gives.
+pub fn token_to_low_rank_image(
+    attn: &Attention,
+    queries: &Tensor,
+    image: &SharedProjections,
+    keys: LowRankKeys,
+) -> Result<Tensor> {
+    let q = attn.q_proj().forward(queries)?;
+    let (b, nq, di) = q.dims3()?;
+    let (n, d) = (keys.tokens(), keys.width());
+    if keys.batch() != b || image.n != n || image.di != di {
+        bail!(
+            "token-to-image (low rank): queries {:?}, {} prompts of {n} tokens, shared \
+             projections of {} tokens × {}",
+            q.dims(),
+            keys.batch(),
+            image.n,
+            image.di
+        )
+    }
+    let h = attn.num_heads();
+    let w = Weights {
+        k: values(attn.k_proj().weight())?,
+        v: values(attn.v_proj().weight())?,
+        bv: bias_or_zeros(attn.v_proj(), di)?,
+        h,
+        c: di / h,
+        d,
+    };
+    let qv = values(&q)?;
+    let mut out = vec![0f32; b * nq * di];
+    out.par_chunks_mut(nq * di)
+        .enumerate()
+        .try_for_each(|(bb, o)| {
+            one_prompt(
+                &qv[bb * nq * di..(bb + 1) * nq * di],
+                bb,
+                &keys,
+                image,
+                &w,
+                o,
+            )
+        })?;
+    let out = Tensor::from_vec(out, (b, nq, di), queries.device())?;
+    attn.out_proj().forward(&out)
+}
+
+struct Weights {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    bv: Vec<f32>,
+    h: usize,
+    c: usize,
+    d: usize,
+}
+
+/// One prompt: projected queries `q (Nq, Di)` → `o (Nq, Di)` (before `out_proj`).
+fn one_prompt(
+    q: &[f32],
+    bb: usize,
+    keys: &LowRankKeys,
+    image: &SharedProjections,
+    w: &Weights,
+    o: &mut [f32],
+) -> Result<()> {
+    let (h, c, d) = (w.h, w.c, w.d);
+    let (n, di, r) = (image.n, image.di, keys.rank());
+    let nq = q.len() / di;
+    let hn = h * nq;
+    let scale = 1.0 / (c as f32).sqrt();
+    // The basis through the key and value projections, (rank, Di) each.
+    let basis = keys.basis(bb);
+    let basis = MatRef::row_major(&basis, r, d)?;
+    let mut mk = vec![0f32; r * di];
+    let mut mv = vec![0f32; r * di];
+    matmul_into(
+        &mut mk,
+        di,
+        basis,
+        MatRef::row_major(&w.k, di, d)?.t(),
+        1.0,
+        false,
+    )?;
+    matmul_into(
+        &mut mv,
+        di,
+        basis,
+        MatRef::row_major(&w.v, di, d)?.t(),
+        1.0,
+        false,
+    )?;
+    // e: row (head, token) = the query against each basis row's key, (heads·Nq, rank).
+    let mut e = vec![0f32; hn * r];
+    for hh in 0..h {
+        let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
+        let mkh = MatRef::new(&mk[hh * c..], r, c, di, 1)?.t();
+        matmul_into(&mut e[hh * nq * r..], r, qh, mkh, 1.0, false)?;
+    }
+    let mut at = vec![0f32; n * r];
+    let mut cl = vec![0f32; n];
+    keys.coefficients(bb, 0, &mut at, &mut cl);
+    // Scores (heads·Nq, N): the basis part, then the shared part `c ⊙ Sk + Pk` per head.
+    let mut s = vec![0f32; hn * n];
+    let at_t = MatRef::row_major(&at, n, r)?.t();
+    matmul_into(&mut s, n, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
+    let mut kt = vec![0f32; di * n];
+    for ((row, sk), pk) in kt
+        .chunks_mut(n)
+        .zip(image.skt.chunks(n))
+        .zip(image.pkt.chunks(n))
+    {
+        for (((v, s), p), c) in row.iter_mut().zip(sk).zip(pk).zip(&cl) {
+            *v = c * s + p;
+        }
+    }
+    for hh in 0..h {
+        let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
+        let kth = MatRef::row_major(&kt[hh * c * n..(hh + 1) * c * n], c, n)?;
+        matmul_acc_into(&mut s[hh * nq * n..], n, qh, kth, scale, false)?;
+    }
+    drop(kt);
+    for row in s.chunks_mut(n) {
+        softmax_in_place(row);
+    }
+    // Values: (A·Ã)·(R·W_vᵀ) per head, then (A ⊙ c)·Sv, then the bias.
+    let mut z = vec![0f32; hn * r];
+    let probs = MatRef::row_major(&s, hn, n)?;
+    matmul_into(&mut z, r, probs, MatRef::row_major(&at, n, r)?, 1.0, false)?;
+    for hh in 0..h {
+        let zh = MatRef::row_major(&z[hh * nq * r..(hh + 1) * nq * r], nq, r)?;
+        let mvh = MatRef::new(&mv[hh * c..], r, c, di, 1)?;
+        matmul_into(&mut o[hh * c..], di, zh, mvh, 1.0, false)?;
+    }
+    for row in s.chunks_mut(n) {
+        for (v, c) in row.iter_mut().zip(&cl) {
+            *v *= c;
+        }
+    }
+    for hh in 0..h {
+        let ah = MatRef::row_major(&s[hh * nq * n..(hh + 1) * nq * n], nq, n)?;
+        let svh = MatRef::row_major(&image.svt[hh * c * n..(hh + 1) * c * n], c, n)?.t();
+        matmul_acc_into(&mut o[hh * c..], di, ah, svh, 1.0, false)?;
+    }
+    for row in o.chunks_mut(di) {
+        for (v, b) in row.iter_mut().zip(&w.bv) {
+            *v += b;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        image_to_token_tracked, max_abs_diff, token_to_image, upscale_factored_masks, upscale_masks,
+    };
+    use super::*;
+    use crate::test_util::{pseudo_random, randomise};
+    use crate::upscale::ConvTranspose2x2;
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use segany_core::nn::{layer_norm, LayerNorm};
+
+    fn upscaling(vb: &VarBuilder) -> Result<(ConvTranspose2x2, LayerNorm, ConvTranspose2x2)> {
+        Ok((
+            ConvTranspose2x2::new(32, 8, vb.pp("up1"))?,
+            layer_norm(8, 1e-6, vb.pp("up_norm"))?,
+            ConvTranspose2x2::new(8, 4, vb.pp("up2"))?,
+        ))
+    }
+
+    /// Two image-to-token steps from one shared image, then a token-to-image attention on
+    /// the factored tokens after one and after two steps: the same as [`token_to_image`] on
+    /// the materialised tokens. Norm gains far from 1 and non-zero shifts, so a basis row
+    /// scaled by the wrong gain, or a coefficient by the wrong `inv`, shows.
+    #[test]
+    fn matches_attention_on_materialised_tokens() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let build = |vb: &VarBuilder| -> Result<(Vec<(Attention, LayerNorm)>, Attention)> {
+            let steps = (0..2)
+                .map(|i| {
+                    let attn = Attention::new(32, 4, 2, vb.pp(format!("i2t{i}")))?;
+                    let norm = layer_norm(32, 1e-5, vb.pp(format!("norm{i}")))?;
+                    Ok((attn, norm))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((steps, Attention::new(32, 4, 2, vb.pp("t2i"))?))
+        };
+        build(&vb)?;
+        upscaling(&vb)?;
+        randomise(&varmap, 0.6)?;
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        let (steps, t2i) = build(&vb)?;
+        let (b, n, nt) = (3, 300, 6);
+        let x = pseudo_random(&[1, n, 32], 1, 1.0)?;
+        let pe = pseudo_random(&[1, n, 32], 2, 1.0)?;
+        let queries = pseudo_random(&[b, nt, 32], 3, 1.0)?;
+        let mut keys = x.clone();
+        let mut updates = Vec::new();
+        let mut gain = vec![1f32; 32];
+        for (i, (attn, norm)) in steps.iter().enumerate() {
+            let tk = pseudo_random(&[b, nt, 32], 10 + i as u64, 1.0)?;
+            let tv = pseudo_random(&[b, nt, 32], 20 + i as u64, 1.0)?;
+            let (next, update) =
+                image_to_token_tracked(attn, norm, &keys, &pe, None, &tk, &tv, true)?;
+            keys = next.ok_or_else(|| candle_core::Error::Msg("not written".into()))?;
+            updates.push(update);
+            let low = LowRankKeys::new(&updates)?;
+            let dense = Tensor::from_vec(low.materialise(&values(&x)?)?, (b, n, 32), x.device())?;
+            let diff = max_abs_diff(&dense, &keys)?;
+            assert!(diff < 2e-5, "materialised after {} steps: {diff}", i + 1);
+            for (g, w) in gain.iter_mut().zip(values(norm.weight())?) {
+                *g *= w;
+            }
+            let shared = SharedProjections::new(&t2i, &x, &pe, &gain)?;
+            let low =
+                token_to_low_rank_image(&t2i, &queries, &shared, LowRankKeys::new(&updates)?)?;
+            let plain = token_to_image(&t2i, &queries, &keys, &pe)?;
+            let diff = max_abs_diff(&low, &plain)?;
+            assert!(diff < 5e-5, "after {} steps: {diff}", i + 1);
+            let spread = plain.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(spread > 0.1, "outputs too small to compare: {spread}");
+        }
+        // The upscaling of selected prompts straight from the factored tokens equals the
+        // upscaling of the materialised ones.
+        let (gh, gw) = (15, 20);
+        let (up1, up_norm, up2) = upscaling(&vb)?;
+        let hyper = pseudo_random(&[2, 3, 4], 30, 1.0)?;
+        let sel = [2usize, 0];
+        let factored = upscale_factored_masks(
+            LowRankKeys::new(&updates)?,
+            &x,
+            &sel,
+            (gh, gw),
+            &up1,
+            &up_norm,
+            &up2,
+            &hyper,
+        )?;
+        let idx = Tensor::new(&[2u32, 0], x.device())?;
+        let dense = upscale_masks(
+            &keys.index_select(&idx, 0)?,
+            (gh, gw),
+            &up1,
+            &up_norm,
+            &up2,
+            &hyper,
+        )?;
+        let diff = max_abs_diff(&factored, &dense)?;
+        assert!(diff < 5e-5, "upscaled masks: {diff}");
+        let spread = dense.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(spread > 0.1, "masks too small to compare: {spread}");
+        // Gains and shifts really are away from the identity norm.
+        let (_, norm) = &steps[1];
+        let g = values(norm.weight())?;
+        assert!(g.iter().any(|g| (g - 1.0).abs() > 0.2), "{g:?}");
+        Ok(())
+    }
+}
