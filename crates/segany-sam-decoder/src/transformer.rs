@@ -173,7 +173,7 @@ impl TwoWayAttentionBlock {
     ) -> Result<(Tensor, Option<Tensor>, fused::ImageUpdate)> {
         let queries = self.self_attention(queries, query_pe)?;
         let q = (&queries + query_pe)?;
-        let (attn, shared_queries) = match image {
+        let (attn, image_queries) = match image {
             FactoredImage::First(p) => (
                 fused::token_to_shared_image(
                     &self.cross_attn_token_to_image,
@@ -181,16 +181,16 @@ impl TwoWayAttentionBlock {
                     &p.token_to_image_keys,
                     &p.token_to_image_values,
                 )?,
-                Some(&p.image_to_token_queries),
+                fused::ImageQueries::Shared(&p.image_to_token_queries),
             ),
-            FactoredImage::Later(shared, low_rank) => (
+            FactoredImage::Later(shared, shared_queries, low_rank) => (
                 fused::token_to_low_rank_image(
                     &self.cross_attn_token_to_image,
                     &q,
                     shared,
                     low_rank,
                 )?,
-                None,
+                fused::ImageQueries::Factored(shared_queries, low_rank),
             ),
         };
         let queries = self.norm2.forward(&(&queries + attn)?)?;
@@ -201,7 +201,7 @@ impl TwoWayAttentionBlock {
             &self.norm4,
             keys,
             key_pe,
-            shared_queries,
+            image_queries,
             &q,
             &queries,
             write,
@@ -214,9 +214,13 @@ impl TwoWayAttentionBlock {
 enum FactoredImage<'a> {
     /// The first block: the shared image's projections.
     First(&'a ImageProjections),
-    /// Later blocks: the shared projections for this block's attention, and the earlier
-    /// blocks' updates.
-    Later(&'a fused::SharedProjections, fused::LowRankKeys<'a>),
+    /// Later blocks: the shared projections for this block's token-to-image attention and
+    /// for its image-to-token queries, and the earlier blocks' updates.
+    Later(
+        &'a fused::SharedProjections,
+        &'a fused::SharedQueries,
+        fused::LowRankKeys<'a>,
+    ),
 }
 
 /// Whether the fused CPU kernels take the image side: f32 on the CPU, one positional encoding.
@@ -240,9 +244,17 @@ pub struct PreparedKeys {
     keys: Tensor,
     key_pe: Tensor,
     first: Option<ImageProjections>,
-    /// For the factored path, built on its first use: per block after the first and for the
-    /// final attention, the shared image projected for its token-to-image attention.
-    factored: OnceLock<Vec<fused::SharedProjections>>,
+    /// For the factored path, built on its first use.
+    factored: OnceLock<SharedImage>,
+}
+
+/// The shared image projected for the factored path: per block after the first and for the
+/// final attention, for its token-to-image attention (`t2i`), and per block after the first
+/// for its image-to-token queries (`i2t`).
+#[derive(Debug, Clone)]
+struct SharedImage {
+    t2i: Vec<fused::SharedProjections>,
+    i2t: Vec<fused::SharedQueries>,
 }
 
 /// SAM's `TwoWayTransformer`.
@@ -426,7 +438,11 @@ impl TwoWayTransformer {
         for (i, layer) in self.layers.iter().enumerate() {
             let side = match i {
                 0 => FactoredImage::First(first),
-                _ => FactoredImage::Later(&shared[i - 1], fused::LowRankKeys::new(&updates)?),
+                _ => FactoredImage::Later(
+                    &shared.t2i[i - 1],
+                    &shared.i2t[i - 1],
+                    fused::LowRankKeys::new(&updates)?,
+                ),
             };
             // The last block's tokens stay factored: only the next block reads them dense.
             let last = i + 1 == self.layers.len();
@@ -439,7 +455,7 @@ impl TwoWayTransformer {
             updates.push(update);
         }
         let q = (&queries + tokens)?;
-        let Some(last) = shared.last() else {
+        let Some(last) = shared.t2i.last() else {
             candle_core::bail!("two-way transformer: no shared projection for the final attention")
         };
         let attn = fused::token_to_low_rank_image(
@@ -456,17 +472,13 @@ impl TwoWayTransformer {
         Ok((queries, ImageTokens::Factored(factored)))
     }
 
-    /// The shared image `keys (1, N, D)` and `key_pe` projected for the token-to-image
-    /// attention of every block after the first and the final one, each with the product of
-    /// the `norm4` gains before it.
-    fn shared_projections(
-        &self,
-        keys: &Tensor,
-        key_pe: &Tensor,
-    ) -> Result<Vec<fused::SharedProjections>> {
+    /// The shared image `keys (1, N, D)` and `key_pe` projected for the factored path, each
+    /// projection with the product of the `norm4` gains before it.
+    fn shared_projections(&self, keys: &Tensor, key_pe: &Tensor) -> Result<SharedImage> {
         let d = keys.dim(2)?;
         let mut gain = vec![1f32; d];
-        let mut out = Vec::with_capacity(self.layers.len());
+        let mut t2i = Vec::with_capacity(self.layers.len());
+        let mut i2t = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let g: Vec<f32> = layer
                 .norm4
@@ -477,11 +489,15 @@ impl TwoWayTransformer {
                 *a *= g;
             }
             let attn = match self.layers.get(i + 1) {
-                Some(next) => &next.cross_attn_token_to_image,
+                Some(next) => {
+                    let queries = &next.cross_attn_image_to_token;
+                    i2t.push(fused::SharedQueries::new(queries, keys, key_pe, &gain)?);
+                    &next.cross_attn_token_to_image
+                }
                 None => &self.final_attn_token_to_image,
             };
-            out.push(fused::SharedProjections::new(attn, keys, key_pe, &gain)?);
+            t2i.push(fused::SharedProjections::new(attn, keys, key_pe, &gain)?);
         }
-        Ok(out)
+        Ok(SharedImage { t2i, i2t })
     }
 }

@@ -1,12 +1,12 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::{bias_or_zeros, values};
+use super::{bias_or_zeros, values, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row_stats, matmul_into, softmax_rows_in_place, with_f32_values, zeroed_output,
-    LayerNorm, MatRef,
+    dot, layer_norm_row_stats, matmul_acc_into, matmul_into, softmax_rows_in_place,
+    with_f32_values, zeroed_output, LayerNorm, MatRef,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
@@ -29,12 +29,16 @@ pub fn image_to_token(
     tokens_k: &Tensor,
     tokens_v: &Tensor,
 ) -> Result<Tensor> {
+    let queries = match shared_queries {
+        Some(q) => ImageQueries::Shared(q),
+        None => ImageQueries::Project,
+    };
     let (out, _) = run(
         attn,
         norm,
         image,
         pe,
-        shared_queries,
+        queries,
         tokens_k,
         tokens_v,
         (true, false),
@@ -51,7 +55,7 @@ pub fn image_to_token_tracked(
     norm: &LayerNorm,
     image: &Tensor,
     pe: &Tensor,
-    shared_queries: Option<&Tensor>,
+    queries: ImageQueries,
     tokens_k: &Tensor,
     tokens_v: &Tensor,
     write: bool,
@@ -61,7 +65,7 @@ pub fn image_to_token_tracked(
         norm,
         image,
         pe,
-        shared_queries,
+        queries,
         tokens_k,
         tokens_v,
         (write, true),
@@ -92,6 +96,18 @@ pub struct ImageUpdate {
     pub(crate) beta: Vec<f32>,
 }
 
+/// Where an image-to-token step gets the image tokens' queries from.
+#[derive(Clone, Copy)]
+pub enum ImageQueries<'a> {
+    /// Projects `image + pe` itself (folded into the token keys, per prompt).
+    Project,
+    /// `q_proj(image + pe)` already split into heads, `(Bi, heads, N, c)` (the first block).
+    Shared(&'a Tensor),
+    /// The image tokens are the factored `keys` over the shared image that the queries were
+    /// projected from: `q_proj(keys + pe) = c ⊙ Sq + Pq + Ã·(R·W_qᵀ)`.
+    Factored(&'a SharedQueries, LowRankKeys<'a>),
+}
+
 /// Per tile of one prompt: where its normalised rows go (`None`: nowhere, only the record is
 /// kept) and where the probabilities and norm statistics go (`None`: not recorded).
 #[derive(Default)]
@@ -113,11 +129,15 @@ fn run(
     norm: &LayerNorm,
     image: &Tensor,
     pe: &Tensor,
-    shared_queries: Option<&Tensor>,
+    queries: ImageQueries,
     tokens_k: &Tensor,
     tokens_v: &Tensor,
     (write, track): (bool, bool),
 ) -> Result<(Option<Tensor>, Option<ImageUpdate>)> {
+    let shared_queries = match queries {
+        ImageQueries::Shared(q) => Some(q),
+        _ => None,
+    };
     let kp = attn.k_proj().forward(tokens_k)?;
     let vp = attn.v_proj().forward(tokens_v)?;
     let (b, nt, di) = kp.dims3()?;
@@ -152,13 +172,38 @@ fn run(
     }
     let (kv, vv) = (values(&kp)?, values(&vp)?);
     let dims = Dims { h, c, nt, d };
+    let factored = match queries {
+        ImageQueries::Factored(sq, keys) => {
+            if (sq.n, sq.di) != (n, di) || (keys.batch(), keys.tokens(), keys.width()) != (b, n, d)
+            {
+                bail!(
+                    "image-to-token: factored queries of {} tokens × {}, {} prompts of {} \
+                     tokens × {}, for image {:?} and keys {:?}",
+                    sq.n,
+                    sq.di,
+                    keys.batch(),
+                    keys.tokens(),
+                    keys.width(),
+                    image.dims(),
+                    kp.dims()
+                )
+            }
+            Some((sq, keys))
+        }
+        _ => None,
+    };
+    let fold = matches!(queries, ImageQueries::Project);
     // Per prompt: r = the values through out_proj (heads·Nt × D); g, g0 = the keys pulled back
     // through q_proj (D × heads·Nt, and the bias term), when the queries are not shared.
     let per_prompt: Vec<PromptSide> = (0..b)
         .map(|bb| {
             let k = &kv[bb * nt * di..(bb + 1) * nt * di];
             let v = &vv[bb * nt * di..(bb + 1) * nt * di];
-            prompt_side(k, v, &wq, &bq, &wo, &dims, shared_queries.is_none())
+            let mut side = prompt_side(k, v, &wq, &bq, &wo, &dims, fold)?;
+            if let Some((_, keys)) = &factored {
+                side.fk = factored_keys(keys, bb, k, &wq, &dims)?;
+            }
+            Ok(side)
         })
         .collect::<Result<_>>()?;
     let scale = 1.0 / (c as f32).sqrt();
@@ -221,11 +266,16 @@ fn run(
                                 r0,
                                 rows,
                             };
-                            let queries =
-                                shared_q.map(|q| (&q[xb * h * n * c..(xb + 1) * h * n * c], k));
+                            let scores = match (shared_q, &factored) {
+                                (Some(q), _) => {
+                                    TileScores::Shared(&q[xb * h * n * c..(xb + 1) * h * n * c], k)
+                                }
+                                (None, Some((sq, keys))) => TileScores::Factored(sq, keys, bb, k),
+                                (None, None) => TileScores::Fold,
+                            };
                             one_tile(
                                 &tile,
-                                queries,
+                                scores,
                                 side,
                                 &dims,
                                 n,
@@ -278,6 +328,48 @@ struct PromptSide {
     g: Vec<f32>,
     /// `(heads·Nt)`: `b_q,h·k_h[t]` (empty with shared queries).
     g0: Vec<f32>,
+    /// `(rank, heads·Nt)`: with factored queries, each basis row through `q_proj`'s weight
+    /// against each token key (empty otherwise).
+    fk: Vec<f32>,
+}
+
+/// `fk` of [`PromptSide`]: `(R·W_qᵀ)_h·k_hᵀ` per head, side by side.
+fn factored_keys(
+    keys: &LowRankKeys,
+    bb: usize,
+    k: &[f32],
+    wq: &[f32],
+    dims: &Dims,
+) -> Result<Vec<f32>> {
+    let Dims { h, c, nt, d } = *dims;
+    let (di, r, hn) = (h * c, keys.rank(), h * nt);
+    let mut f = vec![0f32; r * di];
+    let basis = keys.basis(bb);
+    matmul_into(
+        &mut f,
+        di,
+        MatRef::row_major(&basis, r, d)?,
+        MatRef::row_major(wq, di, d)?.t(),
+        1.0,
+        false,
+    )?;
+    let mut fk = vec![0f32; r * hn];
+    for hh in 0..h {
+        let fh = MatRef::new(&f[hh * c..], r, c, di, 1)?;
+        let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+        matmul_into(&mut fk[hh * nt..], hn, fh, kh, 1.0, false)?;
+    }
+    Ok(fk)
+}
+
+/// Where one tile's scores come from (see [`ImageQueries`]).
+enum TileScores<'a> {
+    /// Shared projected queries `(heads, N, c)` of this prompt's image, and its token keys.
+    Shared(&'a [f32], &'a [f32]),
+    /// `(x + pe)·g + g0` with the prompt side's folded keys.
+    Fold,
+    /// The shared queries, the factored tokens, the prompt and its token keys.
+    Factored(&'a SharedQueries, &'a LowRankKeys<'a>, usize, &'a [f32]),
 }
 
 fn prompt_side(
@@ -315,7 +407,12 @@ fn prompt_side(
             }
         }
     }
-    Ok(PromptSide { r, g, g0 })
+    Ok(PromptSide {
+        r,
+        g,
+        g0,
+        fk: Vec::new(),
+    })
 }
 
 struct Tile<'a> {
@@ -330,7 +427,7 @@ struct Tile<'a> {
 #[allow(clippy::too_many_arguments)]
 fn one_tile(
     tile: &Tile,
-    shared: Option<(&[f32], &[f32])>,
+    scores: TileScores,
     side: &PromptSide,
     dims: &Dims,
     n: usize,
@@ -351,8 +448,8 @@ fn one_tile(
     let Dims { h, c, nt, d } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
     let mut s = vec![0f32; rows * hn];
-    match shared {
-        Some((q, k)) => {
+    match scores {
+        TileScores::Shared(q, k) => {
             // Scores from the shared projected queries (1, heads, N, c).
             for hh in 0..h {
                 let qh = MatRef::row_major(&q[(hh * n + tile.r0) * c..], rows, c)?;
@@ -360,7 +457,34 @@ fn one_tile(
                 matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
             }
         }
-        None => {
+        TileScores::Factored(sq, keys, bb, k) => {
+            // The basis part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
+            let (di, r) = (h * c, keys.rank());
+            let mut at = vec![0f32; rows * r];
+            let mut cl = vec![0f32; rows];
+            keys.coefficients(bb, tile.r0, &mut at, &mut cl);
+            matmul_into(
+                &mut s,
+                hn,
+                MatRef::row_major(&at, rows, r)?,
+                MatRef::row_major(&side.fk, r, hn)?,
+                scale,
+                false,
+            )?;
+            let span = tile.r0 * di..(tile.r0 + rows) * di;
+            let qs: Vec<f32> = sq.sq[span.clone()]
+                .chunks(di)
+                .zip(sq.pq[span].chunks(di))
+                .zip(&cl)
+                .flat_map(|((s, p), c)| s.iter().zip(p).map(move |(s, p)| c * s + p))
+                .collect();
+            for hh in 0..h {
+                let qh = MatRef::new(&qs[hh * c..], rows, c, di, 1)?;
+                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+                matmul_acc_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
+            }
+        }
+        TileScores::Fold => {
             let xp: Vec<f32> = tile.x.iter().zip(tile.p).map(|(a, b)| a + b).collect();
             matmul_into(
                 &mut s,

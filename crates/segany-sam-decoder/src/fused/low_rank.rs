@@ -94,6 +94,72 @@ impl SharedProjections {
     }
 }
 
+/// The image side of one image-to-token attention after the first block, projected once per
+/// image: `sq = x·(W_q·diag(G))ᵀ` and `pq = pe·W_qᵀ + b_q`, each `(N, Di)`, so that
+/// `q_proj(keys + pe) = c ⊙ sq + pq + Ã·(R·W_qᵀ)` for factored tokens `keys`.
+#[derive(Debug, Clone)]
+pub struct SharedQueries {
+    pub(crate) n: usize,
+    pub(crate) di: usize,
+    pub(crate) sq: Vec<f32>,
+    pub(crate) pq: Vec<f32>,
+}
+
+impl SharedQueries {
+    /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`'s queries, with the gains `gain`.
+    pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
+        let (bx, n, d) = x.dims3()?;
+        if bx != 1 || pe.dims() != [1, n, d] || gain.len() != d {
+            bail!(
+                "shared queries: image {:?}, pe {:?}, {} gains",
+                x.dims(),
+                pe.dims(),
+                gain.len()
+            )
+        }
+        let wq = values(attn.q_proj().weight())?;
+        let di = wq.len() / d;
+        if wq.len() != di * d {
+            bail!("shared queries: q_proj is not (Di × {d})")
+        }
+        let bq = bias_or_zeros(attn.q_proj(), di)?;
+        let wqg: Vec<f32> = wq
+            .chunks(d)
+            .flat_map(|row| row.iter().zip(gain).map(|(w, g)| w * g))
+            .collect();
+        let mut sq = vec![0f32; n * di];
+        let mut pq = vec![0f32; n * di];
+        with_f32_values(x, |x| {
+            let x = MatRef::row_major(x, n, d)?;
+            matmul_into(
+                &mut sq,
+                di,
+                x,
+                MatRef::row_major(&wqg, di, d)?.t(),
+                1.0,
+                true,
+            )
+        })?;
+        with_f32_values(pe, |p| {
+            let p = MatRef::row_major(p, n, d)?;
+            matmul_into(
+                &mut pq,
+                di,
+                p,
+                MatRef::row_major(&wq, di, d)?.t(),
+                1.0,
+                true,
+            )
+        })?;
+        for row in pq.chunks_mut(di) {
+            for (v, b) in row.iter_mut().zip(&bq) {
+                *v += b;
+            }
+        }
+        Ok(Self { n, di, sq, pq })
+    }
+}
+
 /// Per-prompt image tokens after the blocks whose updates are `levels` (first block first),
 /// in the factored form of the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -386,7 +452,8 @@ fn one_prompt(
 #[cfg(test)]
 mod tests {
     use super::super::{
-        image_to_token_tracked, max_abs_diff, token_to_image, upscale_factored_masks, upscale_masks,
+        image_to_token_tracked, max_abs_diff, token_to_image, upscale_factored_masks,
+        upscale_masks, ImageQueries,
     };
     use super::*;
     use crate::test_util::{pseudo_random, randomise};
@@ -436,8 +503,41 @@ mod tests {
         for (i, (attn, norm)) in steps.iter().enumerate() {
             let tk = pseudo_random(&[b, nt, 32], 10 + i as u64, 1.0)?;
             let tv = pseudo_random(&[b, nt, 32], 20 + i as u64, 1.0)?;
-            let (next, update) =
-                image_to_token_tracked(attn, norm, &keys, &pe, None, &tk, &tv, true)?;
+            let (next, update) = image_to_token_tracked(
+                attn,
+                norm,
+                &keys,
+                &pe,
+                ImageQueries::Project,
+                &tk,
+                &tv,
+                true,
+            )?;
+            if i > 0 {
+                // The same step with the queries read through the factored tokens (the
+                // gains so far are those of the earlier steps), recording only.
+                let shared = SharedQueries::new(attn, &x, &pe, &gain)?;
+                let queries = ImageQueries::Factored(&shared, LowRankKeys::new(&updates)?);
+                let (none, other) =
+                    image_to_token_tracked(attn, norm, &keys, &pe, queries, &tk, &tv, false)?;
+                assert!(none.is_none(), "tokens written although not asked");
+                for (what, a, b) in [
+                    ("probabilities", &other.a, &update.a),
+                    ("means", &other.mean, &update.mean),
+                    ("inverse deviations", &other.inv, &update.inv),
+                ] {
+                    let diff = a
+                        .iter()
+                        .zip(b)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    let scale = b.iter().map(|b| b.abs()).fold(0f32, f32::max);
+                    assert!(
+                        diff < 2e-5 * scale.max(1.0),
+                        "{what}: {diff} (scale {scale})"
+                    );
+                }
+            }
             keys = next.ok_or_else(|| candle_core::Error::Msg("not written".into()))?;
             updates.push(update);
             let low = LowRankKeys::new(&updates)?;
