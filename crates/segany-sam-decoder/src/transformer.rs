@@ -162,15 +162,17 @@ impl TwoWayAttentionBlock {
     /// `image` (the first block's shared projections, or the factored tokens of the later
     /// blocks), and the image-to-token step returns its update ([`fused::ImageUpdate`])
     /// beside the new image tokens.
+    #[allow(clippy::too_many_arguments)]
     fn forward_factored(
         &self,
         queries: &Tensor,
-        keys: &Tensor,
+        keys: fused::ImageIn,
         query_pe: &Tensor,
         key_pe: &Tensor,
         image: FactoredImage,
+        pool: &fused::BufferPool,
         write: bool,
-    ) -> Result<(Tensor, Option<Tensor>, fused::ImageUpdate)> {
+    ) -> Result<(Tensor, Option<Vec<f32>>, fused::ImageUpdate)> {
         let queries = self.self_attention(queries, query_pe)?;
         let q = (&queries + query_pe)?;
         let (attn, image_queries) = match image {
@@ -196,15 +198,18 @@ impl TwoWayAttentionBlock {
         let queries = self.norm2.forward(&(&queries + attn)?)?;
         let queries = self.mlp(&queries)?;
         let q = (&queries + query_pe)?;
+        let (b, nt, _) = queries.dims3()?;
+        let (_, n, d) = key_pe.dims3()?;
+        let hn = self.cross_attn_image_to_token.num_heads() * nt;
         let (keys, update) = fused::image_to_token_tracked(
             &self.cross_attn_image_to_token,
             &self.norm4,
             keys,
             key_pe,
             image_queries,
-            &q,
-            &queries,
-            write,
+            (&q, &queries),
+            write.then(|| pool.take(b * n * d)),
+            (pool.take(b * n * hn), Some(pool)),
         )?;
         Ok((queries, keys, update))
     }
@@ -246,6 +251,8 @@ pub struct PreparedKeys {
     first: Option<ImageProjections>,
     /// For the factored path, built on its first use.
     factored: OnceLock<SharedImage>,
+    /// The factored path's large per-batch buffers, kept from one batch to the next.
+    pool: fused::BufferPool,
 }
 
 /// The shared image projected for the factored path: per block after the first and for the
@@ -311,6 +318,7 @@ impl TwoWayTransformer {
             key_pe,
             first,
             factored: OnceLock::new(),
+            pool: fused::BufferPool::default(),
         })
     }
 
@@ -433,7 +441,10 @@ impl TwoWayTransformer {
             candle_core::bail!("two-way transformer: shared projections missing")
         };
         let mut queries = tokens.clone();
-        let mut keys = image.keys.clone();
+        // The image tokens between blocks, `(B, N, D)` values from the pool (the first block
+        // reads the shared image).
+        let mut keys: Option<Vec<f32>> = None;
+        let (b, n, d) = (tokens.dim(0)?, image.keys.dim(1)?, image.keys.dim(2)?);
         let mut updates: Vec<fused::ImageUpdate> = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let side = match i {
@@ -446,11 +457,22 @@ impl TwoWayTransformer {
             };
             // The last block's tokens stay factored: only the next block reads them dense.
             let last = i + 1 == self.layers.len();
-            let (q, k, update) =
-                layer.forward_factored(&queries, &keys, tokens, &image.key_pe, side, !last)?;
+            let input = match &keys {
+                Some(v) => fused::ImageIn::Values(v, (b, n, d)),
+                None => fused::ImageIn::Tensor(&image.keys),
+            };
+            let (q, k, update) = layer.forward_factored(
+                &queries,
+                input,
+                tokens,
+                &image.key_pe,
+                side,
+                &image.pool,
+                !last,
+            )?;
             queries = q;
-            if let Some(k) = k {
-                keys = k;
+            if let Some(old) = std::mem::replace(&mut keys, k) {
+                image.pool.give(old);
             }
             updates.push(update);
         }

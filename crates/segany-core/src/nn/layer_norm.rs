@@ -118,14 +118,20 @@ pub fn layer_norm_row_stats(
     b: &[f32],
     eps: f64,
 ) -> (f32, f32) {
-    let dim = w.len();
-    let mean = lane_sum(src, |v| v) / dim as f32;
-    let var = lane_sum(src, |v| (v - mean) * (v - mean)) / dim as f32;
-    let inv = 1.0 / (var + eps as f32).sqrt();
+    let (mean, inv) = layer_norm_stats(src, eps);
     for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(w).zip(b) {
         *d = (s - mean) * inv * w + b;
     }
     (mean, inv)
+}
+
+/// The mean and `1 / sqrt(var + eps)` of one row, exactly as [`layer_norm_row_stats`] computes
+/// them, without normalising anything.
+pub fn layer_norm_stats(src: &[f32], eps: f64) -> (f32, f32) {
+    let dim = src.len();
+    let mean = lane_sum(src, |v| v) / dim as f32;
+    let var = lane_sum(src, |v| (v - mean) * (v - mean)) / dim as f32;
+    (mean, 1.0 / (var + eps as f32).sqrt())
 }
 
 fn normalise_one<T: Copy>(

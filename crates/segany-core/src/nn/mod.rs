@@ -16,7 +16,8 @@ mod values;
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{
-    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, LayerNorm, LayerNorm2d,
+    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats, LayerNorm,
+    LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_acc_into, matmul_into, MatRef};

@@ -1,12 +1,12 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::{bias_or_zeros, values, LowRankKeys, SharedQueries};
+use super::{bias_or_zeros, values, BufferPool, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row_stats, matmul_acc_into, matmul_into, softmax_rows_in_place,
-    with_f32_values, zeroed_output, LayerNorm, MatRef,
+    dot, layer_norm_row_stats, layer_norm_stats, matmul_acc_into, matmul_into,
+    softmax_rows_in_place, with_f32_values, zeroed_output, LayerNorm, MatRef,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
@@ -33,45 +33,90 @@ pub fn image_to_token(
         Some(q) => ImageQueries::Shared(q),
         None => ImageQueries::Project,
     };
+    let (_, n, d) = image.dims3()?;
+    let b = tokens_k.dim(0)?;
+    let out = zeroed_output(b * n * d);
     let (out, _) = run(
         attn,
         norm,
-        image,
+        ImageIn::Tensor(image),
         pe,
         queries,
-        tokens_k,
-        tokens_v,
-        (true, false),
+        (tokens_k, tokens_v),
+        Some(out),
+        None,
     )?;
-    out.ok_or_else(|| candle_core::Error::Msg("image-to-token: output not written".into()))
+    match out {
+        Some(out) => Tensor::from_vec(out, (b, n, d), image.device()),
+        None => bail!("image-to-token: output not written"),
+    }
+}
+
+/// The image tokens an image-to-token step reads: a tensor `(Bi, N, D)`, or values in that
+/// layout.
+#[derive(Clone, Copy)]
+pub enum ImageIn<'a> {
+    /// A CPU tensor.
+    Tensor(&'a Tensor),
+    /// `(Bi, N, D)` values.
+    Values(&'a [f32], (usize, usize, usize)),
+}
+
+impl ImageIn<'_> {
+    fn dims(&self) -> Result<(usize, usize, usize)> {
+        match self {
+            Self::Tensor(t) => t.dims3(),
+            Self::Values(v, (b, n, d)) => {
+                if v.len() != b * n * d {
+                    bail!(
+                        "image-to-token: {} image values for {b} × {n} × {d}",
+                        v.len()
+                    )
+                }
+                Ok((*b, *n, *d))
+            }
+        }
+    }
+
+    fn with_values<R>(&self, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+        match self {
+            Self::Tensor(t) => with_f32_values(t, f),
+            Self::Values(v, _) => f(v),
+        }
+    }
 }
 
 /// [`image_to_token`], also returning the update in factored form ([`ImageUpdate`]): what
-/// [`super::LowRankKeys`] needs to express the new image tokens through the old ones. With
-/// `write` false the new tokens are only recorded that way, never materialised (`None`).
+/// [`super::LowRankKeys`] needs to express the new image tokens through the old ones. The new
+/// tokens `(B, N, D)` are written to `out` when given (any contents; every value is
+/// overwritten) and returned, else only recorded that way. The probabilities go to `probs`
+/// (`B·N·heads·Nt` values, overwritten); the update gives it back to `pool` when dropped.
 #[allow(clippy::too_many_arguments)]
 pub fn image_to_token_tracked(
     attn: &Attention,
     norm: &LayerNorm,
-    image: &Tensor,
+    image: ImageIn,
     pe: &Tensor,
     queries: ImageQueries,
-    tokens_k: &Tensor,
-    tokens_v: &Tensor,
-    write: bool,
-) -> Result<(Option<Tensor>, ImageUpdate)> {
+    (tokens_k, tokens_v): (&Tensor, &Tensor),
+    out: Option<Vec<f32>>,
+    (probs, pool): (Vec<f32>, Option<&BufferPool>),
+) -> Result<(Option<Vec<f32>>, ImageUpdate)> {
     let (out, update) = run(
         attn,
         norm,
         image,
         pe,
         queries,
-        tokens_k,
-        tokens_v,
-        (write, true),
+        (tokens_k, tokens_v),
+        out,
+        Some(probs),
     )?;
     match update {
-        Some(u) => Ok((out, u)),
+        Some(mut u) => {
+            u.pool = pool.cloned();
+            Ok((out, u))
+        }
         None => bail!("image-to-token: update not recorded"),
     }
 }
@@ -94,6 +139,16 @@ pub struct ImageUpdate {
     pub(crate) inv: Vec<f32>,
     pub(crate) gamma: Vec<f32>,
     pub(crate) beta: Vec<f32>,
+    /// Where `a` goes when the update is dropped.
+    pub(crate) pool: Option<BufferPool>,
+}
+
+impl Drop for ImageUpdate {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give(std::mem::take(&mut self.a));
+        }
+    }
 }
 
 /// Where an image-to-token step gets the image tokens' queries from.
@@ -127,13 +182,13 @@ struct TileTrack<'a> {
 fn run(
     attn: &Attention,
     norm: &LayerNorm,
-    image: &Tensor,
+    image: ImageIn,
     pe: &Tensor,
     queries: ImageQueries,
-    tokens_k: &Tensor,
-    tokens_v: &Tensor,
-    (write, track): (bool, bool),
-) -> Result<(Option<Tensor>, Option<ImageUpdate>)> {
+    (tokens_k, tokens_v): (&Tensor, &Tensor),
+    out: Option<Vec<f32>>,
+    probs: Option<Vec<f32>>,
+) -> Result<(Option<Vec<f32>>, Option<ImageUpdate>)> {
     let shared_queries = match queries {
         ImageQueries::Shared(q) => Some(q),
         _ => None,
@@ -141,13 +196,13 @@ fn run(
     let kp = attn.k_proj().forward(tokens_k)?;
     let vp = attn.v_proj().forward(tokens_v)?;
     let (b, nt, di) = kp.dims3()?;
-    let (bi, n, d) = image.dims3()?;
+    let (bi, n, d) = image.dims()?;
     let h = attn.num_heads();
     let c = di / h;
     if (bi != 1 && bi != b) || pe.dims() != [1, n, d] || vp.dims() != [b, nt, di] {
         bail!(
             "image-to-token: image {:?}, pe {:?}, token keys {:?}, values {:?}",
-            image.dims(),
+            (bi, n, d),
             pe.dims(),
             kp.dims(),
             vp.dims()
@@ -158,7 +213,7 @@ fn run(
             bail!(
                 "image-to-token: shared queries {:?} for image {:?}",
                 q.dims(),
-                image.dims()
+                (bi, n, d)
             )
         }
     }
@@ -184,7 +239,7 @@ fn run(
                     keys.batch(),
                     keys.tokens(),
                     keys.width(),
-                    image.dims(),
+                    (bi, n, d),
                     kp.dims()
                 )
             }
@@ -207,20 +262,23 @@ fn run(
         })
         .collect::<Result<_>>()?;
     let scale = 1.0 / (c as f32).sqrt();
-    let mut out = if write {
-        zeroed_output(b * n * d)
-    } else {
-        Vec::new()
-    };
     let hn = h * nt;
-    let (mut a, mut mean, mut inv) = if track {
-        (
-            zeroed_output(b * n * hn),
-            vec![0f32; b * n],
-            vec![0f32; b * n],
+    let write = out.is_some();
+    let track = probs.is_some();
+    let mut out = out.unwrap_or_default();
+    let mut a = probs.unwrap_or_default();
+    if (write && out.len() != b * n * d) || (track && a.len() != b * n * hn) {
+        bail!(
+            "image-to-token: buffers of {} and {} values for {b} prompts × {n} tokens × {d} \
+             ({hn} probabilities each)",
+            out.len(),
+            a.len()
         )
+    }
+    let (mut mean, mut inv) = if track {
+        (vec![0f32; b * n], vec![0f32; b * n])
     } else {
-        (Vec::new(), Vec::new(), Vec::new())
+        (Vec::new(), Vec::new())
     };
     // Per prompt, per tile: where the tile's output and its record go (if anywhere).
     let tiles = n.div_ceil(TILE_ROWS);
@@ -247,7 +305,7 @@ fn run(
     }
     // The shared queries, if any, are read in place.
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
-        with_f32_values(image, |x| {
+        image.with_values(|x| {
             with_f32_values(pe, |p| {
                 std::mem::take(&mut per_tile)
                     .into_par_iter()
@@ -293,11 +351,7 @@ fn run(
         Some(q) => with_f32_values(q, |q| run(Some(q)))?,
         None => run(None)?,
     }
-    let out = if write {
-        Some(Tensor::from_vec(out, (b, n, d), image.device())?)
-    } else {
-        None
-    };
+    let out = write.then_some(out);
     let update = track.then(|| ImageUpdate {
         b,
         n,
@@ -310,6 +364,7 @@ fn run(
         inv,
         gamma: nw,
         beta: nb,
+        pool: None,
     });
     Ok((out, update))
 }
@@ -437,6 +492,7 @@ fn one_tile(
     out: TileOut,
 ) -> Result<()> {
     let TileOut { o, mut track } = out;
+    let write = o.is_some();
     let mut own = Vec::new();
     let o = match o {
         Some(o) => o,
@@ -472,12 +528,13 @@ fn one_tile(
                 false,
             )?;
             let span = tile.r0 * di..(tile.r0 + rows) * di;
-            let qs: Vec<f32> = sq.sq[span.clone()]
-                .chunks(di)
-                .zip(sq.pq[span].chunks(di))
-                .zip(&cl)
-                .flat_map(|((s, p), c)| s.iter().zip(p).map(move |(s, p)| c * s + p))
-                .collect();
+            let mut qs = vec![0f32; rows * di];
+            let shared = sq.sq[span.clone()].chunks(di).zip(sq.pq[span].chunks(di));
+            for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(&cl) {
+                for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
+                    *q = c * s + p;
+                }
+            }
             for hh in 0..h {
                 let qh = MatRef::new(&qs[hh * c..], rows, c, di, 1)?;
                 let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
@@ -519,7 +576,12 @@ fn one_tile(
         for (((r, u), x), b) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bo) {
             *r = x + (u + b);
         }
-        let (mean, inv) = layer_norm_row_stats(&row, oi, nw, nb, eps);
+        // Unwritten tokens need only the norm's statistics.
+        let (mean, inv) = if write {
+            layer_norm_row_stats(&row, oi, nw, nb, eps)
+        } else {
+            layer_norm_stats(&row, eps)
+        };
         if let Some((m, i)) = stats.as_mut().and_then(|s| s.next()) {
             (*m, *i) = (mean, inv);
         }

@@ -452,8 +452,8 @@ fn one_prompt(
 #[cfg(test)]
 mod tests {
     use super::super::{
-        image_to_token_tracked, max_abs_diff, token_to_image, upscale_factored_masks,
-        upscale_masks, ImageQueries,
+        image_to_token, image_to_token_tracked, max_abs_diff, token_to_image,
+        upscale_factored_masks, upscale_masks, BufferPool, ImageIn, ImageQueries,
     };
     use super::*;
     use crate::test_util::{pseudo_random, randomise};
@@ -499,27 +499,41 @@ mod tests {
         let queries = pseudo_random(&[b, nt, 32], 3, 1.0)?;
         let mut keys = x.clone();
         let mut updates = Vec::new();
+        let pool = BufferPool::default();
+        // Stale values in the pool: the step must overwrite every one.
+        pool.give(vec![f32::NAN; b * n * 32]);
+        pool.give(vec![f32::NAN; b * n * 4 * nt]);
         let mut gain = vec![1f32; 32];
         for (i, (attn, norm)) in steps.iter().enumerate() {
             let tk = pseudo_random(&[b, nt, 32], 10 + i as u64, 1.0)?;
             let tv = pseudo_random(&[b, nt, 32], 20 + i as u64, 1.0)?;
+            // Buffers from a pool, with stale values from the step before: all overwritten.
+            let probs = pool.take(b * n * 4 * nt);
             let (next, update) = image_to_token_tracked(
                 attn,
                 norm,
-                &keys,
+                ImageIn::Tensor(&keys),
                 &pe,
                 ImageQueries::Project,
-                &tk,
-                &tv,
-                true,
+                (&tk, &tv),
+                Some(pool.take(b * n * 32)),
+                (probs, Some(&pool)),
             )?;
             if i > 0 {
                 // The same step with the queries read through the factored tokens (the
                 // gains so far are those of the earlier steps), recording only.
                 let shared = SharedQueries::new(attn, &x, &pe, &gain)?;
                 let queries = ImageQueries::Factored(&shared, LowRankKeys::new(&updates)?);
-                let (none, other) =
-                    image_to_token_tracked(attn, norm, &keys, &pe, queries, &tk, &tv, false)?;
+                let (none, other) = image_to_token_tracked(
+                    attn,
+                    norm,
+                    ImageIn::Tensor(&keys),
+                    &pe,
+                    queries,
+                    (&tk, &tv),
+                    None,
+                    (vec![f32::NAN; b * n * 4 * nt], None),
+                )?;
                 assert!(none.is_none(), "tokens written although not asked");
                 for (what, a, b) in [
                     ("probabilities", &other.a, &update.a),
@@ -538,7 +552,17 @@ mod tests {
                     );
                 }
             }
-            keys = next.ok_or_else(|| candle_core::Error::Msg("not written".into()))?;
+            let next = next.ok_or_else(|| candle_core::Error::Msg("not written".into()))?;
+            assert!(
+                next.iter().chain(&update.a).all(|v| v.is_finite()),
+                "stale values left"
+            );
+            let written = Tensor::from_vec(next.clone(), (b, n, 32), x.device())?;
+            let plain = image_to_token(attn, norm, &keys, &pe, None, &tk, &tv)?;
+            let diff = max_abs_diff(&written, &plain)?;
+            assert!(diff < 1e-5, "tokens written to a pooled buffer: {diff}");
+            pool.give(next);
+            keys = written;
             updates.push(update);
             let low = LowRankKeys::new(&updates)?;
             let dense = Tensor::from_vec(low.materialise(&values(&x)?)?, (b, n, 32), x.device())?;

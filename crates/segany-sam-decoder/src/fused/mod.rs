@@ -35,12 +35,16 @@
 
 mod image_to_token;
 mod low_rank;
+mod pool;
 mod token_to_image;
 mod token_to_shared_image;
 mod upscale;
 
-pub use image_to_token::{image_to_token, image_to_token_tracked, ImageQueries, ImageUpdate};
+pub use image_to_token::{
+    image_to_token, image_to_token_tracked, ImageIn, ImageQueries, ImageUpdate,
+};
 pub use low_rank::{token_to_low_rank_image, LowRankKeys, SharedProjections, SharedQueries};
+pub use pool::BufferPool;
 pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
 pub use upscale::{upscale_factored_masks, upscale_masks};

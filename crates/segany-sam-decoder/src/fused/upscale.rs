@@ -136,11 +136,13 @@ pub fn upscale_factored_masks(
                     let mut at = vec![0f32; gw * r];
                     let mut c = vec![0f32; gw];
                     keys.coefficients(bb, i * gw, &mut at, &mut c);
-                    let mut y1: Vec<f32> = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1]
-                        .chunks(4 * o1)
-                        .zip(&c)
-                        .flat_map(|(row, c)| row.iter().map(move |v| c * v))
-                        .collect();
+                    let mut y1 = vec![0f32; gw * 4 * o1];
+                    let rows = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1].chunks(4 * o1);
+                    for ((y, row), c) in y1.chunks_mut(4 * o1).zip(rows).zip(&c) {
+                        for (y, v) in y.iter_mut().zip(row) {
+                            *y = c * v;
+                        }
+                    }
                     matmul_acc_into(
                         &mut y1,
                         4 * o1,
