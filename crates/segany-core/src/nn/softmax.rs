@@ -126,14 +126,28 @@ pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) {
         return;
     }
     for row in data.chunks_mut(row_len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // A plain comparison chain: `f32::max` handles NaN with extra work per value, which
+        // dominates rows this short (NaN is skipped either way unless it comes first).
+        let mut max = row[0];
+        for &v in &row[1..] {
+            if v > max {
+                max = v;
+            }
+        }
         for v in row.iter_mut() {
             *v -= max;
         }
     }
     exp_in_place(data);
     for row in data.chunks_mut(row_len) {
-        let inv = 1.0 / lane_sum(row, |v| v);
+        // Sixteen lanes only pay off for rows at least that long; shorter ones sum in order
+        // (the same order the lanes take for them).
+        let sum = if row.len() < 16 {
+            row.iter().fold(0f32, |s, &v| s + v)
+        } else {
+            lane_sum(row, |v| v)
+        };
+        let inv = 1.0 / sum;
         for v in row.iter_mut() {
             *v *= inv;
         }
