@@ -326,15 +326,25 @@ mod tests {
         // convolutions, `Linear`) must see the random values.
         let prompts = PromptEncoder::new(&pcfg, vb.pp("prompt_encoder"))?;
         let decoder = MaskDecoder::new(&mcfg, vb.pp("mask_decoder"))?;
-        let coords = Tensor::new(&[[[10f32, 20.]], [[40., 5.]], [[33., 33.]]], &dev)?;
-        let labels = Tensor::new(&[[1f32], [0.], [1.]], &dev)?;
+        // Five prompts: enough for the factored path of a batch on one image.
+        let coords = Tensor::new(
+            &[
+                [[10f32, 20.]],
+                [[40., 5.]],
+                [[33., 33.]],
+                [[2., 60.]],
+                [[50., 50.]],
+            ],
+            &dev,
+        )?;
+        let labels = Tensor::new(&[[1f32], [0.], [1.], [1.], [0.]], &dev)?;
         let (sparse, dense) = prompts.forward(Some((&coords, &labels)), None, None)?;
         assert_eq!(dense.dim(0)?, 1);
         let emb = pseudo_random(&[1, 32, 4, 4], 7, 1.0)?;
         let pe = prompts.get_dense_pe()?;
         let prepared = decoder.prepare(&emb, &pe, &dense)?;
         let (masks, iou) = decoder.predict_masks_prepared(&prepared, &sparse)?;
-        let wide = |t: &Tensor| t.broadcast_as((3, 32, 4, 4))?.contiguous();
+        let wide = |t: &Tensor| t.broadcast_as((5, 32, 4, 4))?.contiguous();
         let (ref_masks, ref_iou) =
             decoder.predict_masks(&wide(&emb)?, &pe, &sparse, &wide(&dense)?)?;
         let max = |a: &Tensor, b: &Tensor| -> Result<f32> {
@@ -344,7 +354,7 @@ mod tests {
         let (dm, di) = (max(&masks, &ref_masks)?, max(&iou, &ref_iou)?);
         assert!(dm < 1e-4 && di < 1e-5, "masks {dm}, iou {di}");
         // The prompts differ by far more than the tolerance, so mixing them up (say, prompt 0's
-        // answer for all three) would fail the check above.
+        // answer for all five) would fail the check above.
         let spread = max(&masks.get(0)?, &masks.get(1)?)?;
         assert!(spread > 1e-2, "prompts 0 and 1 differ by {spread} only");
 
@@ -356,7 +366,7 @@ mod tests {
         let none = decoder.upscale_masks(&prepared, &tokens, Some(&[]))?;
         assert_eq!(none.dim(0)?, 0);
         assert!(decoder
-            .upscale_masks(&prepared, &tokens, Some(&[3]))
+            .upscale_masks(&prepared, &tokens, Some(&[5]))
             .is_err());
 
         // The whole decoder without the fused kernels (the layer composition every other

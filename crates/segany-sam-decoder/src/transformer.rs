@@ -418,9 +418,11 @@ impl FactoredTokens {
 }
 
 /// Prompts per batch from which [`TwoWayTransformer::forward_prepared`] keeps the image
-/// factored (see [`fused::LowRankKeys`]). The factored kernels run one prompt per thread; a
-/// single prompt keeps the plain path, whose products are split over the threads.
-const FACTORED_MIN_BATCH: usize = 2;
+/// factored (see [`fused::LowRankKeys`]). Its first use on an image projects the image once
+/// more per later attention (about two plain prompts' worth of work), and its kernels run one
+/// prompt per thread, so a handful of prompts keeps the plain path, whose products are split
+/// over the threads.
+const FACTORED_MIN_BATCH: usize = 4;
 
 impl TwoWayTransformer {
     /// [`Self::forward_prepared`] for a batch of prompts on one shared image, with the
