@@ -163,15 +163,21 @@ pub enum ImageQueries<'a> {
     Factored(&'a SharedQueries, LowRankKeys<'a>),
 }
 
+/// One prompt's outputs: per tile, where its normalised rows go (`None`: nowhere), and the
+/// prompt's record (`None`: not recorded).
+struct PromptOut<'a> {
+    tiles: Vec<Option<&'a mut [f32]>>,
+    record: Option<TileTrack<'a>>,
+}
+
 /// Per tile of one prompt: where its normalised rows go (`None`: nowhere, only the record is
 /// kept) and where the probabilities and norm statistics go (`None`: not recorded).
-#[derive(Default)]
 struct TileOut<'a> {
     o: Option<&'a mut [f32]>,
     track: Option<TileTrack<'a>>,
 }
 
-/// Per tile of one prompt: where the probabilities and norm statistics go.
+/// Per tile (or prompt): where the probabilities and norm statistics go.
 struct TileTrack<'a> {
     a: &'a mut [f32],
     mean: &'a mut [f32],
@@ -280,69 +286,101 @@ fn run(
     } else {
         (Vec::new(), Vec::new())
     };
-    // Per prompt, per tile: where the tile's output and its record go (if anywhere).
+    // Per prompt: where its tiles' outputs go (if anywhere) and its record (if any).
     let tiles = n.div_ceil(TILE_ROWS);
-    let mut per_tile: Vec<Vec<TileOut>> = (0..b)
-        .map(|_| (0..tiles).map(|_| TileOut::default()).collect())
+    let mut per_prompt_out: Vec<PromptOut> = (0..b)
+        .map(|_| PromptOut {
+            tiles: (0..tiles).map(|_| None).collect(),
+            record: None,
+        })
         .collect();
-    for (outs, ob) in per_tile.iter_mut().zip(out.chunks_mut(n * d)) {
-        for (t, o) in outs.iter_mut().zip(ob.chunks_mut(TILE_ROWS * d)) {
-            t.o = Some(o);
+    for (po, ob) in per_prompt_out.iter_mut().zip(out.chunks_mut(n * d)) {
+        for (t, o) in po.tiles.iter_mut().zip(ob.chunks_mut(TILE_ROWS * d)) {
+            *t = Some(o);
         }
     }
-    for (outs, ((ab, mb), ib)) in per_tile.iter_mut().zip(
+    for (po, ((ab, mb), ib)) in per_prompt_out.iter_mut().zip(
         a.chunks_mut(n * hn)
             .zip(mean.chunks_mut(n))
             .zip(inv.chunks_mut(n)),
     ) {
-        let records = ab
-            .chunks_mut(TILE_ROWS * hn)
-            .zip(mb.chunks_mut(TILE_ROWS))
-            .zip(ib.chunks_mut(TILE_ROWS));
-        for (t, ((a, mean), inv)) in outs.iter_mut().zip(records) {
-            t.track = Some(TileTrack { a, mean, inv });
-        }
+        po.record = Some(TileTrack {
+            a: ab,
+            mean: mb,
+            inv: ib,
+        });
     }
     // The shared queries, if any, are read in place.
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
         image.with_values(|x| {
             with_f32_values(pe, |p| {
-                std::mem::take(&mut per_tile)
+                std::mem::take(&mut per_prompt_out)
                     .into_par_iter()
                     .enumerate()
-                    .try_for_each(|(bb, outs)| {
+                    .try_for_each(|(bb, po)| {
                         let xb = if bi == 1 { 0 } else { bb };
                         let x = &x[xb * n * d..(xb + 1) * n * d];
                         let side = &per_prompt[bb];
                         let k = &kv[bb * nt * di..(bb + 1) * nt * di];
-                        outs.into_par_iter().enumerate().try_for_each(|(ti, out)| {
-                            let r0 = ti * TILE_ROWS;
-                            let rows = TILE_ROWS.min(n - r0);
-                            let tile = Tile {
-                                x: &x[r0 * d..(r0 + rows) * d],
-                                p: &p[r0 * d..(r0 + rows) * d],
-                                r0,
-                                rows,
-                            };
-                            let scores = match (shared_q, &factored) {
-                                (Some(q), _) => {
-                                    TileScores::Shared(&q[xb * h * n * c..(xb + 1) * h * n * c], k)
+                        let shared_q = shared_q.map(|q| &q[xb * h * n * c..(xb + 1) * h * n * c]);
+                        let PromptOut {
+                            tiles: outs,
+                            mut record,
+                        } = po;
+                        // With a record, queries that need no image values are scored for the
+                        // whole prompt at once, straight into the record: a few products over
+                        // all N tokens instead of a few per tile.
+                        let mut ready = false;
+                        if let Some(rec) = record.as_mut() {
+                            let whole = match (shared_q, &factored) {
+                                (Some(q), _) => Some(PromptScores::Shared(q)),
+                                (None, Some((sq, keys))) => {
+                                    Some(PromptScores::Factored(sq, keys, bb))
                                 }
-                                (None, Some((sq, keys))) => TileScores::Factored(sq, keys, bb, k),
-                                (None, None) => TileScores::Fold,
+                                (None, None) => None,
                             };
-                            one_tile(
-                                &tile,
-                                scores,
-                                side,
-                                &dims,
-                                n,
-                                scale,
-                                &bo,
-                                (&nw, &nb, norm.eps()),
-                                out,
-                            )
-                        })
+                            if let Some(whole) = whole {
+                                prompt_scores(rec.a, whole, k, side, &dims, n, scale)?;
+                                ready = true;
+                            }
+                        }
+                        let tracks: Vec<Option<TileTrack>> = match record {
+                            Some(TileTrack { a, mean, inv }) => a
+                                .chunks_mut(TILE_ROWS * hn)
+                                .zip(mean.chunks_mut(TILE_ROWS))
+                                .zip(inv.chunks_mut(TILE_ROWS))
+                                .map(|((a, mean), inv)| Some(TileTrack { a, mean, inv }))
+                                .collect(),
+                            None => (0..tiles).map(|_| None).collect(),
+                        };
+                        outs.into_par_iter().zip(tracks).enumerate().try_for_each(
+                            |(ti, (o, track))| {
+                                let r0 = ti * TILE_ROWS;
+                                let rows = TILE_ROWS.min(n - r0);
+                                let tile = Tile {
+                                    x: &x[r0 * d..(r0 + rows) * d],
+                                    p: &p[r0 * d..(r0 + rows) * d],
+                                    r0,
+                                    rows,
+                                };
+                                let scores = match shared_q {
+                                    _ if ready => TileScores::Ready,
+                                    Some(q) => TileScores::Shared(q, k),
+                                    None => TileScores::Fold,
+                                };
+                                one_tile(
+                                    &tile,
+                                    scores,
+                                    side,
+                                    &dims,
+                                    n,
+                                    scale,
+                                    &bo,
+                                    (&nw, &nb, norm.eps()),
+                                    TileOut { o, track },
+                                )
+                            },
+                        )
                     })
             })
         })
@@ -419,12 +457,73 @@ fn factored_keys(
 
 /// Where one tile's scores come from (see [`ImageQueries`]).
 enum TileScores<'a> {
+    /// Already in the tile's record ([`prompt_scores`]).
+    Ready,
     /// Shared projected queries `(heads, N, c)` of this prompt's image, and its token keys.
     Shared(&'a [f32], &'a [f32]),
     /// `(x + pe)·g + g0` with the prompt side's folded keys.
     Fold,
-    /// The shared queries, the factored tokens, the prompt and its token keys.
-    Factored(&'a SharedQueries, &'a LowRankKeys<'a>, usize, &'a [f32]),
+}
+
+/// Queries scored for a whole prompt at once.
+enum PromptScores<'a> {
+    /// Shared projected queries `(heads, N, c)` of this prompt's image.
+    Shared(&'a [f32]),
+    /// The shared queries, the factored tokens and the prompt.
+    Factored(&'a SharedQueries, &'a LowRankKeys<'a>, usize),
+}
+
+/// The scaled scores `s (N, heads·Nt)` of all image tokens of one prompt against its token
+/// keys `k (Nt, Di)`.
+fn prompt_scores(
+    s: &mut [f32],
+    queries: PromptScores,
+    k: &[f32],
+    side: &PromptSide,
+    dims: &Dims,
+    n: usize,
+    scale: f32,
+) -> Result<()> {
+    let Dims { h, c, nt, .. } = *dims;
+    let (di, hn) = (h * c, h * nt);
+    match queries {
+        PromptScores::Shared(q) => {
+            for hh in 0..h {
+                let qh = MatRef::row_major(&q[hh * n * c..], n, c)?;
+                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+                matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
+            }
+        }
+        PromptScores::Factored(sq, keys, bb) => {
+            // The basis part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
+            let r = keys.rank();
+            let mut at = vec![0f32; n * r];
+            let mut cl = vec![0f32; n];
+            keys.coefficients(bb, 0, &mut at, &mut cl);
+            matmul_into(
+                s,
+                hn,
+                MatRef::row_major(&at, n, r)?,
+                MatRef::row_major(&side.fk, r, hn)?,
+                scale,
+                false,
+            )?;
+            drop(at);
+            let mut qs = vec![0f32; n * di];
+            let shared = sq.sq.chunks(di).zip(sq.pq.chunks(di));
+            for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(&cl) {
+                for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
+                    *q = c * s + p;
+                }
+            }
+            for hh in 0..h {
+                let qh = MatRef::new(&qs[hh * c..], n, c, di, 1)?;
+                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+                matmul_acc_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn prompt_side(
@@ -491,7 +590,7 @@ fn one_tile(
     (nw, nb, eps): (&[f32], &[f32], f64),
     out: TileOut,
 ) -> Result<()> {
-    let TileOut { o, mut track } = out;
+    let TileOut { o, track } = out;
     let write = o.is_some();
     let mut own = Vec::new();
     let o = match o {
@@ -503,8 +602,21 @@ fn one_tile(
     };
     let Dims { h, c, nt, d } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
-    let mut s = vec![0f32; rows * hn];
+    // The scores, then the probabilities, live in the record when there is one.
+    let (record, mut stats) = match track {
+        Some(TileTrack { a, mean, inv }) => (Some(a), Some(mean.iter_mut().zip(inv.iter_mut()))),
+        None => (None, None),
+    };
+    let mut local = Vec::new();
+    let s: &mut [f32] = match record {
+        Some(a) => a,
+        None => {
+            local.resize(rows * hn, 0f32);
+            &mut local
+        }
+    };
     match scores {
+        TileScores::Ready => {}
         TileScores::Shared(q, k) => {
             // Scores from the shared projected queries (1, heads, N, c).
             for hh in 0..h {
@@ -513,38 +625,10 @@ fn one_tile(
                 matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
             }
         }
-        TileScores::Factored(sq, keys, bb, k) => {
-            // The basis part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
-            let (di, r) = (h * c, keys.rank());
-            let mut at = vec![0f32; rows * r];
-            let mut cl = vec![0f32; rows];
-            keys.coefficients(bb, tile.r0, &mut at, &mut cl);
-            matmul_into(
-                &mut s,
-                hn,
-                MatRef::row_major(&at, rows, r)?,
-                MatRef::row_major(&side.fk, r, hn)?,
-                scale,
-                false,
-            )?;
-            let span = tile.r0 * di..(tile.r0 + rows) * di;
-            let mut qs = vec![0f32; rows * di];
-            let shared = sq.sq[span.clone()].chunks(di).zip(sq.pq[span].chunks(di));
-            for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(&cl) {
-                for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
-                    *q = c * s + p;
-                }
-            }
-            for hh in 0..h {
-                let qh = MatRef::new(&qs[hh * c..], rows, c, di, 1)?;
-                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
-                matmul_acc_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
-            }
-        }
         TileScores::Fold => {
             let xp: Vec<f32> = tile.x.iter().zip(tile.p).map(|(a, b)| a + b).collect();
             matmul_into(
-                &mut s,
+                s,
                 hn,
                 MatRef::row_major(&xp, rows, d)?,
                 MatRef::row_major(&side.g, d, hn)?,
@@ -558,20 +642,16 @@ fn one_tile(
             }
         }
     }
-    softmax_rows_in_place(&mut s, nt);
-    if let Some(t) = track.as_mut() {
-        t.a.copy_from_slice(&s);
-    }
+    softmax_rows_in_place(s, nt);
     matmul_into(
         o,
         d,
-        MatRef::row_major(&s, rows, hn)?,
+        MatRef::row_major(s, rows, hn)?,
         MatRef::row_major(&side.r, hn, d)?,
         1.0,
         false,
     )?;
     let mut row = vec![0f32; d];
-    let mut stats = track.map(|t| t.mean.iter_mut().zip(t.inv.iter_mut()));
     for (oi, xi) in o.chunks_mut(d).zip(tile.x.chunks(d)) {
         for (((r, u), x), b) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bo) {
             *r = x + (u + b);
