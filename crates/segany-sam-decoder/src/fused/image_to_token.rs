@@ -1,12 +1,13 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::{bias_or_zeros, values, BufferPool, LowRankKeys, SharedQueries};
+use super::prompt_scores::{factored_keys, prompt_scores, PromptScores};
+use super::{bias_or_zeros, values, BufferPool, ImageIn, ImageUpdate, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row_stats, layer_norm_stats, matmul_acc_into, matmul_into,
-    softmax_rows_in_place, with_f32_values, zeroed_output, LayerNorm, MatRef,
+    dot, layer_norm_row_stats, layer_norm_stats, matmul_into, softmax_rows_in_place,
+    with_f32_values, zeroed_output, LayerNorm, MatRef,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
@@ -52,40 +53,6 @@ pub fn image_to_token(
     }
 }
 
-/// The image tokens an image-to-token step reads: a tensor `(Bi, N, D)`, or values in that
-/// layout.
-#[derive(Clone, Copy)]
-pub enum ImageIn<'a> {
-    /// A CPU tensor.
-    Tensor(&'a Tensor),
-    /// `(Bi, N, D)` values.
-    Values(&'a [f32], (usize, usize, usize)),
-}
-
-impl ImageIn<'_> {
-    fn dims(&self) -> Result<(usize, usize, usize)> {
-        match self {
-            Self::Tensor(t) => t.dims3(),
-            Self::Values(v, (b, n, d)) => {
-                if v.len() != b * n * d {
-                    bail!(
-                        "image-to-token: {} image values for {b} × {n} × {d}",
-                        v.len()
-                    )
-                }
-                Ok((*b, *n, *d))
-            }
-        }
-    }
-
-    fn with_values<R>(&self, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-        match self {
-            Self::Tensor(t) => with_f32_values(t, f),
-            Self::Values(v, _) => f(v),
-        }
-    }
-}
-
 /// [`image_to_token`], also returning the update in factored form ([`ImageUpdate`]): what
 /// [`super::LowRankKeys`] needs to express the new image tokens through the old ones. The new
 /// tokens `(B, N, D)` are written to `out` when given (any contents; every value is
@@ -118,36 +85,6 @@ pub fn image_to_token_tracked(
             Ok((out, u))
         }
         None => bail!("image-to-token: update not recorded"),
-    }
-}
-
-/// One image-to-token step, `out = norm(x + A·U + b)` per prompt and image token, factored:
-/// `A (B, N, heads·Nt)` the attention probabilities, `U (B, heads·Nt, D)` the token values
-/// through `out_proj`, `b` its bias, and per token the norm's `mean` and `inv`
-/// (`1/sqrt(var + eps)`), with the norm's `gamma` and `beta`:
-/// `out[p] = inv[p]·(x[p] + A[p]·U + b − mean[p])·gamma + beta`.
-#[derive(Debug, Clone)]
-pub struct ImageUpdate {
-    pub(crate) b: usize,
-    pub(crate) n: usize,
-    pub(crate) d: usize,
-    pub(crate) hn: usize,
-    pub(crate) a: Vec<f32>,
-    pub(crate) u: Vec<f32>,
-    pub(crate) bias: Vec<f32>,
-    pub(crate) mean: Vec<f32>,
-    pub(crate) inv: Vec<f32>,
-    pub(crate) gamma: Vec<f32>,
-    pub(crate) beta: Vec<f32>,
-    /// Where `a` goes when the update is dropped.
-    pub(crate) pool: Option<BufferPool>,
-}
-
-impl Drop for ImageUpdate {
-    fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            pool.give(std::mem::take(&mut self.a));
-        }
     }
 }
 
@@ -407,52 +344,23 @@ fn run(
     Ok((out, update))
 }
 
-struct Dims {
-    h: usize,
-    c: usize,
-    nt: usize,
-    d: usize,
+pub(super) struct Dims {
+    pub(super) h: usize,
+    pub(super) c: usize,
+    pub(super) nt: usize,
+    pub(super) d: usize,
 }
 
-struct PromptSide {
+pub(super) struct PromptSide {
     /// `(heads·Nt, D)`: `v_h·W_o,hᵀ` stacked over heads.
-    r: Vec<f32>,
+    pub(super) r: Vec<f32>,
     /// `(D, heads·Nt)`: `W_q,hᵀ·k_hᵀ` side by side (empty with shared queries).
-    g: Vec<f32>,
+    pub(super) g: Vec<f32>,
     /// `(heads·Nt)`: `b_q,h·k_h[t]` (empty with shared queries).
-    g0: Vec<f32>,
+    pub(super) g0: Vec<f32>,
     /// `(rank, heads·Nt)`: with factored queries, each basis row through `q_proj`'s weight
     /// against each token key (empty otherwise).
-    fk: Vec<f32>,
-}
-
-/// `fk` of [`PromptSide`]: `(R·W_qᵀ)_h·k_hᵀ` per head, side by side.
-fn factored_keys(
-    keys: &LowRankKeys,
-    bb: usize,
-    k: &[f32],
-    wq: &[f32],
-    dims: &Dims,
-) -> Result<Vec<f32>> {
-    let Dims { h, c, nt, d } = *dims;
-    let (di, r, hn) = (h * c, keys.rank(), h * nt);
-    let mut f = vec![0f32; r * di];
-    let basis = keys.basis(bb);
-    matmul_into(
-        &mut f,
-        di,
-        MatRef::row_major(&basis, r, d)?,
-        MatRef::row_major(wq, di, d)?.t(),
-        1.0,
-        false,
-    )?;
-    let mut fk = vec![0f32; r * hn];
-    for hh in 0..h {
-        let fh = MatRef::new(&f[hh * c..], r, c, di, 1)?;
-        let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
-        matmul_into(&mut fk[hh * nt..], hn, fh, kh, 1.0, false)?;
-    }
-    Ok(fk)
+    pub(super) fk: Vec<f32>,
 }
 
 /// Where one tile's scores come from (see [`ImageQueries`]).
@@ -463,67 +371,6 @@ enum TileScores<'a> {
     Shared(&'a [f32], &'a [f32]),
     /// `(x + pe)·g + g0` with the prompt side's folded keys.
     Fold,
-}
-
-/// Queries scored for a whole prompt at once.
-enum PromptScores<'a> {
-    /// Shared projected queries `(heads, N, c)` of this prompt's image.
-    Shared(&'a [f32]),
-    /// The shared queries, the factored tokens and the prompt.
-    Factored(&'a SharedQueries, &'a LowRankKeys<'a>, usize),
-}
-
-/// The scaled scores `s (N, heads·Nt)` of all image tokens of one prompt against its token
-/// keys `k (Nt, Di)`.
-fn prompt_scores(
-    s: &mut [f32],
-    queries: PromptScores,
-    k: &[f32],
-    side: &PromptSide,
-    dims: &Dims,
-    n: usize,
-    scale: f32,
-) -> Result<()> {
-    let Dims { h, c, nt, .. } = *dims;
-    let (di, hn) = (h * c, h * nt);
-    match queries {
-        PromptScores::Shared(q) => {
-            for hh in 0..h {
-                let qh = MatRef::row_major(&q[hh * n * c..], n, c)?;
-                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
-                matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
-            }
-        }
-        PromptScores::Factored(sq, keys, bb) => {
-            // The basis part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
-            let r = keys.rank();
-            let mut at = vec![0f32; n * r];
-            let mut cl = vec![0f32; n];
-            keys.coefficients(bb, 0, &mut at, &mut cl);
-            matmul_into(
-                s,
-                hn,
-                MatRef::row_major(&at, n, r)?,
-                MatRef::row_major(&side.fk, r, hn)?,
-                scale,
-                false,
-            )?;
-            drop(at);
-            let mut qs = vec![0f32; n * di];
-            let shared = sq.sq.chunks(di).zip(sq.pq.chunks(di));
-            for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(&cl) {
-                for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
-                    *q = c * s + p;
-                }
-            }
-            for hh in 0..h {
-                let qh = MatRef::new(&qs[hh * c..], n, c, di, 1)?;
-                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
-                matmul_acc_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn prompt_side(
@@ -610,6 +457,9 @@ fn one_tile(
     let mut local = Vec::new();
     let s: &mut [f32] = match record {
         Some(a) => a,
+        None if matches!(scores, TileScores::Ready) => {
+            bail!("image-to-token: scores said to be ready without a record to hold them")
+        }
         None => {
             local.resize(rows * hn, 0f32);
             &mut local

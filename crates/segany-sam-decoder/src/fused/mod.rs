@@ -34,17 +34,20 @@
 //! compare with that composition on random weights.
 
 mod image_to_token;
+mod image_update;
 mod low_rank;
 mod pool;
+mod prompt_scores;
+mod shared;
 mod token_to_image;
 mod token_to_shared_image;
 mod upscale;
 
-pub use image_to_token::{
-    image_to_token, image_to_token_tracked, ImageIn, ImageQueries, ImageUpdate,
-};
-pub use low_rank::{token_to_low_rank_image, LowRankKeys, SharedProjections, SharedQueries};
+pub use image_to_token::{image_to_token, image_to_token_tracked, ImageQueries};
+pub use image_update::{ImageIn, ImageUpdate};
+pub use low_rank::{token_to_low_rank_image, LowRankKeys};
 pub use pool::BufferPool;
+pub use shared::{SharedProjections, SharedQueries};
 pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
 pub use upscale::{upscale_factored_masks, upscale_masks};
