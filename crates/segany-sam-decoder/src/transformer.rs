@@ -530,3 +530,66 @@ impl TwoWayTransformer {
         Ok(SharedImage { t2i, i2t })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{pseudo_random, randomise};
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+    }
+
+    /// A batch of prompts on one image through the factored path equals the layer composition
+    /// (fused kernels off) for one, two and three blocks: the factored form is built for any
+    /// depth, not just SAM's two.
+    #[test]
+    fn factored_path_matches_composition_at_any_depth() -> Result<()> {
+        for depth in [1, 2, 3] {
+            let cfg = MaskDecoderConfig {
+                hidden_size: 32,
+                mlp_dim: 64,
+                num_hidden_layers: depth,
+                ..Default::default()
+            };
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+            randomise(&varmap, 0.5)?;
+            // Built after the weights are set: `Linear` copies its weight at build time.
+            let t = TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+            let image = pseudo_random(&[1, 32, 6, 5], 1, 1.0)?;
+            let pe = pseudo_random(&[1, 32, 6, 5], 2, 1.0)?;
+            let tokens = pseudo_random(&[FACTORED_MIN_BATCH + 1, 7, 32], 3, 1.0)?;
+            let prepared = t.prepare(&image, &pe)?;
+            let (queries, keys) = t.forward_prepared_tokens(&prepared, &tokens)?;
+            assert!(
+                matches!(keys, ImageTokens::Factored(_)),
+                "depth {depth}: the batch did not take the factored path"
+            );
+            let keys = keys.materialise()?;
+            crate::fused::DISABLED.with(|d| d.set(true));
+            let plain = t.forward(&image, &pe, &tokens);
+            crate::fused::DISABLED.with(|d| d.set(false));
+            let (plain_queries, plain_keys) = plain?;
+            let (dq, dk) = (
+                max_diff(&queries, &plain_queries)?,
+                max_diff(&keys, &plain_keys)?,
+            );
+            assert!(
+                dq < 1e-4 && dk < 1e-4,
+                "depth {depth}: queries {dq}, keys {dk}"
+            );
+            // Prompts that differ, so mixing them up would show.
+            let spread = max_diff(&queries.get(0)?, &queries.get(1)?)?;
+            assert!(
+                spread > 1e-2,
+                "depth {depth}: prompts 0 and 1 differ by {spread} only"
+            );
+        }
+        Ok(())
+    }
+}
