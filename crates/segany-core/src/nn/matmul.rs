@@ -83,7 +83,7 @@ pub fn matmul_into(
     scale: f32,
     parallel: bool,
 ) -> Result<()> {
-    gemm_into(dst, dst_stride, a, b, scale, parallel, false)
+    gemm_into(dst, (dst_stride, 1), a, b, scale, parallel, false)
 }
 
 /// [`matmul_into`] that adds to `dst` instead of overwriting it: `dst += scale · (a · b)`.
@@ -95,12 +95,29 @@ pub fn matmul_acc_into(
     scale: f32,
     parallel: bool,
 ) -> Result<()> {
-    gemm_into(dst, dst_stride, a, b, scale, parallel, true)
+    gemm_into(dst, (dst_stride, 1), a, b, scale, parallel, true)
 }
 
+/// [`matmul_acc_into`] into a column-major destination: element `(i, j)` of the
+/// `a.rows() × b.cols()` product is added to `dst[i + j·col_stride]`. Writing `Cᵀ` this way
+/// lets a product with few rows run as one with many (`Cᵀ = Bᵀ·Aᵀ`), which suits the gemm
+/// kernels' tall register tiles.
+pub fn matmul_acc_into_col_major(
+    dst: &mut [f32],
+    col_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    parallel: bool,
+) -> Result<()> {
+    gemm_into(dst, (1, col_stride), a, b, scale, parallel, true)
+}
+
+/// `dst (+)= scale · a·b` with element `(i, j)` at `dst[i·rs + j·cs]`, where one of the strides
+/// is 1 and the other spans the whole row or column (no two elements share a cell).
 fn gemm_into(
     dst: &mut [f32],
-    dst_stride: usize,
+    (rs, cs): (usize, usize),
     a: MatRef,
     b: MatRef,
     scale: f32,
@@ -114,9 +131,10 @@ fn gemm_into(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if dst_stride < n || (m - 1) * dst_stride + n > dst.len() {
+    let disjoint = (cs == 1 && rs >= n) || (rs == 1 && cs >= m);
+    if !disjoint || (m - 1) * rs + (n - 1) * cs >= dst.len() {
         bail!(
-            "matmul: {m}×{n} result (row stride {dst_stride}) does not fit {} values",
+            "matmul: {m}×{n} result (strides {rs}, {cs}) does not fit {} values",
             dst.len()
         )
     }
@@ -124,8 +142,10 @@ fn gemm_into(
         if accumulate {
             return Ok(());
         }
-        for r in 0..m {
-            dst[r * dst_stride..r * dst_stride + n].fill(0.0);
+        for i in 0..m {
+            for j in 0..n {
+                dst[i * rs + j * cs] = 0.0;
+            }
         }
         return Ok(());
     }
@@ -142,8 +162,8 @@ fn gemm_into(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
+            cs as isize,
+            rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -204,6 +224,29 @@ mod tests {
         let e = MatRef::row_major(&[], 2, 0)?;
         matmul_acc_into(&mut keep, 2, e, MatRef::row_major(&[], 0, 2)?, 1.0, false)?;
         assert_eq!(keep, start);
+        Ok(())
+    }
+
+    #[test]
+    fn column_major_destination_gets_the_transposed_layout() -> Result<()> {
+        let a_buf: Vec<f32> = (0..6).map(|v| v as f32 - 2.5).collect();
+        let b_buf: Vec<f32> = (0..12).map(|v| (v % 5) as f32 * 0.5).collect();
+        let a = MatRef::row_major(&a_buf, 2, 3)?;
+        let b = MatRef::row_major(&b_buf, 3, 4)?;
+        let mut plain = vec![0f32; 8];
+        matmul_into(&mut plain, 4, a, b, 1.5, false)?;
+        // Column stride 3: a 2×4 result in columns of 3 cells (the third one untouched).
+        let mut col = vec![1f32; 12];
+        matmul_acc_into_col_major(&mut col, 3, a, b, 1.5, false)?;
+        for i in 0..2 {
+            for j in 0..4 {
+                let (got, want) = (col[i + j * 3], plain[i * 4 + j] + 1.0);
+                assert!((got - want).abs() < 1e-6, "({i}, {j}): {got} vs {want}");
+            }
+        }
+        assert!((0..4).all(|j| col[2 + j * 3] == 1.0), "padding written");
+        // A column stride that would make columns overlap is refused.
+        assert!(matmul_acc_into_col_major(&mut col, 1, a, b, 1.0, false).is_err());
         Ok(())
     }
 

@@ -20,7 +20,7 @@ pub use layer_norm::{
     LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, Linear};
-pub use matmul::{matmul_acc_into, matmul_into, MatRef};
+pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
 pub use output::zeroed_output;
 pub use reduce::dot;
 pub use softmax::{

@@ -25,7 +25,9 @@ use super::{bias_or_zeros, values, ImageUpdate, SharedProjections};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_acc_into, matmul_into, softmax_in_place, zeroed_output, MatRef};
+use segany_core::nn::{
+    matmul_acc_into_col_major, matmul_into, softmax_in_place, zeroed_output, MatRef,
+};
 
 /// Per-prompt image tokens after the blocks whose updates are `levels` (first block first),
 /// in the factored form of the module docs.
@@ -280,10 +282,11 @@ fn one_prompt(
             *v = c * s + p;
         }
     }
+    // Per head `s_h += q_h·K̃_h`, computed as `s_hᵀ += K̃_hᵀ·q_hᵀ`: N rows, not Nq.
     for hh in 0..h {
         let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
         let kth = MatRef::row_major(&kt[hh * c * n..(hh + 1) * c * n], c, n)?;
-        matmul_acc_into(&mut s[hh * nq * n..], n, qh, kth, scale, false)?;
+        matmul_acc_into_col_major(&mut s[hh * nq * n..], n, kth.t(), qh.t(), scale, false)?;
     }
     drop(kt);
     for row in s.chunks_mut(n) {
@@ -303,10 +306,11 @@ fn one_prompt(
             *v *= c;
         }
     }
+    // Per head `o_h += A_h·Sv_h`, computed as `o_hᵀ += Sv_hᵀ·A_hᵀ`: c rows, not Nq.
     for hh in 0..h {
         let ah = MatRef::row_major(&s[hh * nq * n..(hh + 1) * nq * n], nq, n)?;
-        let svh = MatRef::row_major(&image.svt[hh * c * n..(hh + 1) * c * n], c, n)?.t();
-        matmul_acc_into(&mut o[hh * c..], di, ah, svh, 1.0, false)?;
+        let svh = MatRef::row_major(&image.svt[hh * c * n..(hh + 1) * c * n], c, n)?;
+        matmul_acc_into_col_major(&mut o[hh * c..], di, svh, ah.t(), 1.0, false)?;
     }
     for row in o.chunks_mut(di) {
         for (v, b) in row.iter_mut().zip(&w.bv) {
