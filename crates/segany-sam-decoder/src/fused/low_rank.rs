@@ -18,8 +18,8 @@
 //! `q·Kᵀ = c ⊙ (q·Skᵀ) + (q·(R·W_kᵀ)ᵀ)·Ãᵀ + q·Pkᵀ` and values
 //! `A·V = (A ⊙ c)·Sv + (A·Ã)·(R·W_vᵀ) + b_v`: per prompt ≈ `N·(heads·Nq)·(2·rank + 2·c)`
 //! multiply-adds instead of `2·N·(heads·Nq)·D` for the plain reassociation
-//! ([`super::token_to_image`]) — about half, and a third at the last attention of SAM's
-//! two blocks (ranks 59 and 118 against D = 256).
+//! ([`super::token_to_image`]): about a third in the second of SAM's two blocks (rank 59),
+//! about half in the final attention (rank 118), against D = 256.
 
 use super::{bias_or_zeros, values, ImageUpdate, SharedProjections};
 use crate::attention::Attention;
