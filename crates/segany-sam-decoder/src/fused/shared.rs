@@ -22,15 +22,7 @@ pub struct SharedProjections {
 impl SharedProjections {
     /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`, with the gains `gain (D)`.
     pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
-        let (bx, n, d) = x.dims3()?;
-        if bx != 1 || pe.dims() != [1, n, d] || gain.len() != d {
-            bail!(
-                "shared projections: image {:?}, pe {:?}, {} gains",
-                x.dims(),
-                pe.dims(),
-                gain.len()
-            )
-        }
+        let (n, d) = image_dims("shared projections", x, pe, gain)?;
         let wk = values(attn.k_proj().weight())?;
         let wv = values(attn.v_proj().weight())?;
         let di = wk.len() / d;
@@ -38,12 +30,7 @@ impl SharedProjections {
             bail!("shared projections: projections are not (Di × {d})")
         }
         let bk = bias_or_zeros(attn.k_proj(), di)?;
-        let scaled = |w: &[f32]| -> Vec<f32> {
-            w.chunks(d)
-                .flat_map(|row| row.iter().zip(gain).map(|(w, g)| w * g))
-                .collect()
-        };
-        let (wkg, wvg) = (scaled(&wk), scaled(&wv));
+        let (wkg, wvg) = (times_gain(&wk, gain), times_gain(&wv, gain));
         let mut skt = vec![0f32; di * n];
         let mut pkt = vec![0f32; di * n];
         let mut svt = vec![0f32; di * n];
@@ -85,25 +72,14 @@ pub struct SharedQueries {
 impl SharedQueries {
     /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`'s queries, with the gains `gain`.
     pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
-        let (bx, n, d) = x.dims3()?;
-        if bx != 1 || pe.dims() != [1, n, d] || gain.len() != d {
-            bail!(
-                "shared queries: image {:?}, pe {:?}, {} gains",
-                x.dims(),
-                pe.dims(),
-                gain.len()
-            )
-        }
+        let (n, d) = image_dims("shared queries", x, pe, gain)?;
         let wq = values(attn.q_proj().weight())?;
         let di = wq.len() / d;
         if wq.len() != di * d {
             bail!("shared queries: q_proj is not (Di × {d})")
         }
         let bq = bias_or_zeros(attn.q_proj(), di)?;
-        let wqg: Vec<f32> = wq
-            .chunks(d)
-            .flat_map(|row| row.iter().zip(gain).map(|(w, g)| w * g))
-            .collect();
+        let wqg = times_gain(&wq, gain);
         let mut sq = vec![0f32; n * di];
         let mut pq = vec![0f32; n * di];
         with_f32_values(x, |x| {
@@ -135,4 +111,25 @@ impl SharedQueries {
         }
         Ok(Self { n, di, sq, pq })
     }
+}
+
+/// `(N, D)` of the shared image `x (1, N, D)`, checked against `pe (1, N, D)` and `gain (D)`.
+fn image_dims(what: &str, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<(usize, usize)> {
+    let (bx, n, d) = x.dims3()?;
+    if bx != 1 || pe.dims() != [1, n, d] || gain.len() != d {
+        bail!(
+            "{what}: image {:?}, pe {:?}, {} gains",
+            x.dims(),
+            pe.dims(),
+            gain.len()
+        )
+    }
+    Ok((n, d))
+}
+
+/// A projection's weight `(Di, D)` with its columns scaled by `gain (D)`: `W·diag(G)`.
+fn times_gain(w: &[f32], gain: &[f32]) -> Vec<f32> {
+    w.chunks(gain.len())
+        .flat_map(|row| row.iter().zip(gain).map(|(w, g)| w * g))
+        .collect()
 }

@@ -35,27 +35,41 @@ pub fn upscale_masks(
     }
     let w = stages(up1, norm, up2, d)?;
     let hv = values(hyper)?;
+    let out = with_f32_values(src, |x| {
+        assemble(b, m, (gh, gw), |bb| {
+            let xb = if bi == 1 { 0 } else { bb };
+            let x = &x[xb * n * d..(xb + 1) * n * d];
+            let (hyper, w) = (&hv[bb * m * o2..(bb + 1) * m * o2], &w);
+            Ok(move |i: usize| band(&x[i * gw * d..(i + 1) * gw * d], gw, d, hyper, m, w))
+        })
+    })?;
+    Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), src.device())
+}
+
+/// The masks `(B, M, 4h, 4w)` of `b` prompts from their bands: `prompt(k)` prepares prompt `k`
+/// and returns what computes its band of embedding row `i` (as [`band`] lays it out); the bands
+/// of a prompt run in parallel, then are put in place.
+fn assemble<P, F>(b: usize, m: usize, (gh, gw): (usize, usize), prompt: P) -> Result<Vec<f32>>
+where
+    P: Fn(usize) -> Result<F> + Sync,
+    F: Fn(usize) -> Result<Vec<f32>> + Sync,
+{
     let (oh, ow) = (4 * gh, 4 * gw);
     let mut out = zeroed_output(b * m * oh * ow);
-    with_f32_values(src, |x| {
-        out.par_chunks_mut(m * oh * ow)
-            .enumerate()
-            .try_for_each(|(bb, ob)| {
-                let xb = if bi == 1 { 0 } else { bb };
-                let x = &x[xb * n * d..(xb + 1) * n * d];
-                let hyper = &hv[bb * m * o2..(bb + 1) * m * o2];
-                // One band of 4 output rows per embedding row, in parallel, then put in place.
-                let bands = (0..gh)
-                    .into_par_iter()
-                    .map(|i| band(&x[i * gw * d..(i + 1) * gw * d], gw, d, hyper, m, &w))
-                    .collect::<Result<Vec<_>>>()?;
-                for (i, z) in bands.iter().enumerate() {
-                    scatter(z, i, gw, m, ob, (oh, ow));
-                }
-                Ok::<_, candle_core::Error>(())
-            })
-    })?;
-    Tensor::from_vec(out, (b, m, oh, ow), src.device())
+    out.par_chunks_mut(m * oh * ow)
+        .enumerate()
+        .try_for_each(|(k, ob)| {
+            let band_of = prompt(k)?;
+            let bands = (0..gh)
+                .into_par_iter()
+                .map(&band_of)
+                .collect::<Result<Vec<_>>>()?;
+            for (i, z) in bands.iter().enumerate() {
+                scatter(z, i, gw, m, ob, (oh, ow));
+            }
+            Ok::<_, candle_core::Error>(())
+        })?;
+    Ok(out)
 }
 
 /// [`upscale_masks`] for the prompts `select` of per-prompt image tokens in factored form
@@ -113,53 +127,43 @@ pub fn upscale_factored_masks(
         )
     })?;
     let hv = values(hyper)?;
-    let (oh, ow) = (4 * gh, 4 * gw);
-    let mut out = zeroed_output(b * m * oh * ow);
-    out.par_chunks_mut(m * oh * ow)
-        .zip(select)
-        .enumerate()
-        .try_for_each(|(k, (ob, &bb))| {
-            let hyper = &hv[k * m * o2..(k + 1) * m * o2];
-            // The basis through up1's weight, (rank, 4·O₁).
-            let mut rw = vec![0f32; r * 4 * o1];
-            matmul_into(
-                &mut rw,
+    let out = assemble(b, m, (gh, gw), |k| {
+        let bb = select[k];
+        let hyper = &hv[k * m * o2..(k + 1) * m * o2];
+        // The basis through up1's weight, (rank, 4·O₁).
+        let mut rw = vec![0f32; r * 4 * o1];
+        matmul_into(
+            &mut rw,
+            4 * o1,
+            MatRef::row_major(&keys.basis(bb), r, d)?,
+            MatRef::row_major(&st.w1, d, 4 * o1)?,
+            1.0,
+            false,
+        )?;
+        let (shared, st) = (&shared, &st);
+        Ok(move |i: usize| {
+            let mut at = vec![0f32; gw * r];
+            let mut c = vec![0f32; gw];
+            keys.coefficients(bb, i * gw, &mut at, &mut c);
+            let mut y1 = vec![0f32; gw * 4 * o1];
+            let rows = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1].chunks(4 * o1);
+            for ((y, row), c) in y1.chunks_mut(4 * o1).zip(rows).zip(&c) {
+                for (y, v) in y.iter_mut().zip(row) {
+                    *y = c * v;
+                }
+            }
+            matmul_acc_into(
+                &mut y1,
                 4 * o1,
-                MatRef::row_major(&keys.basis(bb), r, d)?,
-                MatRef::row_major(&st.w1, d, 4 * o1)?,
+                MatRef::row_major(&at, gw, r)?,
+                MatRef::row_major(&rw, r, 4 * o1)?,
                 1.0,
                 false,
             )?;
-            let bands = (0..gh)
-                .into_par_iter()
-                .map(|i| {
-                    let mut at = vec![0f32; gw * r];
-                    let mut c = vec![0f32; gw];
-                    keys.coefficients(bb, i * gw, &mut at, &mut c);
-                    let mut y1 = vec![0f32; gw * 4 * o1];
-                    let rows = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1].chunks(4 * o1);
-                    for ((y, row), c) in y1.chunks_mut(4 * o1).zip(rows).zip(&c) {
-                        for (y, v) in y.iter_mut().zip(row) {
-                            *y = c * v;
-                        }
-                    }
-                    matmul_acc_into(
-                        &mut y1,
-                        4 * o1,
-                        MatRef::row_major(&at, gw, r)?,
-                        MatRef::row_major(&rw, r, 4 * o1)?,
-                        1.0,
-                        false,
-                    )?;
-                    finish_band(y1, gw, hyper, m, &st)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for (i, z) in bands.iter().enumerate() {
-                scatter(z, i, gw, m, ob, (oh, ow));
-            }
-            Ok::<_, candle_core::Error>(())
-        })?;
-    Tensor::from_vec(out, (b, m, oh, ow), hyper.device())
+            finish_band(y1, gw, hyper, m, st)
+        })
+    })?;
+    Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), hyper.device())
 }
 
 /// The stages' weights as plain values, checked against the widths `d → O₁ → O₂`.
