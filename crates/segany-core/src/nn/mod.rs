@@ -8,6 +8,7 @@ mod linear;
 mod matmul;
 mod output;
 mod reduce;
+mod scratch;
 mod simd;
 mod softmax;
 mod transpose;
@@ -23,8 +24,10 @@ pub use linear::{linear, linear_no_bias, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
 pub use output::zeroed_output;
 pub use reduce::dot;
+pub use scratch::Scratch;
 pub use softmax::{
-    exp, exp_in_place, rel_softmax_unnormalised, softmax_in_place, softmax_rows_in_place,
+    exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised, softmax_in_place,
+    softmax_rows_in_place,
 };
 pub use transpose::{transpose_into, transpose_last2};
 pub use values::with_f32_values;

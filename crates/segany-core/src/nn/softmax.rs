@@ -83,6 +83,38 @@ fn rel_softmax_loop(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32 {
         }
     }
     let max = lane_max(row);
+    exp_minus_max(row, max)
+}
+
+avx2_dispatch! {
+    /// One chunk of a softmax row computed chunk by chunk ("online", as flash attention):
+    /// `running` holds the row's maximum and sum of exponentials so far (start with
+    /// `(−∞, 0)`). Replaces the chunk by `exp(v − m)` for the new maximum `m`, updates
+    /// `running`, and returns `exp(m_old − m)`, the factor by which everything accumulated from
+    /// earlier chunks must be scaled (0 for the first chunk). After the last chunk the
+    /// probabilities are the accumulated values divided by `running.1`.
+    pub fn softmax_chunk_unnormalised(chunk: &mut [f32], running: &mut (f32, f32)) -> f32
+        => softmax_chunk_loop
+}
+
+#[inline(always)]
+fn softmax_chunk_loop(chunk: &mut [f32], running: &mut (f32, f32)) -> f32 {
+    let (old, sum) = *running;
+    let chunk_max = lane_max(chunk);
+    let max = if chunk_max > old { chunk_max } else { old };
+    let s = exp_minus_max(chunk, max);
+    let alpha = if old == f32::NEG_INFINITY {
+        0.0
+    } else {
+        exp(old - max)
+    };
+    *running = (max, sum * alpha + s);
+    alpha
+}
+
+/// `row ← exp(row − max)`; returns the sum.
+#[inline(always)]
+fn exp_minus_max(row: &mut [f32], max: f32) -> f32 {
     let mut chunks = row.chunks_exact_mut(LANES);
     let mut acc = [0f32; LANES];
     for c in &mut chunks {
@@ -213,6 +245,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Chunk by chunk, with the accumulated values rescaled by the returned factors, the
+    /// probabilities and a weighted sum match the definition; the row's maximum rises from
+    /// chunk to chunk (so the factors matter) and one chunk is shorter than the lanes.
+    #[test]
+    fn chunked_softmax_matches_definition() {
+        let len = 300usize;
+        let row: Vec<f32> = (0..len)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.05 + i as f32 * 0.04)
+            .collect();
+        let w: Vec<f32> = (0..len).map(|i| (i % 13) as f32 - 6.0).collect();
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        let expect_dot: f64 = row
+            .iter()
+            .zip(&w)
+            .map(|(&v, &w)| (v as f64 - max).exp() / sum * w as f64)
+            .sum();
+        let mut p = row.clone();
+        let mut running = (f32::NEG_INFINITY, 0f32);
+        let mut acc = 0f32;
+        let mut done = 0;
+        let mut factors = Vec::new();
+        for size in [7usize, 64, 100, 129] {
+            let chunk = &mut p[done..done + size];
+            let alpha = softmax_chunk_unnormalised(chunk, &mut running);
+            factors.push(alpha);
+            // Earlier chunks' probabilities and the weighted sum, rescaled.
+            for v in &mut p[..done] {
+                *v *= alpha;
+            }
+            acc = acc * alpha
+                + p[done..done + size]
+                    .iter()
+                    .zip(&w[done..])
+                    .map(|(p, w)| p * w)
+                    .sum::<f32>();
+            done += size;
+        }
+        assert_eq!(done, len);
+        assert_eq!(
+            factors[0], 0.0,
+            "nothing accumulated before the first chunk"
+        );
+        assert!(
+            factors[1..].iter().all(|&a| a > 0.0 && a < 1.0),
+            "{factors:?}"
+        );
+        assert!((running.0 as f64 - max).abs() == 0.0);
+        assert!((running.1 as f64 - sum).abs() < 1e-5 * sum);
+        for (v, r) in p.iter().zip(&row) {
+            let e = (*r as f64 - max).exp() / sum;
+            let got = *v as f64 / running.1 as f64;
+            assert!((got - e).abs() < 1e-6 * e.max(1e-3), "{got} vs {e}");
+        }
+        let got = acc as f64 / running.1 as f64;
+        assert!(
+            (got - expect_dot).abs() < 1e-5 * expect_dot.abs().max(1.0),
+            "{got} vs {expect_dot}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
     dot, layer_norm_row_stats, layer_norm_stats, matmul_into, softmax_rows_in_place,
-    with_f32_values, zeroed_output, LayerNorm, MatRef,
+    with_f32_values, zeroed_output, LayerNorm, MatRef, Scratch,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
@@ -439,13 +439,12 @@ fn one_tile(
 ) -> Result<()> {
     let TileOut { o, track } = out;
     let write = o.is_some();
-    let mut own = Vec::new();
+    // Unwritten rows still need the update for the norm's statistics: a scratch tile (the
+    // product below overwrites it).
+    let mut own = None;
     let o = match o {
         Some(o) => o,
-        None => {
-            own.resize(tile.rows * dims.d, 0f32);
-            &mut own[..]
-        }
+        None => &mut own.insert(Scratch::take(tile.rows * dims.d))[..],
     };
     let Dims { h, c, nt, d } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
@@ -454,16 +453,14 @@ fn one_tile(
         Some(TileTrack { a, mean, inv }) => (Some(a), Some(mean.iter_mut().zip(inv.iter_mut()))),
         None => (None, None),
     };
-    let mut local = Vec::new();
+    let mut local = None;
     let s: &mut [f32] = match record {
         Some(a) => a,
         None if matches!(scores, TileScores::Ready) => {
             bail!("image-to-token: scores said to be ready without a record to hold them")
         }
-        None => {
-            local.resize(rows * hn, 0f32);
-            &mut local
-        }
+        // Overwritten by the scores below.
+        None => &mut local.insert(Scratch::take(rows * hn))[..],
     };
     match scores {
         TileScores::Ready => {}

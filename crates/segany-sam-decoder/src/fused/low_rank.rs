@@ -26,8 +26,12 @@ use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    matmul_acc_into_col_major, matmul_into, softmax_in_place, zeroed_output, MatRef,
+    matmul_acc_into, matmul_acc_into_col_major, matmul_into, softmax_chunk_unnormalised,
+    zeroed_output, MatRef, Scratch,
 };
+
+/// Image tokens per tile of a token-to-image attention.
+const TILE: usize = 256;
 
 /// Per-prompt image tokens after the blocks whose updates are `levels` (first block first),
 /// in the factored form of the module docs.
@@ -265,56 +269,90 @@ fn one_prompt(
         let mkh = MatRef::new(&mk[hh * c..], r, c, di, 1)?.t();
         matmul_into(&mut e[hh * nq * r..], r, qh, mkh, 1.0, false)?;
     }
-    let mut at = vec![0f32; n * r];
-    let mut cl = vec![0f32; n];
-    keys.coefficients(bb, 0, &mut at, &mut cl);
-    // Scores (heads·Nq, N): the basis part, then the shared part `c ⊙ Sk + Pk` per head.
-    let mut s = vec![0f32; hn * n];
-    let at_t = MatRef::row_major(&at, n, r)?.t();
-    matmul_into(&mut s, n, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
-    let mut kt = vec![0f32; di * n];
-    for ((row, sk), pk) in kt
-        .chunks_mut(n)
-        .zip(image.skt.chunks(n))
-        .zip(image.pkt.chunks(n))
-    {
-        for (((v, s), p), c) in row.iter_mut().zip(sk).zip(pk).zip(&cl) {
-            *v = c * s + p;
+    // Over tiles of image tokens, everything of a tile in cache: its coefficients, scores and
+    // keys; the softmax online (the accumulated values rescaled when a row's maximum rises).
+    // Accumulated per (head, query): z = A·Ã (heads·Nq, rank) and o = (A ⊙ c)·Sv (Nq, Di),
+    // both unnormalised.
+    let mut z = Scratch::take(hn * r);
+    z.fill(0.0);
+    o.fill(0.0);
+    let mut running = vec![(f32::NEG_INFINITY, 0f32); hn];
+    let mut at = Scratch::take(TILE * r);
+    let mut cl = Scratch::take(TILE);
+    let mut s = Scratch::take(hn * TILE);
+    let mut kt = Scratch::take(di * TILE);
+    for j0 in (0..n).step_by(TILE) {
+        let cols = TILE.min(n - j0);
+        let (at, cl) = (&mut at[..cols * r], &mut cl[..cols]);
+        let (s, kt) = (&mut s[..hn * cols], &mut kt[..di * cols]);
+        keys.coefficients(bb, j0, at, cl);
+        // Scores (heads·Nq, cols): the basis part, then the shared part `c ⊙ Sk + Pk` per head.
+        let at_t = MatRef::row_major(at, cols, r)?.t();
+        matmul_into(s, cols, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
+        let shared = image.skt.chunks(n).zip(image.pkt.chunks(n));
+        for (row, (sk, pk)) in kt.chunks_mut(cols).zip(shared) {
+            let (sk, pk) = (&sk[j0..j0 + cols], &pk[j0..j0 + cols]);
+            for (((v, s), p), c) in row.iter_mut().zip(sk).zip(pk).zip(cl.iter()) {
+                *v = c * s + p;
+            }
+        }
+        // Per head `s_h += q_h·K̃_h`, computed as `s_hᵀ += K̃_hᵀ·q_hᵀ`: cols rows, not Nq.
+        for hh in 0..h {
+            let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
+            let kth = MatRef::row_major(&kt[hh * c * cols..(hh + 1) * c * cols], c, cols)?;
+            matmul_acc_into_col_major(
+                &mut s[hh * nq * cols..],
+                cols,
+                kth.t(),
+                qh.t(),
+                scale,
+                false,
+            )?;
+        }
+        for (i, (row, run)) in s.chunks_mut(cols).zip(running.iter_mut()).enumerate() {
+            let alpha = softmax_chunk_unnormalised(row, run);
+            if alpha != 1.0 {
+                for v in &mut z[i * r..(i + 1) * r] {
+                    *v *= alpha;
+                }
+                let (hh, t) = (i / nq, i % nq);
+                for v in &mut o[t * di + hh * c..t * di + (hh + 1) * c] {
+                    *v *= alpha;
+                }
+            }
+        }
+        // z += A·Ã, then `o_h += (A ⊙ c)_h·Sv_h`, computed as `o_hᵀ += Sv_hᵀ·A_hᵀ`: c rows.
+        matmul_acc_into(
+            &mut z,
+            r,
+            MatRef::row_major(s, hn, cols)?,
+            MatRef::row_major(at, cols, r)?,
+            1.0,
+            false,
+        )?;
+        for row in s.chunks_mut(cols) {
+            for (v, c) in row.iter_mut().zip(cl.iter()) {
+                *v *= c;
+            }
+        }
+        for hh in 0..h {
+            let ah = MatRef::row_major(&s[hh * nq * cols..(hh + 1) * nq * cols], nq, cols)?;
+            let svh = MatRef::new(&image.svt[hh * c * n + j0..], c, cols, n, 1)?;
+            matmul_acc_into_col_major(&mut o[hh * c..], di, svh, ah.t(), 1.0, false)?;
         }
     }
-    // Per head `s_h += q_h·K̃_h`, computed as `s_hᵀ += K̃_hᵀ·q_hᵀ`: N rows, not Nq.
-    for hh in 0..h {
-        let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
-        let kth = MatRef::row_major(&kt[hh * c * n..(hh + 1) * c * n], c, n)?;
-        matmul_acc_into_col_major(&mut s[hh * nq * n..], n, kth.t(), qh.t(), scale, false)?;
-    }
-    drop(kt);
-    for row in s.chunks_mut(n) {
-        softmax_in_place(row);
-    }
-    // Values: (A·Ã)·(R·W_vᵀ) per head, then (A ⊙ c)·Sv, then the bias.
-    let mut z = vec![0f32; hn * r];
-    let probs = MatRef::row_major(&s, hn, n)?;
-    matmul_into(&mut z, r, probs, MatRef::row_major(&at, n, r)?, 1.0, false)?;
+    // Normalised: o_h = (z_h·(R·W_vᵀ)_h + o_h) / sum, then the bias.
     for hh in 0..h {
         let zh = MatRef::row_major(&z[hh * nq * r..(hh + 1) * nq * r], nq, r)?;
         let mvh = MatRef::new(&mv[hh * c..], r, c, di, 1)?;
-        matmul_into(&mut o[hh * c..], di, zh, mvh, 1.0, false)?;
+        matmul_acc_into(&mut o[hh * c..], di, zh, mvh, 1.0, false)?;
     }
-    for row in s.chunks_mut(n) {
-        for (v, c) in row.iter_mut().zip(&cl) {
-            *v *= c;
-        }
-    }
-    // Per head `o_h += A_h·Sv_h`, computed as `o_hᵀ += Sv_hᵀ·A_hᵀ`: c rows, not Nq.
-    for hh in 0..h {
-        let ah = MatRef::row_major(&s[hh * nq * n..(hh + 1) * nq * n], nq, n)?;
-        let svh = MatRef::row_major(&image.svt[hh * c * n..(hh + 1) * c * n], c, n)?;
-        matmul_acc_into_col_major(&mut o[hh * c..], di, svh, ah.t(), 1.0, false)?;
-    }
-    for row in o.chunks_mut(di) {
-        for (v, b) in row.iter_mut().zip(&w.bv) {
-            *v += b;
+    for (t, row) in o.chunks_mut(di).enumerate() {
+        for (hh, head) in row.chunks_mut(c).enumerate() {
+            let inv = 1.0 / running[hh * nq + t].1;
+            for (v, b) in head.iter_mut().zip(&w.bv[hh * c..]) {
+                *v = *v * inv + b;
+            }
         }
     }
     Ok(())

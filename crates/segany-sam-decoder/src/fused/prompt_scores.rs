@@ -5,7 +5,10 @@
 use super::image_to_token::{Dims, PromptSide};
 use super::{LowRankKeys, SharedQueries};
 use candle_core::Result;
-use segany_core::nn::{matmul_acc_into, matmul_into, MatRef};
+use segany_core::nn::{matmul_acc_into, matmul_into, MatRef, Scratch};
+
+/// Image tokens per tile of factored scores.
+const ROWS: usize = 256;
 
 /// For factored queries, each basis row of prompt `bb` through `q_proj`'s weight against each
 /// of its token keys `k (Nt, Di)`: `(R·W_qᵀ)_h·k_hᵀ` per head, side by side, `(rank, heads·Nt)`.
@@ -67,31 +70,36 @@ pub(super) fn prompt_scores(
             }
         }
         PromptScores::Factored(sq, keys, bb) => {
-            // The basis part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
+            // Per tile of image tokens (its coefficients and queries stay in cache): the basis
+            // part Ã·fk, then per head (c ⊙ Sq + Pq)_h·k_hᵀ.
             let r = keys.rank();
-            let mut at = vec![0f32; n * r];
-            let mut cl = vec![0f32; n];
-            keys.coefficients(bb, 0, &mut at, &mut cl);
-            matmul_into(
-                s,
-                hn,
-                MatRef::row_major(&at, n, r)?,
-                MatRef::row_major(&side.fk, r, hn)?,
-                scale,
-                false,
-            )?;
-            drop(at);
-            let mut qs = vec![0f32; n * di];
-            let shared = sq.sq.chunks(di).zip(sq.pq.chunks(di));
-            for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(&cl) {
-                for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
-                    *q = c * s + p;
+            let mut at = Scratch::take(ROWS * r);
+            let mut cl = Scratch::take(ROWS);
+            let mut qs = Scratch::take(ROWS * di);
+            for r0 in (0..n).step_by(ROWS) {
+                let rows = ROWS.min(n - r0);
+                let (at, cl, qs) = (&mut at[..rows * r], &mut cl[..rows], &mut qs[..rows * di]);
+                let st = &mut s[r0 * hn..(r0 + rows) * hn];
+                keys.coefficients(bb, r0, at, cl);
+                matmul_into(
+                    st,
+                    hn,
+                    MatRef::row_major(at, rows, r)?,
+                    MatRef::row_major(&side.fk, r, hn)?,
+                    scale,
+                    false,
+                )?;
+                let shared = sq.sq[r0 * di..].chunks(di).zip(sq.pq[r0 * di..].chunks(di));
+                for ((q, (s, p)), c) in qs.chunks_mut(di).zip(shared).zip(cl.iter()) {
+                    for ((q, s), p) in q.iter_mut().zip(s).zip(p) {
+                        *q = c * s + p;
+                    }
                 }
-            }
-            for hh in 0..h {
-                let qh = MatRef::new(&qs[hh * c..], n, c, di, 1)?;
-                let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
-                matmul_acc_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
+                for hh in 0..h {
+                    let qh = MatRef::new(&qs[hh * c..], rows, c, di, 1)?;
+                    let kh = MatRef::new(&k[hh * c..], nt, c, di, 1)?.t();
+                    matmul_acc_into(&mut st[hh * nt..], hn, qh, kh, scale, false)?;
+                }
             }
         }
     }
