@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::reduce::lane_sum;
+use super::simd::avx2_dispatch;
 
 /// LayerNorm over the last dimension with weight and bias (`nn.LayerNorm`).
 #[derive(Debug, Clone)]
@@ -118,20 +119,91 @@ pub fn layer_norm_row_stats(
     b: &[f32],
     eps: f64,
 ) -> (f32, f32) {
-    let (mean, inv) = layer_norm_stats(src, eps);
+    layer_norm_row_stats_inline(src, dst, w, b, eps)
+}
+
+avx2_dispatch! {
+    /// A residual and layer norm over rows of width `w.len()`: per row `y = x + (o + bias)`,
+    /// then `o ← (y − mean)·inv·w + b` when `write` (else `o` is left as it is), with the
+    /// row's mean and `inv = 1/sqrt(var + eps)` stored in `mean` and `inv` when those are
+    /// not empty. The same arithmetic as [`layer_norm_row_stats`] (and [`layer_norm_stats`])
+    /// on `y`, in a build for the CPU's vector width: for kernels that hold an attention
+    /// update in `o` (the mask decoder's image tokens).
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual_layer_norm_rows(
+        o: &mut [f32],
+        x: &[f32],
+        bias: &[f32],
+        w: &[f32],
+        b: &[f32],
+        eps: f64,
+        write: bool,
+        mean: &mut [f32],
+        inv: &mut [f32],
+    ) => residual_norm_loop
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn residual_norm_loop(
+    o: &mut [f32],
+    x: &[f32],
+    bias: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f64,
+    write: bool,
+    mean: &mut [f32],
+    inv: &mut [f32],
+) {
+    let d = w.len();
+    if d == 0 {
+        return;
+    }
+    let mut row = vec![0f32; d];
+    let mut stats = mean.iter_mut().zip(inv.iter_mut());
+    for (oi, xi) in o.chunks_mut(d).zip(x.chunks(d)) {
+        for (((r, u), x), c) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bias) {
+            *r = x + (u + c);
+        }
+        let (m, i) = if write {
+            layer_norm_row_stats_inline(&row, oi, w, b, eps)
+        } else {
+            layer_norm_stats_inline(&row, eps)
+        };
+        if let Some((ms, is)) = stats.next() {
+            (*ms, *is) = (m, i);
+        }
+    }
+}
+
+#[inline(always)]
+fn layer_norm_row_stats_inline(
+    src: &[f32],
+    dst: &mut [f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f64,
+) -> (f32, f32) {
+    let (mean, inv) = layer_norm_stats_inline(src, eps);
     for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(w).zip(b) {
         *d = (s - mean) * inv * w + b;
     }
     (mean, inv)
 }
 
-/// The mean and `1 / sqrt(var + eps)` of one row, exactly as [`layer_norm_row_stats`] computes
-/// them, without normalising anything.
-pub fn layer_norm_stats(src: &[f32], eps: f64) -> (f32, f32) {
+#[inline(always)]
+fn layer_norm_stats_inline(src: &[f32], eps: f64) -> (f32, f32) {
     let dim = src.len();
     let mean = lane_sum(src, |v| v) / dim as f32;
     let var = lane_sum(src, |v| (v - mean) * (v - mean)) / dim as f32;
     (mean, 1.0 / (var + eps as f32).sqrt())
+}
+
+/// The mean and `1 / sqrt(var + eps)` of one row, exactly as [`layer_norm_row_stats`] computes
+/// them, without normalising anything.
+pub fn layer_norm_stats(src: &[f32], eps: f64) -> (f32, f32) {
+    layer_norm_stats_inline(src, eps)
 }
 
 fn normalise_one<T: Copy>(
@@ -244,6 +316,45 @@ impl CustomOp3 for TwoPassLayerNorm {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The fused residual and norm over rows: the same values (to the bit) as
+    /// `layer_norm_row_stats` on `x + (o + bias)`, writing or only recording the statistics,
+    /// and nothing recorded when no slices are given.
+    #[test]
+    fn residual_rows_match_row_norm() {
+        let (rows, d) = (5usize, 37usize);
+        let f = |k: usize, i: usize| ((i * k % 29) as f32 - 14.0) * 0.07 + k as f32 * 0.5;
+        let x: Vec<f32> = (0..rows * d).map(|i| f(7, i)).collect();
+        let o0: Vec<f32> = (0..rows * d).map(|i| f(11, i)).collect();
+        let bias: Vec<f32> = (0..d).map(|i| f(3, i)).collect();
+        let w: Vec<f32> = (0..d).map(|i| 0.5 + f(5, i) * 0.1).collect();
+        let b: Vec<f32> = (0..d).map(|i| f(13, i) * 0.2).collect();
+        let mut want = vec![0f32; rows * d];
+        let mut want_stats = Vec::new();
+        for r in 0..rows {
+            let y: Vec<f32> = (0..d)
+                .map(|j| x[r * d + j] + (o0[r * d + j] + bias[j]))
+                .collect();
+            want_stats.push(layer_norm_row_stats(
+                &y,
+                &mut want[r * d..(r + 1) * d],
+                &w,
+                &b,
+                1e-5,
+            ));
+        }
+        for write in [true, false] {
+            let mut o = o0.clone();
+            let (mut mean, mut inv) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            residual_layer_norm_rows(&mut o, &x, &bias, &w, &b, 1e-5, write, &mut mean, &mut inv);
+            assert_eq!(&o, if write { &want } else { &o0 }, "write {write}");
+            let got: Vec<(f32, f32)> = mean.into_iter().zip(inv).collect();
+            assert_eq!(got, want_stats, "write {write}");
+        }
+        let mut o = o0.clone();
+        residual_layer_norm_rows(&mut o, &x, &bias, &w, &b, 1e-5, true, &mut [], &mut []);
+        assert_eq!(o, want);
+    }
 
     #[test]
     fn matches_definition_with_large_mean() -> Result<()> {

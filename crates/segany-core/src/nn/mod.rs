@@ -17,17 +17,19 @@ mod values;
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{
-    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats, LayerNorm,
-    LayerNorm2d,
+    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,
+    residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, Linear};
-pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
+pub use matmul::{
+    matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into, MatRef,
+};
 pub use output::zeroed_output;
 pub use reduce::dot;
 pub use scratch::Scratch;
 pub use softmax::{
-    exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised, softmax_in_place,
-    softmax_rows_in_place,
+    exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised,
+    softmax_columns_in_place, softmax_in_place, softmax_rows_in_place,
 };
 pub use transpose::{transpose_into, transpose_last2};
 pub use values::with_f32_values;

@@ -4,6 +4,9 @@
 /// in a copy compiled for them (16-lane vectors, 32 registers), else with AVX2 and FMA in a
 /// copy compiled for those (features detected at run time), elsewhere in the baseline build.
 /// `$body` should be `#[inline(always)]` so that each copy gets its own code.
+///
+/// Exported for the model crates' own kernels (as `segany_core::avx2_dispatch!`).
+#[macro_export]
 macro_rules! avx2_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
         $(#[$meta])*
@@ -37,4 +40,4 @@ macro_rules! avx2_dispatch {
     };
 }
 
-pub(crate) use avx2_dispatch;
+pub(crate) use crate::avx2_dispatch;

@@ -132,6 +132,70 @@ fn exp_minus_max(row: &mut [f32], max: f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+avx2_dispatch! {
+    /// Softmax down each column of a `rows × cols` block whose rows start `stride` apart:
+    /// `data[i·stride + j]` for `i < rows` is one distribution per `j < cols`. For attention
+    /// over a few tokens stored token-major (one row per token, one column per image token):
+    /// vectorised across the columns, where a softmax along short rows cannot be.
+    ///
+    /// Panics if the block does not fit `data` (`stride < cols`, or the last row past its end).
+    pub fn softmax_columns_in_place(data: &mut [f32], stride: usize, rows: usize, cols: usize)
+        => softmax_columns_loop
+}
+
+#[inline(always)]
+fn softmax_columns_loop(data: &mut [f32], stride: usize, rows: usize, cols: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        stride >= cols && (rows - 1) * stride + cols <= data.len(),
+        "softmax_columns_in_place: {rows} × {cols} block of stride {stride} in {} values",
+        data.len()
+    );
+    let mut j0 = 0;
+    while j0 < cols {
+        let w = LANES.min(cols - j0);
+        if w == LANES {
+            softmax_column_block(data, stride, rows, j0, LANES);
+        } else {
+            softmax_column_block(data, stride, rows, j0, w);
+        }
+        j0 += w;
+    }
+}
+
+/// Columns `j0..j0 + w` (`w ≤ LANES`) of [`softmax_columns_in_place`].
+#[inline(always)]
+fn softmax_column_block(data: &mut [f32], stride: usize, rows: usize, j0: usize, w: usize) {
+    let mut max = [f32::NEG_INFINITY; LANES];
+    for i in 0..rows {
+        let r = &data[i * stride + j0..i * stride + j0 + w];
+        for l in 0..w {
+            max[l] = if r[l] > max[l] { r[l] } else { max[l] };
+        }
+    }
+    let mut sum = [0f32; LANES];
+    for i in 0..rows {
+        let r = &mut data[i * stride + j0..i * stride + j0 + w];
+        for l in 0..w {
+            let e = exp(r[l] - max[l]);
+            r[l] = e;
+            sum[l] += e;
+        }
+    }
+    let mut inv = [0f32; LANES];
+    for l in 0..w {
+        inv[l] = 1.0 / sum[l];
+    }
+    for i in 0..rows {
+        let r = &mut data[i * stride + j0..i * stride + j0 + w];
+        for l in 0..w {
+            r[l] *= inv[l];
+        }
+    }
+}
+
 /// The largest value of `xs` (−∞ for an empty slice), in [`LANES`] partial maxima.
 #[inline(always)]
 fn lane_max(xs: &[f32]) -> f32 {
@@ -306,6 +370,37 @@ mod tests {
             (got - expect_dot).abs() < 1e-5 * expect_dot.abs().max(1.0),
             "{got} vs {expect_dot}"
         );
+    }
+
+    /// Down the columns of a block inside a wider matrix: the same values as the row softmax
+    /// of the transposed block (one full block of lanes and a partial one); values outside the
+    /// block untouched.
+    #[test]
+    fn column_softmax_matches_row_softmax() {
+        let (rows, cols, stride, first) = (7usize, 21usize, 30usize, 4usize);
+        let data: Vec<f32> = (0..rows * stride)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.13)
+            .collect();
+        let mut got = data.clone();
+        softmax_columns_in_place(&mut got[first..], stride, rows, cols);
+        for j in 0..stride {
+            let mut col: Vec<f32> = (0..rows).map(|i| data[i * stride + j]).collect();
+            let inside = j >= first && j < first + cols;
+            if inside {
+                softmax_loop(&mut col);
+            }
+            for i in 0..rows {
+                let (g, e) = (got[i * stride + j], col[i]);
+                if inside {
+                    assert!(
+                        (g - e).abs() <= 1e-7 * e.max(1e-3),
+                        "({i}, {j}): {g} vs {e}"
+                    );
+                } else {
+                    assert_eq!(g, data[i * stride + j], "outside the block: ({i}, {j})");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
-use super::prompt_scores::{factored_keys, prompt_scores, PromptScores};
+use super::tile_scores::{factored_keys, tile_scores, TileQueries};
 use super::{bias_or_zeros, values, BufferPool, ImageIn, ImageUpdate, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    dot, layer_norm_row_stats, layer_norm_stats, matmul_into, softmax_rows_in_place,
+    dot, matmul_into, residual_layer_norm_rows, softmax_columns_in_place, transpose_into,
     with_f32_values, zeroed_output, LayerNorm, MatRef, Scratch,
 };
 
 /// Image rows per tile: the tile's scores, update and residual stay in cache.
-const TILE_ROWS: usize = 256;
+pub(super) const TILE_ROWS: usize = 256;
 
 /// `norm(image + attn(q = image + pe, k = tokens_k, v = tokens_v))`, the image side of a
 /// two-way block: `image (Bi, N, D)` with `Bi` 1 (one image shared by every prompt) or B,
@@ -100,21 +100,15 @@ pub enum ImageQueries<'a> {
     Factored(&'a SharedQueries, LowRankKeys<'a>),
 }
 
-/// One prompt's outputs: per tile, where its normalised rows go (`None`: nowhere), and the
-/// prompt's record (`None`: not recorded).
-struct PromptOut<'a> {
-    tiles: Vec<Option<&'a mut [f32]>>,
-    record: Option<TileTrack<'a>>,
-}
-
 /// Per tile of one prompt: where its normalised rows go (`None`: nowhere, only the record is
-/// kept) and where the probabilities and norm statistics go (`None`: not recorded).
+/// kept) and where the probabilities `(rows, heads·Nt)` and norm statistics go (`None`: not
+/// recorded).
 struct TileOut<'a> {
     o: Option<&'a mut [f32]>,
     track: Option<TileTrack<'a>>,
 }
 
-/// Per tile (or prompt): where the probabilities and norm statistics go.
+/// Per tile: where the probabilities and norm statistics go.
 struct TileTrack<'a> {
     a: &'a mut [f32],
     mean: &'a mut [f32],
@@ -224,106 +218,88 @@ fn run(
         (Vec::new(), Vec::new())
     };
     // Per prompt: where its tiles' outputs go (if anywhere) and its record (if any).
+    // Per prompt, per tile: where its outputs go (if anywhere) and its record (if any).
     let tiles = n.div_ceil(TILE_ROWS);
-    let mut per_prompt_out: Vec<PromptOut> = (0..b)
-        .map(|_| PromptOut {
-            tiles: (0..tiles).map(|_| None).collect(),
-            record: None,
+    let mut per_tile: Vec<Vec<TileOut>> = (0..b)
+        .map(|_| {
+            (0..tiles)
+                .map(|_| TileOut {
+                    o: None,
+                    track: None,
+                })
+                .collect()
         })
         .collect();
-    for (po, ob) in per_prompt_out.iter_mut().zip(out.chunks_mut(n * d)) {
-        for (t, o) in po.tiles.iter_mut().zip(ob.chunks_mut(TILE_ROWS * d)) {
-            *t = Some(o);
+    for (pt, ob) in per_tile.iter_mut().zip(out.chunks_mut(n * d)) {
+        for (t, o) in pt.iter_mut().zip(ob.chunks_mut(TILE_ROWS * d)) {
+            t.o = Some(o);
         }
     }
-    for (po, ((ab, mb), ib)) in per_prompt_out.iter_mut().zip(
+    for (pt, ((ab, mb), ib)) in per_tile.iter_mut().zip(
         a.chunks_mut(n * hn)
             .zip(mean.chunks_mut(n))
             .zip(inv.chunks_mut(n)),
     ) {
-        po.record = Some(TileTrack {
-            a: ab,
-            mean: mb,
-            inv: ib,
-        });
+        let tracks = ab
+            .chunks_mut(TILE_ROWS * hn)
+            .zip(mb.chunks_mut(TILE_ROWS))
+            .zip(ib.chunks_mut(TILE_ROWS));
+        for (t, ((a, mean), inv)) in pt.iter_mut().zip(tracks) {
+            t.track = Some(TileTrack { a, mean, inv });
+        }
     }
-    // The shared queries, if any, are read in place.
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
         image.with_values(|x| {
             with_f32_values(pe, |p| {
-                std::mem::take(&mut per_prompt_out)
+                std::mem::take(&mut per_tile)
                     .into_par_iter()
                     .enumerate()
-                    .try_for_each(|(bb, po)| {
+                    .try_for_each(|(bb, outs)| {
                         let xb = if bi == 1 { 0 } else { bb };
                         let x = &x[xb * n * d..(xb + 1) * n * d];
                         let side = &per_prompt[bb];
                         let k = &kv[bb * nt * di..(bb + 1) * nt * di];
                         let shared_q = shared_q.map(|q| &q[xb * h * n * c..(xb + 1) * h * n * c]);
-                        let PromptOut {
-                            tiles: outs,
-                            mut record,
-                        } = po;
-                        // With a record, queries that need no image values are scored for the
-                        // whole prompt at once, straight into the record: a few products over
-                        // all N tokens instead of a few per tile.
-                        let mut ready = false;
-                        if let Some(rec) = record.as_mut() {
-                            let whole = match (shared_q, &factored) {
-                                (Some(q), _) => Some(PromptScores::Shared(q)),
-                                (None, Some((sq, keys))) => {
-                                    Some(PromptScores::Factored(sq, keys, bb))
-                                }
-                                (None, None) => None,
+                        let norm = (&nw[..], &nb[..], norm.eps());
+                        outs.into_par_iter().enumerate().try_for_each(|(ti, out)| {
+                            let r0 = ti * TILE_ROWS;
+                            let rows = TILE_ROWS.min(n - r0);
+                            let tile = Tile {
+                                x: &x[r0 * d..(r0 + rows) * d],
+                                p: &p[r0 * d..(r0 + rows) * d],
+                                r0,
+                                rows,
                             };
-                            if let Some(whole) = whole {
-                                prompt_scores(rec.a, whole, k, side, &dims, n, scale)?;
-                                ready = true;
-                            }
-                        }
-                        let tracks: Vec<Option<TileTrack>> = match record {
-                            Some(TileTrack { a, mean, inv }) => a
-                                .chunks_mut(TILE_ROWS * hn)
-                                .zip(mean.chunks_mut(TILE_ROWS))
-                                .zip(inv.chunks_mut(TILE_ROWS))
-                                .map(|((a, mean), inv)| Some(TileTrack { a, mean, inv }))
-                                .collect(),
-                            None => (0..tiles).map(|_| None).collect(),
-                        };
-                        outs.into_par_iter().zip(tracks).enumerate().try_for_each(
-                            |(ti, (o, track))| {
-                                let r0 = ti * TILE_ROWS;
-                                let rows = TILE_ROWS.min(n - r0);
-                                let tile = Tile {
-                                    x: &x[r0 * d..(r0 + rows) * d],
-                                    p: &p[r0 * d..(r0 + rows) * d],
-                                    r0,
-                                    rows,
-                                };
-                                let scores = match shared_q {
-                                    _ if ready => TileScores::Ready,
-                                    Some(q) => TileScores::Shared(q, k),
-                                    None => TileScores::Fold,
-                                };
-                                one_tile(
-                                    &tile,
-                                    scores,
-                                    side,
-                                    &dims,
-                                    n,
-                                    scale,
-                                    &bo,
-                                    (&nw, &nb, norm.eps()),
-                                    TileOut { o, track },
-                                )
-                            },
-                        )
+                            let scores = match (shared_q, &factored) {
+                                (Some(q), _) => TileScores::Shared(TileQueries::Shared(q), k),
+                                (None, Some((sq, keys))) => {
+                                    TileScores::Shared(TileQueries::Factored(sq, keys, bb), k)
+                                }
+                                (None, None) => TileScores::Fold,
+                            };
+                            one_tile(&tile, scores, side, &dims, n, scale, &bo, norm, out)
+                        })
                     })
             })
         })
     };
     match shared_queries {
-        Some(q) => with_f32_values(q, |q| run(Some(q)))?,
+        Some(q) => {
+            // Per image, head and tile of image tokens, `(rows, c)` → `(c, rows)` in place:
+            // the tokens' keys then score against contiguous rows of image tokens.
+            let qt = with_f32_values(q, |q| {
+                let mut qt = vec![0f32; q.len()];
+                for (src, dst) in q.chunks(n * c).zip(qt.chunks_mut(n * c)) {
+                    for r0 in (0..n).step_by(TILE_ROWS) {
+                        let rows = TILE_ROWS.min(n - r0);
+                        let span = r0 * c..(r0 + rows) * c;
+                        transpose_into(&src[span.clone()], &mut dst[span], rows, c);
+                    }
+                }
+                Ok::<_, candle_core::Error>(qt)
+            })?;
+            run(Some(&qt))?
+        }
         None => run(None)?,
     }
     let out = write.then_some(out);
@@ -365,10 +341,8 @@ pub(super) struct PromptSide {
 
 /// Where one tile's scores come from (see [`ImageQueries`]).
 enum TileScores<'a> {
-    /// Already in the tile's record ([`prompt_scores`]).
-    Ready,
-    /// Shared projected queries `(heads, N, c)` of this prompt's image, and its token keys.
-    Shared(&'a [f32], &'a [f32]),
+    /// Queries from shared projections ([`tile_scores`]), and the prompt's token keys.
+    Shared(TileQueries<'a>, &'a [f32]),
     /// `(x + pe)·g + g0` with the prompt side's folded keys.
     Fold,
 }
@@ -423,10 +397,28 @@ struct Tile<'a> {
     rows: usize,
 }
 
-/// One tile of image rows of one prompt: scores against the tokens, softmax per head, the
-/// update, the residual and the norm, written to `o (rows, D)`.
+segany_core::avx2_dispatch! {
+    /// One tile of image rows of one prompt: scores against the tokens (token-major, so that
+    /// the softmax over the tokens runs across the image rows), softmax per head, the update,
+    /// the residual and the norm, written to `o (rows, D)`; the probabilities and the norm's
+    /// statistics to the record when there is one. Built for the CPU's vector width.
+    #[allow(clippy::too_many_arguments)]
+    fn one_tile(
+        tile: &Tile,
+        scores: TileScores,
+        side: &PromptSide,
+        dims: &Dims,
+        n: usize,
+        scale: f32,
+        bo: &[f32],
+        norm: (&[f32], &[f32], f64),
+        out: TileOut,
+    ) -> Result<()> => one_tile_body
+}
+
 #[allow(clippy::too_many_arguments)]
-fn one_tile(
+#[inline(always)]
+fn one_tile_body(
     tile: &Tile,
     scores: TileScores,
     side: &PromptSide,
@@ -446,73 +438,80 @@ fn one_tile(
         Some(o) => o,
         None => &mut own.insert(Scratch::take(tile.rows * dims.d))[..],
     };
-    let Dims { h, c, nt, d } = *dims;
+    let Dims { h, nt, d, .. } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
-    // The scores, then the probabilities, live in the record when there is one.
-    let (record, mut stats) = match track {
-        Some(TileTrack { a, mean, inv }) => (Some(a), Some(mean.iter_mut().zip(inv.iter_mut()))),
-        None => (None, None),
-    };
-    let mut local = None;
-    let s: &mut [f32] = match record {
-        Some(a) => a,
-        None if matches!(scores, TileScores::Ready) => {
-            bail!("image-to-token: scores said to be ready without a record to hold them")
-        }
-        // Overwritten by the scores below.
-        None => &mut local.insert(Scratch::take(rows * hn))[..],
-    };
+    // The scores, then the probabilities, `(heads·Nt, rows)` with rows `ld` apart (padded:
+    // rows a power of two apart would share cache sets when read down a column). Every value
+    // used is overwritten below.
+    let ld = rows + 16;
+    let mut s = Scratch::take(hn * ld);
     match scores {
-        TileScores::Ready => {}
-        TileScores::Shared(q, k) => {
-            // Scores from the shared projected queries (1, heads, N, c).
-            for hh in 0..h {
-                let qh = MatRef::row_major(&q[(hh * n + tile.r0) * c..], rows, c)?;
-                let kh = MatRef::new(&k[hh * c..], nt, c, h * c, 1)?.t();
-                matmul_into(&mut s[hh * nt..], hn, qh, kh, scale, false)?;
-            }
-        }
+        TileScores::Shared(queries, k) => tile_scores(
+            &mut s,
+            ld,
+            queries,
+            k,
+            side,
+            dims,
+            (n, tile.r0, rows),
+            scale,
+        )?,
         TileScores::Fold => {
-            let xp: Vec<f32> = tile.x.iter().zip(tile.p).map(|(a, b)| a + b).collect();
+            // (heads·Nt × D) folded keys against the (D × rows) transposed queries.
+            let mut xp = Scratch::take(rows * d);
+            for ((v, a), b) in xp.iter_mut().zip(tile.x).zip(tile.p) {
+                *v = a + b;
+            }
             matmul_into(
-                s,
-                hn,
-                MatRef::row_major(&xp, rows, d)?,
-                MatRef::row_major(&side.g, d, hn)?,
+                &mut s,
+                ld,
+                MatRef::row_major(&side.g, d, hn)?.t(),
+                MatRef::row_major(&xp, rows, d)?.t(),
                 scale,
                 false,
             )?;
-            for row in s.chunks_mut(hn) {
-                for (v, g0) in row.iter_mut().zip(&side.g0) {
+            for (row, g0) in s.chunks_mut(ld).zip(&side.g0) {
+                for v in &mut row[..rows] {
                     *v += g0 * scale;
                 }
             }
         }
     }
-    softmax_rows_in_place(s, nt);
+    for head in s.chunks_mut(nt * ld) {
+        softmax_columns_in_place(head, ld, nt, rows);
+    }
+    // The update: (rows × heads·Nt), read transposed from the probabilities, times
+    // (heads·Nt × D).
     matmul_into(
         o,
         d,
-        MatRef::row_major(s, rows, hn)?,
+        MatRef::new(&s, rows, hn, 1, ld)?,
         MatRef::row_major(&side.r, hn, d)?,
         1.0,
         false,
     )?;
-    let mut row = vec![0f32; d];
-    for (oi, xi) in o.chunks_mut(d).zip(tile.x.chunks(d)) {
-        for (((r, u), x), b) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bo) {
-            *r = x + (u + b);
+    let stats = match track {
+        Some(TileTrack { a, mean, inv }) => {
+            // The record keeps them image-token-major, `(rows, heads·Nt)`.
+            for (p0, block) in a.chunks_mut(16 * hn).enumerate() {
+                // 16 image tokens at a time: 16 consecutive values of each score row.
+                for (j, srow) in s.chunks(ld).enumerate() {
+                    let src = &srow[16 * p0..];
+                    for (dst, v) in block.chunks_mut(hn).zip(src) {
+                        dst[j] = *v;
+                    }
+                }
+            }
+            Some((mean, inv))
         }
-        // Unwritten tokens need only the norm's statistics.
-        let (mean, inv) = if write {
-            layer_norm_row_stats(&row, oi, nw, nb, eps)
-        } else {
-            layer_norm_stats(&row, eps)
-        };
-        if let Some((m, i)) = stats.as_mut().and_then(|s| s.next()) {
-            (*m, *i) = (mean, inv);
-        }
-    }
+        None => None,
+    };
+    let (mean, inv) = match stats {
+        Some((m, i)) => (m, i),
+        None => (&mut [][..], &mut [][..]),
+    };
+    // Unwritten tokens need only the norm's statistics.
+    residual_layer_norm_rows(o, tile.x, bo, nw, nb, eps, write, mean, inv);
     Ok(())
 }
 

@@ -21,17 +21,18 @@
 //! ([`super::token_to_image`]): about a third in the second of SAM's two blocks (rank 59),
 //! about half in the final attention (rank 118), against D = 256.
 
+use super::image_to_token::TILE_ROWS;
 use super::{bias_or_zeros, values, ImageUpdate, SharedProjections};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    matmul_acc_into, matmul_acc_into_col_major, matmul_into, softmax_chunk_unnormalised,
-    zeroed_output, MatRef, Scratch,
+    matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into,
+    softmax_chunk_unnormalised, zeroed_output, MatRef, Scratch,
 };
 
-/// Image tokens per tile of a token-to-image attention.
-const TILE: usize = 256;
+/// Image tokens per tile of a token-to-image attention: the tiles of the shared projections.
+const TILE: usize = TILE_ROWS;
 
 /// Per-prompt image tokens after the blocks whose updates are `levels` (first block first),
 /// in the factored form of the module docs.
@@ -145,6 +146,7 @@ impl<'a> LowRankKeys<'a> {
 
     /// The coefficients `Ã (len, rank)` and scales `c (len)` of prompt `bb`'s image tokens
     /// `first..first + len` (`len = c.len()`).
+    #[inline]
     pub(crate) fn coefficients(&self, bb: usize, first: usize, at: &mut [f32], c: &mut [f32]) {
         let (n, r) = (self.tokens(), self.rank());
         for (i, (row, cp)) in at.chunks_mut(r).zip(c.iter_mut()).enumerate() {
@@ -227,8 +229,21 @@ struct Weights {
     d: usize,
 }
 
-/// One prompt: projected queries `q (Nq, Di)` → `o (Nq, Di)` (before `out_proj`).
-fn one_prompt(
+segany_core::avx2_dispatch! {
+    /// One prompt: projected queries `q (Nq, Di)` → `o (Nq, Di)` (before `out_proj`), built for
+    /// the CPU's vector width (the element-wise passes over the tiles are a third of it).
+    fn one_prompt(
+        q: &[f32],
+        bb: usize,
+        keys: &LowRankKeys,
+        image: &SharedProjections,
+        w: &Weights,
+        o: &mut [f32],
+    ) -> Result<()> => one_prompt_body
+}
+
+#[inline(always)]
+fn one_prompt_body(
     q: &[f32],
     bb: usize,
     keys: &LowRankKeys,
@@ -279,38 +294,41 @@ fn one_prompt(
     let mut running = vec![(f32::NEG_INFINITY, 0f32); hn];
     let mut at = Scratch::take(TILE * r);
     let mut cl = Scratch::take(TILE);
-    let mut s = Scratch::take(hn * TILE);
+    // Score rows `ls` apart (padded: rows a power of two apart share cache sets).
+    let mut s = Scratch::take(hn * (TILE + 16));
     let mut kt = Scratch::take(di * TILE);
     for j0 in (0..n).step_by(TILE) {
         let cols = TILE.min(n - j0);
+        let ls = cols + 16;
         let (at, cl) = (&mut at[..cols * r], &mut cl[..cols]);
-        let (s, kt) = (&mut s[..hn * cols], &mut kt[..di * cols]);
+        let (s, kt) = (&mut s[..hn * ls], &mut kt[..di * cols]);
         keys.coefficients(bb, j0, at, cl);
         // Scores (heads·Nq, cols): the basis part, then the shared part `c ⊙ Sk + Pk` per head.
         let at_t = MatRef::row_major(at, cols, r)?.t();
-        matmul_into(s, cols, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
-        let shared = image.skt.chunks(n).zip(image.pkt.chunks(n));
+        matmul_into(s, ls, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
+        // The tile's contiguous (Di × cols) blocks of the shared projections.
+        let block = j0 * di..(j0 + cols) * di;
+        let shared = image.skt[block.clone()].chunks(cols);
+        let shared = shared.zip(image.pkt[block.clone()].chunks(cols));
         for (row, (sk, pk)) in kt.chunks_mut(cols).zip(shared) {
-            let (sk, pk) = (&sk[j0..j0 + cols], &pk[j0..j0 + cols]);
             for (((v, s), p), c) in row.iter_mut().zip(sk).zip(pk).zip(cl.iter()) {
                 *v = c * s + p;
             }
         }
-        // Per head `s_h += q_h·K̃_h`, computed as `s_hᵀ += K̃_hᵀ·q_hᵀ`: cols rows, not Nq.
+        // Per head `s_h += q_h·K̃_h`: (Nq × c) queries against (c × cols) keys.
         for hh in 0..h {
-            let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
-            let kth = MatRef::row_major(&kt[hh * c * cols..(hh + 1) * c * cols], c, cols)?;
-            matmul_acc_into_col_major(
-                &mut s[hh * nq * cols..],
-                cols,
-                kth.t(),
-                qh.t(),
+            matmul_few_rows_into(
+                &mut s[hh * nq * ls..],
+                ls,
+                (&q[hh * c..], di),
+                (&kt[hh * c * cols..], cols),
+                (nq, c, cols),
                 scale,
-                false,
+                true,
             )?;
         }
-        for (i, (row, run)) in s.chunks_mut(cols).zip(running.iter_mut()).enumerate() {
-            let alpha = softmax_chunk_unnormalised(row, run);
+        for (i, (row, run)) in s.chunks_mut(ls).zip(running.iter_mut()).enumerate() {
+            let alpha = softmax_chunk_unnormalised(&mut row[..cols], run);
             if alpha != 1.0 {
                 for v in &mut z[i * r..(i + 1) * r] {
                     *v *= alpha;
@@ -325,19 +343,20 @@ fn one_prompt(
         matmul_acc_into(
             &mut z,
             r,
-            MatRef::row_major(s, hn, cols)?,
+            MatRef::new(s, hn, cols, ls, 1)?,
             MatRef::row_major(at, cols, r)?,
             1.0,
             false,
         )?;
-        for row in s.chunks_mut(cols) {
+        for row in s.chunks_mut(ls) {
             for (v, c) in row.iter_mut().zip(cl.iter()) {
                 *v *= c;
             }
         }
+        let sv = &image.svt[block];
         for hh in 0..h {
-            let ah = MatRef::row_major(&s[hh * nq * cols..(hh + 1) * nq * cols], nq, cols)?;
-            let svh = MatRef::new(&image.svt[hh * c * n + j0..], c, cols, n, 1)?;
+            let ah = MatRef::new(&s[hh * nq * ls..], nq, cols, ls, 1)?;
+            let svh = MatRef::row_major(&sv[hh * c * cols..(hh + 1) * c * cols], c, cols)?;
             matmul_acc_into_col_major(&mut o[hh * c..], di, svh, ah.t(), 1.0, false)?;
         }
     }

@@ -1,6 +1,7 @@
 //! Projections of the image every prompt of a batch shares, made once per image for the
 //! factored decoder path ([`super::LowRankKeys`]).
 
+use super::image_to_token::TILE_ROWS;
 use super::{bias_or_zeros, values};
 use crate::attention::Attention;
 use candle_core::{bail, Result, Tensor};
@@ -9,7 +10,8 @@ use segany_core::nn::{matmul_into, with_f32_values, MatRef};
 /// The image side of one token-to-image attention, projected once per image:
 /// `skt = (W_k·diag(G))·xᵀ`, `pkt = W_k·peᵀ + b_k` and `svt = (W_v·diag(G))·xᵀ`, each
 /// `(Di, N)`, for the image tokens `x` before any block and `G` the product of the gains of
-/// the norms between `x` and this attention.
+/// the norms between `x` and this attention. Each is stored per tile of [`TILE_ROWS`] image
+/// tokens: the `(Di, rows)` block of tokens `r0..` at `r0·Di`.
 #[derive(Debug, Clone)]
 pub struct SharedProjections {
     pub(crate) n: usize,
@@ -48,6 +50,11 @@ impl SharedProjections {
                 *v += b;
             }
         }
+        let (skt, pkt, svt) = (
+            by_tiles(&skt, di, n),
+            by_tiles(&pkt, di, n),
+            by_tiles(&svt, di, n),
+        );
         Ok(Self {
             n,
             di,
@@ -59,14 +66,16 @@ impl SharedProjections {
 }
 
 /// The image side of one image-to-token attention after the first block, projected once per
-/// image: `sq = x·(W_q·diag(G))ᵀ` and `pq = pe·W_qᵀ + b_q`, each `(N, Di)`, so that
-/// `q_proj(keys + pe) = c ⊙ sq + pq + Ã·(R·W_qᵀ)` for factored tokens `keys`.
+/// image, transposed: `sqt = (W_q·diag(G))·xᵀ` and `pqt = W_q·peᵀ + b_q`, so that
+/// `q_proj(keys + pe)ᵀ = c ⊙ sqt + pqt + (R·W_qᵀ)ᵀ·Ãᵀ` for factored tokens `keys`. Each is
+/// stored per tile of [`TILE_ROWS`] image tokens: the `(Di, rows)` block of tokens `r0..` at
+/// `r0·Di`, so that a tile reads one contiguous block.
 #[derive(Debug, Clone)]
 pub struct SharedQueries {
     pub(crate) n: usize,
     pub(crate) di: usize,
-    pub(crate) sq: Vec<f32>,
-    pub(crate) pq: Vec<f32>,
+    pub(crate) sqt: Vec<f32>,
+    pub(crate) pqt: Vec<f32>,
 }
 
 impl SharedQueries {
@@ -80,37 +89,37 @@ impl SharedQueries {
         }
         let bq = bias_or_zeros(attn.q_proj(), di)?;
         let wqg = times_gain(&wq, gain);
-        let mut sq = vec![0f32; n * di];
-        let mut pq = vec![0f32; n * di];
+        let mut sqt = vec![0f32; di * n];
+        let mut pqt = vec![0f32; di * n];
         with_f32_values(x, |x| {
-            let x = MatRef::row_major(x, n, d)?;
-            matmul_into(
-                &mut sq,
-                di,
-                x,
-                MatRef::row_major(&wqg, di, d)?.t(),
-                1.0,
-                true,
-            )
+            let xt = MatRef::row_major(x, n, d)?.t();
+            matmul_into(&mut sqt, n, MatRef::row_major(&wqg, di, d)?, xt, 1.0, true)
         })?;
         with_f32_values(pe, |p| {
-            let p = MatRef::row_major(p, n, d)?;
-            matmul_into(
-                &mut pq,
-                di,
-                p,
-                MatRef::row_major(&wq, di, d)?.t(),
-                1.0,
-                true,
-            )
+            let pt = MatRef::row_major(p, n, d)?.t();
+            matmul_into(&mut pqt, n, MatRef::row_major(&wq, di, d)?, pt, 1.0, true)
         })?;
-        for row in pq.chunks_mut(di) {
-            for (v, b) in row.iter_mut().zip(&bq) {
+        for (row, b) in pqt.chunks_mut(n).zip(&bq) {
+            for v in row.iter_mut() {
                 *v += b;
             }
         }
-        Ok(Self { n, di, sq, pq })
+        let (sqt, pqt) = (by_tiles(&sqt, di, n), by_tiles(&pqt, di, n));
+        Ok(Self { n, di, sqt, pqt })
     }
+}
+
+/// `(Di, N)` values re-laid per tile of [`TILE_ROWS`] columns: the `(Di, rows)` block of
+/// columns `r0..` at `r0·Di`.
+fn by_tiles(m: &[f32], di: usize, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(di * n);
+    for r0 in (0..n).step_by(TILE_ROWS) {
+        let rows = TILE_ROWS.min(n - r0);
+        for row in m.chunks(n) {
+            out.extend_from_slice(&row[r0..r0 + rows]);
+        }
+    }
+    out
 }
 
 /// `(N, D)` of the shared image `x (1, N, D)`, checked against `pe (1, N, D)` and `gain (D)`.
