@@ -146,7 +146,8 @@ impl<'a> LowRankKeys<'a> {
 
     /// The coefficients `Ã (len, rank)` and scales `c (len)` of prompt `bb`'s image tokens
     /// `first..first + len` (`len = c.len()`).
-    #[inline]
+    // Inlined into the callers' vector-width builds (`avx2_dispatch!`).
+    #[inline(always)]
     pub(crate) fn coefficients(&self, bb: usize, first: usize, at: &mut [f32], c: &mut [f32]) {
         let (n, r) = (self.tokens(), self.rank());
         for (i, (row, cp)) in at.chunks_mut(r).zip(c.iter_mut()).enumerate() {

@@ -49,7 +49,7 @@ pub(super) enum TileQueries<'a> {
 /// The scaled scores of image tokens `r0..r0 + rows` of one prompt against its token keys
 /// `k (Nt, Di)`, token-major: row `j` (head, token) of `s (heads·Nt, rows)` at `j·stride`.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)] // into the caller's vector-width build (`avx2_dispatch!`)
 pub(super) fn tile_scores(
     s: &mut [f32],
     stride: usize,
