@@ -187,13 +187,17 @@ fn run(
     let fold = matches!(queries, ImageQueries::Project);
     // Per prompt: r = the values through out_proj (heads·Nt × D); g, g0 = the keys pulled back
     // through q_proj (D × heads·Nt, and the bias term), when the queries are not shared.
+    let projector = match &factored {
+        Some((_, keys)) => Some(keys.projector(&wq)?),
+        None => None,
+    };
     let per_prompt: Vec<PromptSide> = (0..b)
         .map(|bb| {
             let k = &kv[bb * nt * di..(bb + 1) * nt * di];
             let v = &vv[bb * nt * di..(bb + 1) * nt * di];
             let mut side = prompt_side(k, v, &wq, &bq, &wo, &dims, fold)?;
-            if let Some((_, keys)) = &factored {
-                side.fk = factored_keys(keys, bb, k, &wq, &dims)?;
+            if let (Some((_, keys)), Some(p)) = (&factored, &projector) {
+                side.fk = factored_keys(p, bb, k, keys.rank(), &dims)?;
             }
             Ok(side)
         })
@@ -315,6 +319,9 @@ fn run(
         inv,
         gamma: nw,
         beta: nb,
+        v: vv,
+        wo,
+        heads: h,
         pool: None,
     });
     Ok((out, update))

@@ -23,6 +23,13 @@ pub struct ImageUpdate {
     pub(crate) inv: Vec<f32>,
     pub(crate) gamma: Vec<f32>,
     pub(crate) beta: Vec<f32>,
+    /// The attention's token values `(B, Nt, Di)`, its `out_proj` weight `(D, Di)` and its
+    /// number of heads: per head `U_h = v_h·W_o,hᵀ`, so a projection of the rows of `U` can go
+    /// through `W_o` once per batch instead of through `U` per prompt
+    /// ([`super::LowRankKeys::projector`]).
+    pub(crate) v: Vec<f32>,
+    pub(crate) wo: Vec<f32>,
+    pub(crate) heads: usize,
     /// Where `a` goes when the update is dropped.
     pub(crate) pool: Option<BufferPool>,
 }

@@ -144,6 +144,75 @@ impl<'a> LowRankKeys<'a> {
         r
     }
 
+    /// What projects every prompt's basis through `w (Di, D)` (a linear layer's weight):
+    /// [`Projector::project`] gives `R·wᵀ (rank, Di)` without forming `R`. Per block, the
+    /// rows of `U` are `(v_h·W_o,hᵀ)·diag(Γ)` with `Γ` the gains from that block on, so their
+    /// projection is `v_h·(W_o,hᵀ·diag(Γ)·wᵀ)`: the bracket once per batch (`c × Di` per head),
+    /// then `Nt × c × Di` per head and prompt instead of `Nt × D × Di`. The bias, gain and
+    /// shift rows are the same for every prompt.
+    pub(crate) fn projector(&self, w: &[f32]) -> Result<Projector<'a>> {
+        let d = self.width();
+        let di = w.len() / d;
+        if w.len() != di * d {
+            bail!(
+                "low-rank keys: projection of {} values for width {d}",
+                w.len()
+            )
+        }
+        let wt = MatRef::row_major(w, di, d)?.t();
+        let mut per_level = Vec::with_capacity(self.levels.len());
+        for (i, l) in self.levels.iter().enumerate() {
+            // Γ from this block on, and from the next one on (for the shift row).
+            let after: Vec<f32> = self.levels[i + 1..].iter().fold(vec![1f32; d], |g, m| {
+                g.iter().zip(&m.gamma).map(|(a, b)| a * b).collect()
+            });
+            let from: Vec<f32> = after.iter().zip(&l.gamma).map(|(a, b)| a * b).collect();
+            let (h, diu) = (l.heads, l.wo.len() / d);
+            let c = diu / h;
+            if h == 0 || l.wo.len() != d * diu || diu != h * c || l.hn % h != 0 {
+                bail!(
+                    "low-rank keys: out_proj of {} values, {h} heads, width {d}",
+                    l.wo.len()
+                )
+            }
+            // W_o,hᵀ·diag(Γ) per head, (c × D), then through wᵀ: (c × Di).
+            let mut m = vec![0f32; h * c * di];
+            let mut wog = vec![0f32; c * d];
+            for hh in 0..h {
+                for (j, row) in wog.chunks_mut(d).enumerate() {
+                    for (e, (v, g)) in row.iter_mut().zip(&from).enumerate() {
+                        *v = l.wo[e * diu + hh * c + j] * g;
+                    }
+                }
+                let mh = &mut m[hh * c * di..(hh + 1) * c * di];
+                matmul_into(mh, di, MatRef::row_major(&wog, c, d)?, wt, 1.0, false)?;
+            }
+            let shared: Vec<f32> = l
+                .bias
+                .iter()
+                .zip(&from)
+                .map(|(b, g)| b * g)
+                .chain(from.iter().copied())
+                .chain(l.beta.iter().zip(&after).map(|(b, g)| b * g))
+                .collect();
+            let mut rows = vec![0f32; 3 * di];
+            matmul_into(
+                &mut rows,
+                di,
+                MatRef::row_major(&shared, 3, d)?,
+                wt,
+                1.0,
+                false,
+            )?;
+            per_level.push((m, rows));
+        }
+        Ok(Projector {
+            keys: *self,
+            di,
+            per_level,
+        })
+    }
+
     /// The coefficients `Ã (len, rank)` and scales `c (len)` of prompt `bb`'s image tokens
     /// `first..first + len` (`len = c.len()`).
     // Inlined into the callers' vector-width builds (`avx2_dispatch!`).
@@ -172,6 +241,45 @@ impl<'a> LowRankKeys<'a> {
     }
 }
 
+/// Every prompt's basis through one projection ([`LowRankKeys::projector`]).
+pub(crate) struct Projector<'a> {
+    keys: LowRankKeys<'a>,
+    di: usize,
+    /// Per block: `W_o,hᵀ·diag(Γ)·wᵀ` per head `(heads, c, Di)`, and the bias, gain and shift
+    /// rows through `wᵀ`, `(3, Di)`.
+    per_level: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Projector<'_> {
+    /// `R·wᵀ (rank, Di)` of prompt `bb` into `out`, as `basis(bb)` times `wᵀ`.
+    pub(crate) fn project(&self, bb: usize, out: &mut [f32]) -> Result<()> {
+        let di = self.di;
+        if out.len() != self.keys.rank() * di {
+            bail!(
+                "low-rank keys: {} values for a projected basis of rank {}",
+                out.len(),
+                self.keys.rank()
+            )
+        }
+        let mut row0 = 0;
+        for (l, (m, rows)) in self.keys.levels.iter().zip(&self.per_level) {
+            let (h, nt) = (l.heads, l.hn / l.heads);
+            let diu = l.wo.len() / l.d;
+            let c = diu / h;
+            let v = &l.v[bb * nt * diu..(bb + 1) * nt * diu];
+            for hh in 0..h {
+                let vh = MatRef::new(&v[hh * c..], nt, c, diu, 1)?;
+                let mh = MatRef::row_major(&m[hh * c * di..(hh + 1) * c * di], c, di)?;
+                matmul_into(&mut out[(row0 + hh * nt) * di..], di, vh, mh, 1.0, false)?;
+            }
+            row0 += l.hn;
+            out[row0 * di..(row0 + 3) * di].copy_from_slice(rows);
+            row0 += 3;
+        }
+        Ok(())
+    }
+}
+
 /// `attn(q = queries, k = keys + pe, v = keys)` with `keys` the per-prompt image tokens in
 /// factored form and `image` the matching shared projections: `queries (B, Nq, D)` →
 /// `(B, Nq, D)`, as [`super::token_to_image`] on the materialised tokens gives.
@@ -183,7 +291,7 @@ pub fn token_to_low_rank_image(
 ) -> Result<Tensor> {
     let q = attn.q_proj().forward(queries)?;
     let (b, nq, di) = q.dims3()?;
-    let (n, d) = (keys.tokens(), keys.width());
+    let n = keys.tokens();
     if keys.batch() != b || image.n != n || image.di != di {
         bail!(
             "token-to-image (low rank): queries {:?}, {} prompts of {n} tokens, shared \
@@ -196,12 +304,11 @@ pub fn token_to_low_rank_image(
     }
     let h = attn.num_heads();
     let w = Weights {
-        k: values(attn.k_proj().weight())?,
-        v: values(attn.v_proj().weight())?,
+        k: keys.projector(&values(attn.k_proj().weight())?)?,
+        v: keys.projector(&values(attn.v_proj().weight())?)?,
         bv: bias_or_zeros(attn.v_proj(), di)?,
         h,
         c: di / h,
-        d,
     };
     let qv = values(&q)?;
     let mut out = vec![0f32; b * nq * di];
@@ -221,13 +328,13 @@ pub fn token_to_low_rank_image(
     attn.out_proj().forward(&out)
 }
 
-struct Weights {
-    k: Vec<f32>,
-    v: Vec<f32>,
+struct Weights<'a> {
+    /// Every prompt's basis through the key and the value projection.
+    k: Projector<'a>,
+    v: Projector<'a>,
     bv: Vec<f32>,
     h: usize,
     c: usize,
-    d: usize,
 }
 
 segany_core::avx2_dispatch! {
@@ -252,32 +359,16 @@ fn one_prompt_body(
     w: &Weights,
     o: &mut [f32],
 ) -> Result<()> {
-    let (h, c, d) = (w.h, w.c, w.d);
+    let (h, c) = (w.h, w.c);
     let (n, di, r) = (image.n, image.di, keys.rank());
     let nq = q.len() / di;
     let hn = h * nq;
     let scale = 1.0 / (c as f32).sqrt();
     // The basis through the key and value projections, (rank, Di) each.
-    let basis = keys.basis(bb);
-    let basis = MatRef::row_major(&basis, r, d)?;
     let mut mk = vec![0f32; r * di];
     let mut mv = vec![0f32; r * di];
-    matmul_into(
-        &mut mk,
-        di,
-        basis,
-        MatRef::row_major(&w.k, di, d)?.t(),
-        1.0,
-        false,
-    )?;
-    matmul_into(
-        &mut mv,
-        di,
-        basis,
-        MatRef::row_major(&w.v, di, d)?.t(),
-        1.0,
-        false,
-    )?;
+    w.k.project(bb, &mut mk)?;
+    w.v.project(bb, &mut mv)?;
     // e: row (head, token) = the query against each basis row's key, (heads·Nq, rank).
     let mut e = vec![0f32; hn * r];
     for hh in 0..h {
@@ -497,6 +588,24 @@ mod tests {
             let dense = Tensor::from_vec(low.materialise(&values(&x)?)?, (b, n, 32), x.device())?;
             let diff = max_abs_diff(&dense, &keys)?;
             assert!(diff < 2e-5, "materialised after {} steps: {diff}", i + 1);
+            // Each prompt's basis through a projection, without forming it, equals the basis
+            // times the projection's weight.
+            let wk = values(t2i.k_proj().weight())?;
+            let projector = low.projector(&wk)?;
+            for bb in 0..b {
+                let r = low.rank();
+                let mut got = vec![f32::NAN; r * 16];
+                projector.project(bb, &mut got)?;
+                let basis = Tensor::from_vec(low.basis(bb), (r, 32), x.device())?;
+                let want = basis.matmul(&t2i.k_proj().weight().t()?)?;
+                let got = Tensor::from_vec(got, (r, 16), x.device())?;
+                let diff = max_abs_diff(&got, &want)?;
+                assert!(
+                    diff < 2e-5,
+                    "projected basis of prompt {bb}, {} steps: {diff}",
+                    i + 1
+                );
+            }
             for (g, w) in gain.iter_mut().zip(values(norm.weight())?) {
                 *g *= w;
             }

@@ -3,31 +3,25 @@
 //! tokens.
 
 use super::image_to_token::{Dims, PromptSide};
+use super::low_rank::Projector;
 use super::{LowRankKeys, SharedQueries};
 use candle_core::Result;
 use segany_core::nn::{matmul_few_rows_into, matmul_into, MatRef, Scratch};
 
 /// For factored queries, each basis row of prompt `bb` through `q_proj`'s weight against each
 /// of its token keys `k (Nt, Di)`: `(R·W_qᵀ)_h·k_hᵀ` per head, side by side, `(rank, heads·Nt)`.
+/// `wq` projects the basis through `q_proj`'s weight ([`LowRankKeys::projector`]).
 pub(super) fn factored_keys(
-    keys: &LowRankKeys,
+    wq: &Projector,
     bb: usize,
     k: &[f32],
-    wq: &[f32],
+    r: usize,
     dims: &Dims,
 ) -> Result<Vec<f32>> {
-    let Dims { h, c, nt, d } = *dims;
-    let (di, r, hn) = (h * c, keys.rank(), h * nt);
+    let Dims { h, c, nt, .. } = *dims;
+    let (di, hn) = (h * c, h * nt);
     let mut f = vec![0f32; r * di];
-    let basis = keys.basis(bb);
-    matmul_into(
-        &mut f,
-        di,
-        MatRef::row_major(&basis, r, d)?,
-        MatRef::row_major(wq, di, d)?.t(),
-        1.0,
-        false,
-    )?;
+    wq.project(bb, &mut f)?;
     let mut fk = vec![0f32; r * hn];
     for hh in 0..h {
         let fh = MatRef::new(&f[hh * c..], r, c, di, 1)?;
