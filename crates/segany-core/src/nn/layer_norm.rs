@@ -123,21 +123,21 @@ pub fn layer_norm_row_stats(
 }
 
 avx2_dispatch! {
-    /// A residual and layer norm over rows of width `w.len()`: per row `y = x + (o + bias)`,
-    /// then `o ← (y − mean)·inv·w + b` when `write` (else `o` is left as it is), with the
-    /// row's mean and `inv = 1/sqrt(var + eps)` stored in `mean` and `inv` when those are
-    /// not empty. The same arithmetic as [`layer_norm_row_stats`] (and [`layer_norm_stats`])
-    /// on `y`, in a build for the CPU's vector width: for kernels that hold an attention
-    /// update in `o` (the mask decoder's image tokens).
+    /// A residual and layer norm over rows of width `w.len()`: per row `y = x + (u + bias)`
+    /// for an update `u`, then `out ← (y − mean)·inv·w + b` when `out` is not empty, with the
+    /// row's mean and `inv = 1/sqrt(var + eps)` stored in `mean` and `inv` when those are not
+    /// empty. The same arithmetic as [`layer_norm_row_stats`] (and [`layer_norm_stats`]) on
+    /// `y`, in a build for the CPU's vector width: for kernels that hold an attention update
+    /// in a scratch tile (the mask decoder's image tokens).
     #[allow(clippy::too_many_arguments)]
     pub fn residual_layer_norm_rows(
-        o: &mut [f32],
+        u: &[f32],
         x: &[f32],
         bias: &[f32],
         w: &[f32],
         b: &[f32],
         eps: f64,
-        write: bool,
+        out: &mut [f32],
         mean: &mut [f32],
         inv: &mut [f32],
     ) => residual_norm_loop
@@ -146,13 +146,13 @@ avx2_dispatch! {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn residual_norm_loop(
-    o: &mut [f32],
+    u: &[f32],
     x: &[f32],
     bias: &[f32],
     w: &[f32],
     b: &[f32],
     eps: f64,
-    write: bool,
+    out: &mut [f32],
     mean: &mut [f32],
     inv: &mut [f32],
 ) {
@@ -162,14 +162,14 @@ fn residual_norm_loop(
     }
     let mut row = vec![0f32; d];
     let mut stats = mean.iter_mut().zip(inv.iter_mut());
-    for (oi, xi) in o.chunks_mut(d).zip(x.chunks(d)) {
-        for (((r, u), x), c) in row.iter_mut().zip(oi.iter()).zip(xi).zip(bias) {
+    let mut outs = out.chunks_mut(d);
+    for (ui, xi) in u.chunks(d).zip(x.chunks(d)) {
+        for (((r, u), x), c) in row.iter_mut().zip(ui).zip(xi).zip(bias) {
             *r = x + (u + c);
         }
-        let (m, i) = if write {
-            layer_norm_row_stats_inline(&row, oi, w, b, eps)
-        } else {
-            layer_norm_stats_inline(&row, eps)
+        let (m, i) = match outs.next() {
+            Some(oi) => layer_norm_row_stats_inline(&row, oi, w, b, eps),
+            None => layer_norm_stats_inline(&row, eps),
         };
         if let Some((ms, is)) = stats.next() {
             (*ms, *is) = (m, i);
@@ -318,7 +318,7 @@ mod tests {
     use candle_core::Device;
 
     /// The fused residual and norm over rows: the same values (to the bit) as
-    /// `layer_norm_row_stats` on `x + (o + bias)`, writing or only recording the statistics,
+    /// `layer_norm_row_stats` on `x + (u + bias)`, writing or only recording the statistics,
     /// and nothing recorded when no slices are given.
     #[test]
     fn residual_rows_match_row_norm() {
@@ -344,16 +344,22 @@ mod tests {
             ));
         }
         for write in [true, false] {
-            let mut o = o0.clone();
+            let mut out = if write {
+                vec![f32::NAN; rows * d]
+            } else {
+                Vec::new()
+            };
             let (mut mean, mut inv) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
-            residual_layer_norm_rows(&mut o, &x, &bias, &w, &b, 1e-5, write, &mut mean, &mut inv);
-            assert_eq!(&o, if write { &want } else { &o0 }, "write {write}");
+            residual_layer_norm_rows(&o0, &x, &bias, &w, &b, 1e-5, &mut out, &mut mean, &mut inv);
+            if write {
+                assert_eq!(out, want);
+            }
             let got: Vec<(f32, f32)> = mean.into_iter().zip(inv).collect();
             assert_eq!(got, want_stats, "write {write}");
         }
-        let mut o = o0.clone();
-        residual_layer_norm_rows(&mut o, &x, &bias, &w, &b, 1e-5, true, &mut [], &mut []);
-        assert_eq!(o, want);
+        let mut out = vec![f32::NAN; rows * d];
+        residual_layer_norm_rows(&o0, &x, &bias, &w, &b, 1e-5, &mut out, &mut [], &mut []);
+        assert_eq!(out, want);
     }
 
     #[test]

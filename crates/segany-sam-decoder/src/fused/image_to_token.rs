@@ -437,14 +437,11 @@ fn one_tile_body(
     out: TileOut,
 ) -> Result<()> {
     let TileOut { o, track } = out;
-    let write = o.is_some();
     // Unwritten rows still need the update for the norm's statistics: a scratch tile (the
     // product below overwrites it).
-    let mut own = None;
-    let o = match o {
-        Some(o) => o,
-        None => &mut own.insert(Scratch::take(tile.rows * dims.d))[..],
-    };
+    // The update goes to a scratch tile (in cache; overwritten by the product below), the
+    // normalised rows to `o` if anywhere.
+    let mut u = Scratch::take(tile.rows * dims.d);
     let Dims { h, nt, d, .. } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
     // The scores, then the probabilities, `(heads·Nt, rows)` with rows `ld` apart (padded:
@@ -490,7 +487,7 @@ fn one_tile_body(
     // The update: (rows × heads·Nt), read transposed from the probabilities, times
     // (heads·Nt × D).
     matmul_into(
-        o,
+        &mut u,
         d,
         MatRef::new(&s, rows, hn, 1, ld)?,
         MatRef::row_major(&side.r, hn, d)?,
@@ -518,7 +515,8 @@ fn one_tile_body(
         None => (&mut [][..], &mut [][..]),
     };
     // Unwritten tokens need only the norm's statistics.
-    residual_layer_norm_rows(o, tile.x, bo, nw, nb, eps, write, mean, inv);
+    let o = o.unwrap_or(&mut []);
+    residual_layer_norm_rows(&u, tile.x, bo, nw, nb, eps, o, mean, inv);
     Ok(())
 }
 
