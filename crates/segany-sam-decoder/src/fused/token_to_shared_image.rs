@@ -4,7 +4,7 @@ use super::values;
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_into, softmax_in_place, with_f32_values, MatRef};
+use segany_core::nn::{matmul_into, softmax_in_place, with_f32_values, MatRef, Scratch};
 
 /// Query rows per task: enough to amortise packing one head's keys and values, few enough that
 /// the scores (`rows × N`) stay in cache.
@@ -49,7 +49,8 @@ pub fn token_to_shared_image(
                     let qh = MatRef::new(&qv[r0 * di + hh * c..], m, c, di, 1)?;
                     let kh = MatRef::row_major(&k[hh * n * c..(hh + 1) * n * c], n, c)?;
                     let vh = MatRef::row_major(&v[hh * n * c..(hh + 1) * n * c], n, c)?;
-                    let mut s = vec![0f32; m * n];
+                    // Overwritten by the product (no zero-fill of 1 MB per task).
+                    let mut s = Scratch::take(m * n);
                     matmul_into(&mut s, n, qh, kh.t(), scale, false)?;
                     for row in s.chunks_mut(n) {
                         softmax_in_place(row);
