@@ -221,7 +221,6 @@ fn run(
     } else {
         (Vec::new(), Vec::new())
     };
-    // Per prompt: where its tiles' outputs go (if anywhere) and its record (if any).
     // Per prompt, per tile: where its outputs go (if anywhere) and its record (if any).
     let tiles = n.div_ceil(TILE_ROWS);
     let mut per_tile: Vec<Vec<TileOut>> = (0..b)
@@ -437,10 +436,8 @@ fn one_tile_body(
     out: TileOut,
 ) -> Result<()> {
     let TileOut { o, track } = out;
-    // Unwritten rows still need the update for the norm's statistics: a scratch tile (the
-    // product below overwrites it).
     // The update goes to a scratch tile (in cache; overwritten by the product below), the
-    // normalised rows to `o` if anywhere.
+    // normalised rows to `o` if anywhere (unwritten rows need only the norm's statistics).
     let mut u = Scratch::take(tile.rows * dims.d);
     let Dims { h, nt, d, .. } = *dims;
     let (rows, hn) = (tile.rows, h * nt);

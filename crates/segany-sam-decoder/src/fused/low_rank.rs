@@ -339,7 +339,8 @@ struct Weights<'a> {
 
 segany_core::avx2_dispatch! {
     /// One prompt: projected queries `q (Nq, Di)` → `o (Nq, Di)` (before `out_proj`), built for
-    /// the CPU's vector width (the element-wise passes over the tiles are a third of it).
+    /// the CPU's vector width (the element-wise passes over the tiles, coefficients, keys and
+    /// softmax, are about a fifth of it by profile).
     fn one_prompt(
         q: &[f32],
         bb: usize,
