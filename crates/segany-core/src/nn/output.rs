@@ -1,14 +1,16 @@
 //! Large kernel outputs.
 //!
-//! A kernel output of hundreds of megabytes (the decoder's per-prompt image tokens) is a fresh
-//! `mmap` every batch, and filling it faults once per 4 KiB page: ~130,000 faults, a sixth of
-//! the decoder's time at 64 prompts per batch. Backed by transparent huge pages the same fill
-//! faults ~500 times.
+//! A kernel output of hundreds of megabytes made on every call (per-prompt image tokens of the
+//! decoder's unfactored path, upscaled masks) is a fresh `mmap` each time, and filling it
+//! faults once per 4 KiB page: ~130,000 faults for 268 MB, a sixth of a 64-prompt decoder batch
+//! when measured. Backed by transparent huge pages the same fill faults ~500 times. (Buffers
+//! kept and reused across calls are better on ordinary pages: asking for huge pages can make
+//! the kernel compact memory first, a cost that only pays off when it is paid often.)
 
-/// A zeroed vector of `len` values for a large output that a kernel fills once (per-prompt
-/// image tokens: 268 MB per decoder batch of 64). On Linux the pages get backed by transparent
-/// huge pages where the system allows it (`madvise(MADV_HUGEPAGE)`, a hint), so filling it
-/// takes one page fault per 2 MiB instead of one per 4 KiB.
+/// A zeroed vector of `len` values for a large output that a kernel fills once per call (per-
+/// prompt image tokens: 268 MB per decoder batch of 64). On Linux the pages get backed by
+/// transparent huge pages where the system allows it (`madvise(MADV_HUGEPAGE)`, a hint), so
+/// filling it takes one page fault per 2 MiB instead of one per 4 KiB.
 pub fn zeroed_output(len: usize) -> Vec<f32> {
     let v = vec![0f32; len];
     #[cfg(target_os = "linux")]
