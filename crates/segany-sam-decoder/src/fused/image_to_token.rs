@@ -196,8 +196,8 @@ fn run(
             let k = &kv[bb * nt * di..(bb + 1) * nt * di];
             let v = &vv[bb * nt * di..(bb + 1) * nt * di];
             let mut side = prompt_side(k, v, &wq, &bq, &wo, &dims, fold)?;
-            if let (Some((_, keys)), Some(p)) = (&factored, &projector) {
-                side.fk = factored_keys(p, bb, k, keys.rank(), &dims)?;
+            if let Some(p) = &projector {
+                side.fk = factored_keys(p, bb, k, &dims)?;
             }
             Ok(side)
         })

@@ -251,6 +251,11 @@ pub(crate) struct Projector<'a> {
 }
 
 impl Projector<'_> {
+    /// Number of basis rows, as [`LowRankKeys::rank`].
+    pub(crate) fn rank(&self) -> usize {
+        self.keys.rank()
+    }
+
     /// `R·wᵀ (rank, Di)` of prompt `bb` into `out`, as `basis(bb)` times `wᵀ`.
     pub(crate) fn project(&self, bb: usize, out: &mut [f32]) -> Result<()> {
         let di = self.di;

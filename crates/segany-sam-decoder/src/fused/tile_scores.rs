@@ -11,15 +11,9 @@ use segany_core::nn::{matmul_few_rows_into, matmul_into, MatRef, Scratch};
 /// For factored queries, each basis row of prompt `bb` through `q_proj`'s weight against each
 /// of its token keys `k (Nt, Di)`: `(R·W_qᵀ)_h·k_hᵀ` per head, side by side, `(rank, heads·Nt)`.
 /// `wq` projects the basis through `q_proj`'s weight ([`LowRankKeys::projector`]).
-pub(super) fn factored_keys(
-    wq: &Projector,
-    bb: usize,
-    k: &[f32],
-    r: usize,
-    dims: &Dims,
-) -> Result<Vec<f32>> {
+pub(super) fn factored_keys(wq: &Projector, bb: usize, k: &[f32], dims: &Dims) -> Result<Vec<f32>> {
     let Dims { h, c, nt, .. } = *dims;
-    let (di, hn) = (h * c, h * nt);
+    let (di, hn, r) = (h * c, h * nt, wq.rank());
     let mut f = vec![0f32; r * di];
     wq.project(bb, &mut f)?;
     let mut fk = vec![0f32; r * hn];
