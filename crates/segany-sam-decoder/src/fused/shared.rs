@@ -33,28 +33,13 @@ impl SharedProjections {
         }
         let bk = bias_or_zeros(attn.k_proj(), di)?;
         let (wkg, wvg) = (times_gain(&wk, gain), times_gain(&wv, gain));
-        let mut skt = vec![0f32; di * n];
-        let mut pkt = vec![0f32; di * n];
-        let mut svt = vec![0f32; di * n];
-        with_f32_values(x, |x| {
-            let xt = MatRef::row_major(x, n, d)?.t();
-            matmul_into(&mut skt, n, MatRef::row_major(&wkg, di, d)?, xt, 1.0, true)?;
-            matmul_into(&mut svt, n, MatRef::row_major(&wvg, di, d)?, xt, 1.0, true)
+        let (skt, svt) = with_f32_values(x, |x| {
+            Ok::<_, candle_core::Error>((
+                tiled_projection(&wkg, x, None, (di, n, d))?,
+                tiled_projection(&wvg, x, None, (di, n, d))?,
+            ))
         })?;
-        with_f32_values(pe, |p| {
-            let pt = MatRef::row_major(p, n, d)?.t();
-            matmul_into(&mut pkt, n, MatRef::row_major(&wk, di, d)?, pt, 1.0, true)
-        })?;
-        for (row, b) in pkt.chunks_mut(n).zip(&bk) {
-            for v in row.iter_mut() {
-                *v += b;
-            }
-        }
-        let (skt, pkt, svt) = (
-            by_tiles(&skt, di, n),
-            by_tiles(&pkt, di, n),
-            by_tiles(&svt, di, n),
-        );
+        let pkt = with_f32_values(pe, |p| tiled_projection(&wk, p, Some(&bk), (di, n, d)))?;
         Ok(Self {
             n,
             di,
@@ -89,24 +74,31 @@ impl SharedQueries {
         }
         let bq = bias_or_zeros(attn.q_proj(), di)?;
         let wqg = times_gain(&wq, gain);
-        let mut sqt = vec![0f32; di * n];
-        let mut pqt = vec![0f32; di * n];
-        with_f32_values(x, |x| {
-            let xt = MatRef::row_major(x, n, d)?.t();
-            matmul_into(&mut sqt, n, MatRef::row_major(&wqg, di, d)?, xt, 1.0, true)
-        })?;
-        with_f32_values(pe, |p| {
-            let pt = MatRef::row_major(p, n, d)?.t();
-            matmul_into(&mut pqt, n, MatRef::row_major(&wq, di, d)?, pt, 1.0, true)
-        })?;
-        for (row, b) in pqt.chunks_mut(n).zip(&bq) {
+        let sqt = with_f32_values(x, |x| tiled_projection(&wqg, x, None, (di, n, d)))?;
+        let pqt = with_f32_values(pe, |p| tiled_projection(&wq, p, Some(&bq), (di, n, d)))?;
+        Ok(Self { n, di, sqt, pqt })
+    }
+}
+
+/// `w·xᵀ (+ bias)` for a weight `w (Di, D)` and tokens `x (N, D)`, laid out per tile of
+/// [`TILE_ROWS`] tokens: the `(Di, rows)` block of tokens `r0..` at `r0·Di`.
+fn tiled_projection(
+    w: &[f32],
+    x: &[f32],
+    bias: Option<&[f32]>,
+    (di, n, d): (usize, usize, usize),
+) -> Result<Vec<f32>> {
+    let mut m = vec![0f32; di * n];
+    let xt = MatRef::row_major(x, n, d)?.t();
+    matmul_into(&mut m, n, MatRef::row_major(w, di, d)?, xt, 1.0, true)?;
+    if let Some(bias) = bias {
+        for (row, b) in m.chunks_mut(n).zip(bias) {
             for v in row.iter_mut() {
                 *v += b;
             }
         }
-        let (sqt, pqt) = (by_tiles(&sqt, di, n), by_tiles(&pqt, di, n));
-        Ok(Self { n, di, sqt, pqt })
     }
+    Ok(by_tiles(&m, di, n))
 }
 
 /// `(Di, N)` values re-laid per tile of [`TILE_ROWS`] columns: the `(Di, rows)` block of
