@@ -1,7 +1,9 @@
 //! SSP-SAM benchmarks.
 //!
 //! * `ssp_head/{224,336}`: the fusion head alone (adapters, fusion, prompt transformer, box
-//!   head) on random weights.
+//!   head) on the golden files' weights and inputs (`GOLDEN_DIR`, default `../shared/golden`,
+//!   the files `benches/compare/refs.py ssp` times the PyTorch head on), or on random ones of
+//!   the same shapes when they are absent.
 //! * `ssp_decode`: SAM's prompt encoder + mask decoder on the 128 prompts + resizing to the 512
 //!   frame.
 //! * `ssp_pipeline/per_image` (SAM + CLIP Surgery image encoders) and
@@ -19,7 +21,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use segany::referring::{ReferringOptions, ReferringSegmenter};
 use segany::{Sam, SamConfig};
 use segany_clip::{ClipConfig, ClipModel, ClipTokenizer};
-use segany_ssp::{ClipFeatures, SspSam, SspSamConfig};
+use segany_core::checkpoint::CheckedVarBuilder;
+use segany_core::TensorStore;
+use segany_ssp::{is_ignored_key, ClipFeatures, SspSam, SspSamConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,12 +72,53 @@ fn inputs(cfg: &SspSamConfig) -> Inputs {
     }
 }
 
+/// `GOLDEN_DIR`, or `../shared/golden` beside the repository.
+fn golden_dir() -> PathBuf {
+    std::env::var_os("GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"))
+}
+
+/// The head and inputs of a golden file (weights stored as f16, loaded as f32), if present.
+fn golden_ssp(cfg: &SspSamConfig) -> Option<(SspSam, Inputs)> {
+    let file = match cfg.image_size {
+        224 => "ssp_sam_224_seed1.safetensors",
+        _ => "ssp_sam_336_seed2.safetensors",
+    };
+    let path = golden_dir().join(file);
+    let store = TensorStore::load(&path).ok()?;
+    let f32 = |k: &str| store.get(k).and_then(|t| t.to_dtype(DType::F32).ok());
+    let x = Inputs {
+        img: f32("inputs.clip_image_features")?,
+        txt: f32("inputs.clip_text_embedding")?,
+        words: f32("inputs.clip_word_features")?,
+        ids: store.get("inputs.token_ids")?.clone(),
+        emb: f32("inputs.sam_image_embedding")?,
+    };
+    let weights = store.rename(|k| k.strip_prefix("weights.").map(str::to_string));
+    let cvb = CheckedVarBuilder::new(weights, DType::F32, &Device::Cpu);
+    let built = SspSam::new(cfg, cvb.var_builder());
+    let model = cvb.finish(built, is_ignored_key).ok()?;
+    eprintln!(
+        "ssp_head/{}: golden weights and inputs from {}",
+        cfg.image_size,
+        path.display()
+    );
+    Some((model, x))
+}
+
 fn bench_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("ssp_head");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     for cfg in [SspSamConfig::vit_b16_224(), SspSamConfig::vit_l14_336()] {
-        let model = random_ssp(&cfg);
-        let x = inputs(&cfg);
+        let (model, x) = golden_ssp(&cfg).unwrap_or_else(|| {
+            eprintln!(
+                "ssp_head/{}: no golden file in {} (GOLDEN_DIR); random weights and inputs",
+                cfg.image_size,
+                golden_dir().display()
+            );
+            (random_ssp(&cfg), inputs(&cfg))
+        });
         let clip = ClipFeatures {
             image_tokens: &x.img,
             text_embedding: &x.txt,

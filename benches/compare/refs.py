@@ -10,6 +10,10 @@ JSON file. Every reference gets the same inputs as the Rust benches:
 * CLIP ViT-L/14@336: random open_clip weights (``ViT-L-14-336-quickgelu``), converted to a
   transformers ``CLIPModel`` directory that segany-clip also loads; one 336x336 image and the
   token ids ``[49406, 518, 786, 525, 518, 1823, 269, 49407]`` padded to 77.
+* SSP-SAM head (224 and 336): the golden files' weights and inputs (``GOLDEN_DIR``, default
+  ``../shared/golden`` beside the repository), run by ``ssp_head_ref.py`` (the official forward
+  re-stated on stock ``torch.nn``; not timed unless it reproduces the official outputs stored in
+  the same files within 1e-4), as ``benches/ssp.rs`` times segany on the same files.
 
 Encoder times are the model's forward on the pre-processed tensor (as the Rust benches); the
 decoder time per prompt is one foreground point at (500, 375) through prompt encoder + mask
@@ -17,7 +21,7 @@ decoder + post-processing to the original 1024x768 (3 masks; ONNX's ``SamOnnxMod
 all 4). Each measurement is the median of ``--repeats`` runs after one warm-up.
 
 Usage: python refs.py --work DIR --out DIR --threads N <prepare|sgemm|sam_official|sam_hf|
-sam_onnx|amg|clip|rle|mem> [--repeats R] [--model FILE --variant vit_h]
+sam_onnx|amg|clip|ssp|rle|mem> [--repeats R] [--model FILE --variant vit_h]
 """
 import argparse
 import json
@@ -414,6 +418,35 @@ def clip(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# SSP-SAM head (benches/compare/ssp_head_ref.py, checked against the official outputs first)
+
+
+def ssp(args):
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ssp_head_ref as ref
+
+    golden = os.environ.get("GOLDEN_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "golden")
+    res = {"golden_dir": os.path.abspath(golden)}
+    for name, file in ref.GOLDEN.items():
+        path = os.path.join(golden, file)
+        if not os.path.exists(path):
+            print(f"ssp: {path} not found (set GOLDEN_DIR); the {name} head is not timed")
+            continue
+        head, inputs, (prompts, boxes) = ref.from_golden(path)
+        with torch.inference_mode():
+            p, b = head(*inputs)
+            parity = {"prompts_max_abs": float((p - prompts).abs().max()),
+                      "boxes_max_abs": float((b - boxes).abs().max())}
+            # A re-statement that drifted from the official forward is no reference.
+            if parity["prompts_max_abs"] > 1e-4 or parity["boxes_max_abs"] > 1e-4:
+                raise SystemExit(f"ssp: the PyTorch head misses the golden outputs: {parity}")
+            res[name] = {**timeit(lambda: head(*inputs), max(10, args.repeats)), **parity}
+    save(args, "ssp_head", res)
+
+
+# ---------------------------------------------------------------------------------------------
 # peak resident memory (benches/compare/mem.sh)
 
 
@@ -492,7 +525,7 @@ def rle(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["prepare", "sgemm", "sam_official", "sam_hf", "sam_onnx",
-                                     "amg", "clip", "rle", "mem"])
+                                     "amg", "clip", "ssp", "rle", "mem"])
     ap.add_argument("--model", help="mem: a Meta-layout SAM safetensors file")
     ap.add_argument("--amg-configs", default="keep_all", help="amg: keep_all and/or default")
     ap.add_argument("--variant", default="vit_h", help="mem: vit_b, vit_l or vit_h")

@@ -124,9 +124,17 @@ def main():
         c("clip_vit_l14_336", "text_one_all_tokens"),
         {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
         "≤ 0.5× PyTorch")
-    row("SSP-SAM head, 336 variant (adapters + fusion + prompt transformer + box head)",
-        c("ssp_head", "336"), {}, "≤ 0.5× PyTorch",
-        "no PyTorch reference in this repository (the official head is not vendored)")
+    ssp = raw(a.out, "ssp_head") or {}
+    for v, clip_name in [("336", "CLIP ViT-L/14@336"), ("224", "CLIP ViT-B/16")]:
+        par = ssp.get(v) or {}
+        note = ("PyTorch: the official forward re-stated on stock torch.nn "
+                "(benches/compare/ssp_head_ref.py), timed after reproducing the official outputs "
+                f"of the golden file (max |Δ| prompts {par['prompts_max_abs']:.1e}, boxes "
+                f"{par['boxes_max_abs']:.1e}); both on that file's weights and inputs"
+                if par else "no PyTorch time (golden file missing: GOLDEN_DIR)")
+        row(f"SSP-SAM head, {v} variant ({clip_name} features; adapters + fusion + prompt "
+            "transformer + box head)", c("ssp_head", v), {"PyTorch": med(ssp, v)},
+            "≤ 0.5× PyTorch", note)
 
     peak_torch = tg["gflops_best"] if tg else None
     sg = c("sgemm", "square_2048")
@@ -159,7 +167,8 @@ def main():
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
 
-    cols = ["candle-transformers", "segment-anything", "transformers", "ONNX Runtime", "open_clip"]
+    cols = ["candle-transformers", "segment-anything", "transformers", "ONNX Runtime", "open_clip",
+            "PyTorch"]
     lines = [
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('threads', '?')} threads for every implementation; "

@@ -10,7 +10,9 @@
 # transformers, open_clip_torch, onnx, onnxruntime, pycocotools, safetensors; PYTHON=...):
 # official segment-anything, transformers SamModel, ONNX Runtime on the exported official
 # encoder and decoder, the official SamAutomaticMaskGenerator, transformers CLIPModel and
-# open_clip, pycocotools, a 2048³ sgemm in PyTorch. Rust (criterion, --quick): segany, and
+# open_clip, the SSP-SAM head re-stated in PyTorch on the golden files (GOLDEN_DIR; checked
+# against the official outputs stored there before it is timed), pycocotools, a 2048³ sgemm
+# in PyTorch. Rust (criterion, --quick): segany, and
 # candle-transformers' segment_anything through `--features compare-candle`, candle's sgemm;
 # automatic mask generation as single runs (benches/amg.rs with SEGANY_BENCH_AMG_ONCE), as the
 # official generator (about a minute per generation on 2 cores). `cargo bench --bench rle`
@@ -54,6 +56,7 @@ refs sam_hf
 refs sam_onnx
 [ "$AMG_CONFIGS" = none ] || refs amg
 refs clip
+refs ssp
 refs rle
 
 export SEGANY_BENCH_SAM_WEIGHTS=$WORK/sam_vit_b.safetensors

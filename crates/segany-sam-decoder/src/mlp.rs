@@ -39,10 +39,12 @@ impl Module for Mlp {
         let mut x = x.clone();
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x)?;
-            if i < last {
-                x = x.relu()?;
-            }
+            // ReLU in the bias pass of the layer's product (the same values).
+            x = if i < last {
+                layer.forward_relu(&x)?
+            } else {
+                layer.forward(&x)?
+            };
         }
         if self.sigmoid_output {
             candle_nn::ops::sigmoid(&x)

@@ -1,15 +1,18 @@
 //! PyTorch's `nn.MultiheadAttention` with its packed `in_proj_weight` / `in_proj_bias`, batch
-//! first here, with an optional key-padding mask.
+//! first here, with an optional key-padding mask, and the self-attention of a DETR encoder
+//! layer (queries and keys from `src + pos`, values from `src`).
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use segany_core::nn::fused_attention::{fused_attention, fused_attention_first, Geometry};
+use segany_core::nn::{linear, Linear};
 
 /// `nn.MultiheadAttention(dim, heads)` (bias on, `kdim = vdim = dim`).
 #[derive(Debug, Clone)]
 pub struct MultiheadAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// The packed `(3·dim, dim)` projection; queries, keys and values are its three output
+    /// ranges.
+    in_proj: Linear,
     out_proj: Linear,
     num_heads: usize,
     head_dim: usize,
@@ -23,20 +26,16 @@ impl MultiheadAttention {
         }
         let w = vb.get((3 * dim, dim), "in_proj_weight")?;
         let b = vb.get(3 * dim, "in_proj_bias")?;
-        let part = |i: usize| -> Result<Linear> {
-            Ok(Linear::new(
-                w.narrow(0, i * dim, dim)?.contiguous()?,
-                Some(b.narrow(0, i * dim, dim)?.contiguous()?),
-            ))
-        };
         Ok(Self {
-            q_proj: part(0)?,
-            k_proj: part(1)?,
-            v_proj: part(2)?,
-            out_proj: candle_nn::linear(dim, dim, vb.pp("out_proj"))?,
+            in_proj: Linear::new(w, Some(b)),
+            out_proj: linear(dim, dim, vb.pp("out_proj"))?,
             num_heads,
             head_dim: dim / num_heads,
         })
+    }
+
+    fn dim(&self) -> usize {
+        self.num_heads * self.head_dim
     }
 
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
@@ -56,13 +55,29 @@ impl MultiheadAttention {
         value: &Tensor,
         key_valid: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, nq, d) = query.dims3()?;
-        let nk = key.dim(1)?;
+        let d = self.dim();
+        let q = self.in_proj.forward_outputs(query, 0, d)?;
+        let k = self.in_proj.forward_outputs(key, d, d)?;
+        let v = self.in_proj.forward_outputs(value, 2 * d, d)?;
+        let out = self.attend(&q, &k, &v, key_valid)?;
+        self.out_proj.forward(&out)
+    }
+
+    /// Attention of projected `q (B, Nq, D)`, `k`, `v (B, Nk, D)`, heads merged back.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_valid: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, nq, d) = q.dims3()?;
+        let nk = k.dim(1)?;
         // PyTorch scales q before the product (`q_scaled = q * head_dim^-0.5`).
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = (self.split_heads(&self.q_proj.forward(query)?)? * scale)?;
-        let k = self.split_heads(&self.k_proj.forward(key)?)?;
-        let v = self.split_heads(&self.v_proj.forward(value)?)?;
+        let q = (self.split_heads(q)? * scale)?;
+        let k = self.split_heads(k)?;
+        let v = self.split_heads(v)?;
         let mut scores = q.matmul(&k.t()?)?; // (B, H, Nq, Nk)
         if let Some(valid) = key_valid {
             let keep = valid.ne(0f32)?.reshape((b, 1, 1, nk))?;
@@ -73,8 +88,50 @@ impl MultiheadAttention {
             scores = scores.broadcast_add(&bias)?;
         }
         let attn = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, nq, d))?;
-        self.out_proj.forward(&out)
+        attn.matmul(&v)?.transpose(1, 2)?.reshape((b, nq, d))
+    }
+
+    /// `src + attention(q = k = src + pos, v = src)` for the first `rows` tokens (all when
+    /// `None`): DETR's encoder self-attention with its residual, `(B, rows, D)`. Every token
+    /// is a key; only the returned rows are queries. On the CPU in f32 the attention runs
+    /// fused ([`fused_attention`]: no `(B, H, N, N)` scores) and the residual is added in
+    /// `out_proj`'s bias pass.
+    pub fn self_attention_add(
+        &self,
+        src: &Tensor,
+        pos: &Tensor,
+        rows: Option<usize>,
+    ) -> Result<Tensor> {
+        let d = self.dim();
+        let (b, n, _) = src.dims3()?;
+        let rows = rows.unwrap_or(n).min(n);
+        let qk_in = src.broadcast_add(pos)?;
+        let qk = self.in_proj.forward_outputs(&qk_in, 0, 2 * d)?;
+        let v = self.in_proj.forward_outputs(src, 2 * d, d)?;
+        let residual = src.narrow(1, 0, rows)?;
+        if src.device().is_cpu() && src.dtype() == DType::F32 {
+            let qkv = Tensor::cat(&[&qk, &v], D::Minus1)?;
+            let g = Geometry {
+                batch: b,
+                height: 1,
+                width: n,
+                window: 0,
+                heads: self.num_heads,
+                head_dim: self.head_dim,
+                causal: false,
+            };
+            let scale = (self.head_dim as f32).powf(-0.5);
+            let out = if rows == n {
+                fused_attention(&qkv, None, None, g, scale)?.reshape((b, n, d))?
+            } else {
+                fused_attention_first(&qkv, None, g, scale, rows)?
+            };
+            return self.out_proj.forward_add(&out, &residual);
+        }
+        let q = qk.narrow(D::Minus1, 0, d)?.narrow(1, 0, rows)?;
+        let k = qk.narrow(D::Minus1, d, d)?;
+        let out = self.attend(&q, &k, &v, None)?;
+        residual + self.out_proj.forward(&out)?
     }
 }
 

@@ -3,8 +3,8 @@
 
 use crate::attention::MultiheadAttention;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
 
 /// `vl_transformer.encoder.layers.N`.
 #[derive(Debug, Clone)]
@@ -21,8 +21,8 @@ impl EncoderLayer {
     pub fn new(dim: usize, heads: usize, ffn: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             self_attn: MultiheadAttention::new(dim, heads, vb.pp("self_attn"))?,
-            linear1: candle_nn::linear(dim, ffn, vb.pp("linear1"))?,
-            linear2: candle_nn::linear(ffn, dim, vb.pp("linear2"))?,
+            linear1: linear(dim, ffn, vb.pp("linear1"))?,
+            linear2: linear(ffn, dim, vb.pp("linear2"))?,
             norm1: layer_norm(dim, eps, vb.pp("norm1"))?,
             norm2: layer_norm(dim, eps, vb.pp("norm2"))?,
         })
@@ -30,10 +30,18 @@ impl EncoderLayer {
 
     /// `src (B, N, D)`, `pos (1 or B, N, D)` → `(B, N, D)` (`forward_post` of DETR).
     pub fn forward(&self, src: &Tensor, pos: &Tensor) -> Result<Tensor> {
-        let qk = src.broadcast_add(pos)?;
-        let attn = self.self_attn.forward(&qk, &qk, src, None)?;
-        let src = self.norm1.forward(&(src + attn)?)?;
-        let ff = self.linear2.forward(&self.linear1.forward(&src)?.relu()?)?;
-        self.norm2.forward(&(src + ff)?)
+        self.forward_first(src, pos, None)
+    }
+
+    /// The outputs of the first `rows` tokens only (all when `None`), `(B, rows, D)`: every
+    /// token still serves as a key and value, but the other rows' attention and feed-forward
+    /// are skipped (the last layer, whose later rows nobody reads). Row for row the same as
+    /// [`EncoderLayer::forward`].
+    pub fn forward_first(&self, src: &Tensor, pos: &Tensor, rows: Option<usize>) -> Result<Tensor> {
+        let x = self
+            .norm1
+            .forward(&self.self_attn.self_attention_add(src, pos, rows)?)?;
+        let ff = self.linear1.forward_relu(&x)?;
+        self.norm2.forward(&self.linear2.forward_add(&ff, &x)?)
     }
 }

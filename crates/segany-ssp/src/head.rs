@@ -8,8 +8,8 @@ use crate::linguistic::LinguisticAdapter;
 use crate::spatial::{l2_normalize_along, similarity_map};
 use crate::visual::VisualAdapter;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
 use segany_sam_decoder::Mlp;
 
 /// What the CLIP encoders produced for a batch of (image, expression) pairs.
@@ -71,7 +71,7 @@ impl SspHead {
             cfg: cfg.clone(),
             linguistic: LinguisticAdapter::new(cfg.clip_dim, a, vb.clone())?,
             visual: VisualAdapter::new(cfg.clip_dim, a, cfg.adapter_heads, eps, vb.clone())?,
-            mlp: candle_nn::linear(a, d, vb.pp("mlp"))?,
+            mlp: linear(a, d, vb.pp("mlp"))?,
             reg_token: vb.pp("reg_token").get((1, d), "weight")?,
             prompt_token: vb.pp("prompt_token").get((cfg.num_prompts, d), "weight")?,
             pos_embed: vb
@@ -152,8 +152,12 @@ impl SspHead {
             .broadcast_as((b, self.cfg.num_prompts, d))?;
         let mut src = Tensor::cat(&[&reg, &prompts, &fused], 1)?;
         let pos = self.pos_embed.unsqueeze(0)?;
-        for layer in &self.layers {
-            src = layer.forward(&src, &pos)?;
+        // Only the box token and the prompts are read from the last layer: its patch rows
+        // (576 of 705 for the 336 head) are keys and values there but not computed as outputs.
+        let read = 1 + self.cfg.num_prompts;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rows = (i + 1 == self.layers.len()).then_some(read);
+            src = layer.forward_first(&src, &pos, rows)?;
         }
         let hs = self.norm.forward(&src)?;
         let boxes = self.bbox_embed.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;

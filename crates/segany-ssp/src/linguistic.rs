@@ -5,7 +5,8 @@
 use crate::attention::masked_renormalised_softmax;
 use crate::gru::BiGru;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use segany_core::nn::{linear, Linear};
 
 /// Output of [`LinguisticAdapter::forward`].
 #[derive(Debug, Clone)]
@@ -29,9 +30,9 @@ impl LinguisticAdapter {
     /// Loads `clip_proj.*`, `text_proj.*` and `phrase_attn.fc.*` from the head's root `vb`.
     pub fn new(clip_dim: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            clip_proj: candle_nn::linear(clip_dim, dim, vb.pp("clip_proj"))?,
+            clip_proj: linear(clip_dim, dim, vb.pp("clip_proj"))?,
             gru: BiGru::new(dim, dim, vb.pp("text_proj"))?,
-            phrase_fc: candle_nn::linear(2 * dim, 1, vb.pp("phrase_attn").pp("fc"))?,
+            phrase_fc: linear(2 * dim, 1, vb.pp("phrase_attn").pp("fc"))?,
         })
     }
 

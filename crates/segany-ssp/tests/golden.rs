@@ -144,6 +144,71 @@ fn run_golden(file: &str) {
     assert!(agree >= AGREEMENT_MIN, "masks agree on {agree}");
 }
 
+/// The head alone in f64: every layer takes its tensor-operation composition (the path of
+/// other devices and dtypes) instead of the CPU f32 kernels, and must land on the official
+/// outputs as well.
+fn run_golden_head_f64(file: &str) {
+    let path = golden_dir().join(file);
+    if !path.exists() {
+        eprintln!(
+            "NOTICE: golden file {} not found (set GOLDEN_DIR); skipping SSP-SAM parity test",
+            path.display()
+        );
+        return;
+    }
+    let meta = metadata(&path);
+    let variant: usize = meta
+        .get("variant")
+        .and_then(|v| v.parse().ok())
+        .expect("metadata `variant` (224 or 336)");
+    let cfg = SspSamConfig::for_image_size(variant).expect("known variant");
+    let store = TensorStore::load(&path).expect("load golden file");
+    let f64 = |k: &str| {
+        store
+            .get(k)
+            .unwrap_or_else(|| panic!("golden file lacks {k}"))
+            .to_dtype(DType::F64)
+            .unwrap()
+    };
+    let (image_tokens, text_embedding, word_features) = (
+        f64("inputs.clip_image_features"),
+        f64("inputs.clip_text_embedding"),
+        f64("inputs.clip_word_features"),
+    );
+    let token_ids = store.get("inputs.token_ids").expect("token ids").clone();
+    let (want_prompts, want_boxes) = (f64("outputs.prompts"), f64("outputs.pred_boxes"));
+    let weights = store.rename(|k| k.strip_prefix("weights.").map(str::to_string));
+    let cvb = CheckedVarBuilder::new(weights, DType::F64, &Device::Cpu);
+    let built = SspSam::new(&cfg, cvb.var_builder());
+    let model = cvb
+        .finish(built, is_ignored_key)
+        .expect("golden weights load");
+    let clip = ClipFeatures {
+        image_tokens: &image_tokens,
+        text_embedding: &text_embedding,
+        word_features: &word_features,
+        token_ids: &token_ids,
+    };
+    let out = model.head.forward(&clip).expect("head forward in f64");
+    assert_eq!(out.prompts.dtype(), DType::F64);
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let dp = max_abs_diff(&f32(&out.prompts), &f32(&want_prompts));
+    let db = max_abs_diff(&f32(&out.boxes), &f32(&want_boxes));
+    println!("{file}, head in f64: prompts max|Δ| = {dp:.3e}, boxes max|Δ| = {db:.3e}");
+    assert!(dp <= PROMPT_TOL, "prompts differ by {dp}");
+    assert!(db <= BOX_TOL, "boxes differ by {db}");
+}
+
+#[test]
+fn golden_head_f64_224_seed1() {
+    run_golden_head_f64("ssp_sam_224_seed1.safetensors");
+}
+
+#[test]
+fn golden_head_f64_336_seed2() {
+    run_golden_head_f64("ssp_sam_336_seed2.safetensors");
+}
+
 #[test]
 fn golden_ssp_sam_224_seed1() {
     run_golden("ssp_sam_224_seed1.safetensors");

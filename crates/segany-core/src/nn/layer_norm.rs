@@ -49,7 +49,8 @@ pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.device().is_cpu() {
+        let dtype = xs.dtype();
+        if xs.device().is_cpu() && dtype != DType::F64 {
             let xs = xs.contiguous()?;
             return xs.apply_op3_no_bwd(
                 &self.weight,
@@ -57,8 +58,12 @@ impl Module for LayerNorm {
                 &TwoPassLayerNorm { eps: self.eps },
             );
         }
-        let dtype = xs.dtype();
-        let xs = xs.to_dtype(DType::F32)?;
+        // The composition, in f32 for half-precision inputs and in f64 for f64 ones.
+        let xs = xs.to_dtype(if dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        })?;
         let mean = xs.mean_keepdim(D::Minus1)?;
         let centred = xs.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -381,6 +386,20 @@ mod tests {
         for (yi, xi) in y.iter().zip(&base) {
             let expect = (*xi as f64 - mean) / (var + 1e-6).sqrt();
             assert!((*yi as f64 - expect).abs() < 2e-3, "{yi} vs {expect}");
+        }
+        // f64 inputs are normalised in f64 (the composition), to f64 precision.
+        let x64 = x.to_dtype(DType::F64)?;
+        let y64: Vec<f64> = LayerNorm::new(
+            Tensor::ones(64, DType::F64, &dev)?,
+            Tensor::zeros(64, DType::F64, &dev)?,
+            1e-6,
+        )
+        .forward(&x64)?
+        .flatten_all()?
+        .to_vec1()?;
+        for (yi, xi) in y64.iter().zip(&base) {
+            let expect = (*xi as f64 - mean) / (var + 1e-6).sqrt();
+            assert!((yi - expect).abs() < 1e-9, "f64: {yi} vs {expect}");
         }
         Ok(())
     }

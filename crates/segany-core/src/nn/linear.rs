@@ -44,6 +44,7 @@ enum Act {
     Identity,
     GeluErf,
     QuickGelu,
+    Relu,
 }
 
 impl Linear {
@@ -108,11 +109,38 @@ impl Linear {
         self.run(x, Act::QuickGelu)
     }
 
+    /// `max(x·Wᵀ + b, 0)`: the first half of a DETR feed-forward block.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, Act::Relu)
+    }
+
+    /// Outputs `start..start + len` of the layer alone: `x·W[start..start + len]ᵀ + b[...]`
+    /// (e.g. the query and key parts of a packed `in_proj` applied to `x + pos`), with the
+    /// weight read in place on the CPU.
+    pub fn forward_outputs(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let out_dim = self.weight.dim(0)?;
+        if start + len > out_dim {
+            candle_core::bail!("linear: outputs {start}..{} of {out_dim}", start + len)
+        }
+        self.run_part(x, Act::Identity, None, start..start + len)
+    }
+
     fn run(&self, x: &Tensor, act: Act) -> Result<Tensor> {
         self.run_with(x, act, None)
     }
 
     fn run_with(&self, x: &Tensor, act: Act, residual: Option<&Tensor>) -> Result<Tensor> {
+        self.run_part(x, act, residual, 0..self.weight.dim(0)?)
+    }
+
+    fn run_part(
+        &self,
+        x: &Tensor,
+        act: Act,
+        residual: Option<&Tensor>,
+        outputs: std::ops::Range<usize>,
+    ) -> Result<Tensor> {
+        let (start, len) = (outputs.start, outputs.len());
         let fast = x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
@@ -120,12 +148,17 @@ impl Linear {
         let wt = match &self.weight_t {
             Some(wt) if fast => wt,
             _ => {
-                let w = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
+                let bias = match &self.bias {
+                    Some(b) => Some(b.narrow(0, start, len)?),
+                    None => None,
+                };
+                let w = candle_nn::Linear::new(self.weight.narrow(0, start, len)?, bias);
                 let y = w.forward(x)?;
                 let y = match act {
                     Act::Identity => y,
                     Act::GeluErf => y.gelu_erf()?,
                     Act::QuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?)?,
+                    Act::Relu => y.relu()?,
                 };
                 return match residual {
                     Some(r) => r + y,
@@ -133,7 +166,8 @@ impl Linear {
                 };
             }
         };
-        let (out_dim, in_dim) = self.weight.dims2()?;
+        let (full_dim, in_dim) = self.weight.dims2()?;
+        let out_dim = len;
         let x = x.contiguous()?;
         let dims = x.dims();
         if dims.last() != Some(&in_dim) {
@@ -141,7 +175,7 @@ impl Linear {
         }
         let rows = x.elem_count() / in_dim.max(1);
         let bias: Option<Vec<f32>> = match &self.bias {
-            Some(b) => Some(b.flatten_all()?.to_vec1()?),
+            Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
             None => None,
         };
         let mut out = vec![0f32; rows * out_dim];
@@ -151,7 +185,13 @@ impl Linear {
         with_f32_values(&x, |xv| {
             with_f32_values(wt, |wv| {
                 let a = MatRef::row_major(xv, rows, in_dim)?;
-                let w = MatRef::row_major(wv, in_dim, out_dim)?;
+                let w = MatRef::new(
+                    wv.get(start..).unwrap_or_default(),
+                    in_dim,
+                    len,
+                    full_dim,
+                    1,
+                )?;
                 matmul_into(&mut out, out_dim, a, w, 1.0, true)
             })
         })?;
@@ -175,6 +215,7 @@ impl Linear {
                 Act::Identity => {}
                 Act::GeluErf => gelu_erf_in_place(row),
                 Act::QuickGelu => quick_gelu_in_place(row),
+                Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
             }
             if let Some(res) = res {
                 for (v, &r) in row.iter_mut().zip(res) {
@@ -246,6 +287,35 @@ mod tests {
         let reference = (&y * candle_nn::ops::sigmoid(&(&y * 1.702f64)?)?)?;
         let d = rel_diff(&reference, &g.forward_quick_gelu(&x)?)?;
         assert!(d < 1e-6, "quick gelu: {d}");
+        let with_bias = Linear::new(w.clone(), Some(values(&[7], 9)?));
+        let reference = with_bias.forward(&x)?.relu()?;
+        let relu = with_bias.forward_relu(&x)?;
+        assert_eq!(rel_diff(&reference, &relu)?, 0.0, "relu");
+        let zeros = relu
+            .eq(0f32)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        assert!(
+            zeros > 0.0 && zeros < 42.0,
+            "relu clamps some outputs, not all: {zeros}"
+        );
+        // A range of outputs alone, on the f32 CPU path and on the composition (f64).
+        let full = with_bias.forward(&x)?;
+        for (start, len) in [(0, 7), (2, 3), (6, 1)] {
+            let part = with_bias.forward_outputs(&x, start, len)?;
+            assert_eq!(part.dims(), [2, 3, len]);
+            let d = rel_diff(&full.narrow(2, start, len)?, &part)?;
+            assert!(d < 1e-6, "outputs {start}+{len}: {d}");
+            let wide = Linear::new(
+                w.to_dtype(DType::F64)?,
+                Some(values(&[7], 9)?.to_dtype(DType::F64)?),
+            );
+            let part64 = wide.forward_outputs(&x.to_dtype(DType::F64)?, start, len)?;
+            let d = rel_diff(&part, &part64.to_dtype(DType::F32)?)?;
+            assert!(d < 1e-6, "f64 outputs {start}+{len}: {d}");
+        }
+        assert!(with_bias.forward_outputs(&x, 5, 3).is_err());
         // Many rows (the input-first product) as well as few.
         let w_big = values(&[40, 24], 4)?;
         let b_big = values(&[40], 5)?;

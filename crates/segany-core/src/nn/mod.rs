@@ -25,7 +25,7 @@ pub use matmul::{
     matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into, MatRef,
 };
 pub use output::zeroed_output;
-pub use reduce::dot;
+pub use reduce::{dot, gemv_t};
 pub use scratch::Scratch;
 pub use softmax::{
     exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised,
