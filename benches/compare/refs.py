@@ -408,6 +408,13 @@ def clip(args):
         short = ids[:, :len(CLIP_IDS)]
         res["transformers_text_unpadded"] = timeit(lambda: hf.get_text_features(input_ids=short),
                                                    max(5, args.repeats))
+        # bf16 matmuls on the CPU (oneDNN's AVX-512 BF16 kernels), beside segany's opt-in
+        # bf16 products.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            res["transformers_image_bf16"] = timeit(
+                lambda: hf.get_image_features(pixel_values=px), args.repeats)
+            res["transformers_text_bf16"] = timeit(lambda: hf.get_text_features(input_ids=ids),
+                                                   max(5, args.repeats))
     del hf
     oc = open_clip.create_model("ViT-L-14-336-quickgelu", pretrained=None).eval()
     oc.load_state_dict(load_file(os.path.join(clip_dir, "open_clip_random.safetensors.src")))

@@ -124,6 +124,19 @@ def main():
         c("clip_vit_l14_336", "text_one_all_tokens"),
         {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
         "≤ 0.5× PyTorch")
+    for what, name, ref, f32_ref in [
+            ("image embedding", "image_embedding_bf16", "transformers_image_bf16",
+             "transformers_image"),
+            ("one text, all 77 positions", "text_one_all_tokens_bf16", "transformers_text_bf16",
+             "transformers_text")]:
+        ours = c("clip_vit_l14_336", name)
+        f32_ref_s = med(clip, f32_ref)
+        row(f"CLIP ViT-L/14@336 {what}, bf16 products (opt-in `CpuMatmul::Bf16`; transformers "
+            "under torch.autocast bf16)", ours, {"transformers": med(clip, ref)},
+            "(not a target: reported beside the f32 rows)",
+            "inputs and weights of every linear layer rounded to bf16, sums in f32 (AVX-512 BF16); "
+            + (f"{ours / f32_ref_s:.2f}× transformers in f32" if ours and f32_ref_s else "")
+            + "; cosine to the f32 result printed by the bench")
     ssp = raw(a.out, "ssp_head") or {}
     for v, clip_name in [("336", "CLIP ViT-L/14@336"), ("224", "CLIP ViT-B/16")]:
         par = ssp.get(v) or {}

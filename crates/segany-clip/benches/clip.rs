@@ -106,6 +106,41 @@ fn bench_l14_336(c: &mut Criterion) {
     g.bench_function("text_one_all_tokens", |b| {
         b.iter(|| model.encode_text(&ids).expect("forward"))
     });
+    // The same with bf16 products (`CpuMatmul::Bf16`, AVX-512 BF16 CPUs only), with the
+    // cosine similarity of its embeddings to the f32 ones printed.
+    let mut half = model.clone();
+    if half
+        .set_cpu_matmul(segany_core::nn::CpuMatmul::Bf16)
+        .expect("bf16 products")
+    {
+        let cos = |a: &Tensor, b: &Tensor| -> f32 {
+            let dot = (a * b).and_then(|t| t.sum_all()).expect("dot");
+            let n = (a.sqr().and_then(|t| t.sum_all()).expect("norm")
+                * b.sqr().and_then(|t| t.sum_all()).expect("norm"))
+            .and_then(|t| t.sqrt())
+            .expect("norms");
+            (dot / n)
+                .and_then(|t| t.to_scalar::<f32>())
+                .expect("cosine")
+        };
+        let img = cos(
+            &model.encode_image(&px).expect("f32"),
+            &half.encode_image(&px).expect("bf16"),
+        );
+        let txt = cos(
+            &model.encode_text(&ids).expect("f32").tokens,
+            &half.encode_text(&ids).expect("bf16").tokens,
+        );
+        eprintln!("clip_vit_l14_336 bf16 vs f32: image embedding cosine {img:.6}, text token features cosine {txt:.6}");
+        g.bench_function("image_embedding_bf16", |b| {
+            b.iter(|| half.encode_image(&px).expect("forward"))
+        });
+        g.bench_function("text_one_all_tokens_bf16", |b| {
+            b.iter(|| half.encode_text(&ids).expect("forward"))
+        });
+    } else {
+        eprintln!("clip_vit_l14_336: no AVX-512 BF16 on this CPU; bf16 rows skipped");
+    }
     g.finish();
 }
 

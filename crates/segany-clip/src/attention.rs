@@ -41,6 +41,11 @@ impl Attention {
         })
     }
 
+    /// The arithmetic of the `in_proj` and `out_proj` products on the CPU; whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        Ok(self.in_proj.set_cpu_matmul(mode)? & self.out_proj.set_cpu_matmul(mode)?)
+    }
+
     /// Projects `x` `[B, N, W]` to q, k, v, each `[B, H, N, W/H]`.
     fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, n, w) = x.dims3()?;

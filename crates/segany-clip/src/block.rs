@@ -27,6 +27,10 @@ impl Mlp {
 }
 
 impl Mlp {
+    /// The arithmetic of `c_fc` and `c_proj` on the CPU; whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        Ok(self.c_fc.set_cpu_matmul(mode)? & self.c_proj.set_cpu_matmul(mode)?)
+    }
     /// `c_fc` with its activation fused into the bias pass on the CPU.
     fn hidden(&self, xs: &Tensor) -> Result<Tensor> {
         match self.act {
@@ -85,6 +89,10 @@ impl ResidualAttentionBlock {
         })
     }
 
+    /// The arithmetic of the block's four products on the CPU; whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        Ok(self.attn.set_cpu_matmul(mode)? & self.mlp.set_cpu_matmul(mode)?)
+    }
     /// Vanilla block on `[B, N, W]` with the given attention mask (each residual sum taken
     /// in the bias pass of the projection before it).
     pub fn forward(&self, x: &Tensor, mask: Mask) -> Result<Tensor> {

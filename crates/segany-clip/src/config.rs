@@ -180,13 +180,13 @@ impl ClipConfig {
                 return bad(f, x, "must be positive");
             }
         }
-        if v.width % v.heads != 0 {
+        if !v.width.is_multiple_of(v.heads) {
             return bad("vision.width", v.width, "not divisible by vision.heads");
         }
-        if t.width % t.heads != 0 {
+        if !t.width.is_multiple_of(t.heads) {
             return bad("text.width", t.width, "not divisible by text.heads");
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return bad(
                 "vision.image_size",
                 v.image_size,

@@ -51,6 +51,12 @@ impl TextTransformer {
         })
     }
 
+    /// The arithmetic of the transformer's linear layers on the CPU in f32 (see
+    /// [`segany_core::nn::CpuMatmul`]); returns whether they now multiply in bf16 (`false` on CPUs without
+    /// AVX-512 BF16 and for weights off the CPU or not in f32).
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        self.transformer.set_cpu_matmul(mode)
+    }
     /// The configuration the tower was built with.
     pub fn config(&self) -> &ClipTextConfig {
         &self.cfg

@@ -31,6 +31,14 @@ impl Transformer {
         Ok(Self { resblocks })
     }
 
+    /// The arithmetic of every block's products on the CPU; whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        let mut on = !self.resblocks.is_empty();
+        for b in &mut self.resblocks {
+            on &= b.set_cpu_matmul(mode)?;
+        }
+        Ok(on)
+    }
     /// Number of blocks.
     pub fn layers(&self) -> usize {
         self.resblocks.len()

@@ -198,3 +198,86 @@ fn open_clip_layout_and_inferred_geometry() {
         TOL,
     );
 }
+
+/// Smallest cosine similarity between matching rows of two `(N, D)` tensors.
+fn min_row_cosine(a: &Tensor, b: &Tensor) -> f32 {
+    let dot = (a * b).unwrap().sum(1).unwrap();
+    let na = a.sqr().unwrap().sum(1).unwrap().sqrt().unwrap();
+    let nb = b.sqr().unwrap().sum(1).unwrap().sqrt().unwrap();
+    (dot / (na * nb).unwrap())
+        .unwrap()
+        .min(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// bf16 products (`CpuMatmul::Bf16`) on the transformers fixture: image and text embeddings
+/// within bf16's rounding of the reference (cosine ≥ 0.999 per embedding, logits within 1% of
+/// their range), and different from the f32 results (the bf16 kernel really ran). Back to f32,
+/// the f32 results again. On a CPU without AVX-512 BF16 the switch reports `false` and
+/// nothing changes.
+#[test]
+fn bf16_products_stay_close_to_the_reference() {
+    let n = "transformers_quickgelu";
+    let ts = common::load(&common::fixtures_dir().join(format!("{n}.safetensors")));
+    let cfg = config(n, true);
+    let weights = checkpoint(&ts, HF_EMB, cfg.text.vocab_size);
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let mut model = ClipModel::load(
+        vb,
+        &LoadOptions {
+            config: Some(cfg),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (px, ids) = (&ts["inputs.pixel_values"], &ts["inputs.token_ids"]);
+    let f32_img = model.encode_image(px).unwrap();
+    let f32_txt = model.encode_text(ids).unwrap().embeds;
+    let on = model
+        .set_cpu_matmul(segany_core::nn::CpuMatmul::Bf16)
+        .unwrap();
+    let img = model.encode_image(px).unwrap();
+    let txt = model.encode_text(ids).unwrap().embeds;
+    let logits = model.forward(px, ids).unwrap().logits_per_image;
+    let diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    if !on {
+        eprintln!("NOTICE: no AVX-512 BF16 on this CPU; the bf16 switch is a no-op here");
+        assert_eq!(diff(&img, &f32_img), 0.0);
+        return;
+    }
+    let (ci, ct) = (
+        min_row_cosine(&img, &ts["outputs.image_embeds"]),
+        min_row_cosine(&txt, &ts["outputs.text_embeds"]),
+    );
+    let want = &ts["outputs.logits_per_image"];
+    let range = (want.max_all().unwrap().to_scalar::<f32>().unwrap()
+        - want.min_all().unwrap().to_scalar::<f32>().unwrap())
+    .max(1e-3);
+    let dl = diff(&logits, want);
+    println!("bf16: image cosine {ci:.6}, text cosine {ct:.6}, logits max|Δ| {dl:.3e} (range {range:.3})");
+    assert!(ci >= 0.999 && ct >= 0.999, "cosines {ci}, {ct}");
+    assert!(
+        dl <= 0.01 * range,
+        "logits differ by {dl} of a {range} range"
+    );
+    assert!(
+        diff(&img, &f32_img) > 0.0,
+        "bf16 results equal f32: kernel not used"
+    );
+    assert!(!model
+        .set_cpu_matmul(segany_core::nn::CpuMatmul::F32)
+        .unwrap());
+    assert_eq!(diff(&model.encode_image(px).unwrap(), &f32_img), 0.0);
+    assert_eq!(diff(&model.encode_text(ids).unwrap().embeds, &f32_txt), 0.0);
+}

@@ -24,7 +24,7 @@ impl Attention {
         vb: VarBuilder,
     ) -> Result<Self> {
         let internal = dim / downsample_rate.max(1);
-        if num_heads == 0 || internal % num_heads != 0 {
+        if num_heads == 0 || !internal.is_multiple_of(num_heads) {
             candle_core::bail!(
                 "{}: {num_heads} heads do not divide width {internal}",
                 vb.prefix()

@@ -21,7 +21,7 @@ pub struct MultiheadAttention {
 impl MultiheadAttention {
     /// Loads `in_proj_weight` `[3·dim, dim]`, `in_proj_bias` `[3·dim]` and `out_proj.*`.
     pub fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
-        if num_heads == 0 || dim % num_heads != 0 {
+        if num_heads == 0 || !dim.is_multiple_of(num_heads) {
             candle_core::bail!("attention width {dim} is not divisible by {num_heads} heads");
         }
         let w = vb.get((3 * dim, dim), "in_proj_weight")?;

@@ -11,6 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::bf16_gemm::{bf16_supported, matmul_bf16_into, PackedBf16};
 use super::gelu::{gelu_erf_in_place, quick_gelu_in_place};
 use super::matmul::{matmul_into, MatRef};
 use super::values::with_f32_values;
@@ -24,6 +25,21 @@ pub struct Linear {
     /// the product `x·Wᵀ` reads without re-packing the weight on every call.
     weight_t: Option<Tensor>,
     bias: Option<Tensor>,
+    /// With [`CpuMatmul::Bf16`]: the transposed weight rounded to bf16 and packed.
+    packed_bf16: Option<std::sync::Arc<PackedBf16>>,
+}
+
+/// The arithmetic of a layer's product on the CPU in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuMatmul {
+    /// Inputs and weights in f32 (the default; the reference's arithmetic).
+    #[default]
+    F32,
+    /// Inputs and weights rounded to bf16, products and sums in f32, on CPUs with AVX-512 BF16
+    /// (twice the f32 multiply-add rate; [`super::bf16_gemm`]). Each input and weight loses
+    /// its mantissa beyond 8 bits (relative error ≤ 2⁻⁹); the bias, the activation and
+    /// everything outside the product stay f32.
+    Bf16,
 }
 
 /// Loads `weight (out, in)` and `bias (out)` from `vb`.
@@ -61,6 +77,7 @@ impl Linear {
                     weight: view,
                     weight_t: Some(wt),
                     bias,
+                    packed_bf16: None,
                 },
                 Err(_) => Self::plain(weight, bias),
             },
@@ -73,7 +90,24 @@ impl Linear {
             weight,
             weight_t: None,
             bias,
+            packed_bf16: None,
         }
+    }
+
+    /// Chooses the product's arithmetic on the CPU in f32 ([`CpuMatmul`]). Returns whether the
+    /// layer now multiplies in bf16: `false` for [`CpuMatmul::F32`], for a CPU without
+    /// AVX-512 BF16, and for a weight that is not an f32 CPU tensor (other devices keep their
+    /// own arithmetic).
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        self.packed_bf16 = None;
+        let wt = match (&self.weight_t, mode) {
+            (Some(wt), CpuMatmul::Bf16) if bf16_supported() => wt,
+            _ => return Ok(false),
+        };
+        let (k, n) = wt.dims2()?;
+        let packed = with_f32_values(wt, |w| PackedBf16::pack(w, k, n, n))?;
+        self.packed_bf16 = Some(std::sync::Arc::new(packed));
+        Ok(true)
     }
 
     /// The `(out, in)` weight (a transposed view on the CPU in f32; see [`Linear::weight_t`]).
@@ -183,6 +217,17 @@ impl Linear {
         // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
         // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
         with_f32_values(&x, |xv| {
+            if let (Some(packed), true) = (&self.packed_bf16, len == full_dim) {
+                return matmul_bf16_into(
+                    &mut out,
+                    out_dim,
+                    (xv, in_dim),
+                    rows,
+                    packed,
+                    false,
+                    true,
+                );
+            }
             with_f32_values(wt, |wv| {
                 let a = MatRef::row_major(xv, rows, in_dim)?;
                 let w = MatRef::new(
@@ -316,6 +361,40 @@ mod tests {
             assert!(d < 1e-6, "f64 outputs {start}+{len}: {d}");
         }
         assert!(with_bias.forward_outputs(&x, 5, 3).is_err());
+        // bf16 products: within bf16's rounding of the f32 layer (activation and residual
+        // passes included); back to f32, the same values as before.
+        let wide = Linear::new(values(&[96, 200], 10)?, Some(values(&[96], 11)?));
+        let xs = values(&[3, 17, 200], 12)?;
+        let res = values(&[3, 17, 96], 13)?;
+        let f32_out = [
+            wide.forward(&xs)?,
+            wide.forward_gelu(&xs)?,
+            wide.forward_add(&xs, &res)?,
+        ];
+        let mut half = wide.clone();
+        let on = half.set_cpu_matmul(CpuMatmul::Bf16)?;
+        assert_eq!(on, super::super::bf16_gemm::bf16_supported());
+        let bf16_out = [
+            half.forward(&xs)?,
+            half.forward_gelu(&xs)?,
+            half.forward_add(&xs, &res)?,
+        ];
+        for (a, b) in f32_out.iter().zip(&bf16_out) {
+            let d = rel_diff(a, b)?;
+            // |Σ x·w| ≤ 200 · 1.7² ≈ 580; bf16 inputs: ≲ 2⁻⁸ of Σ|x·w| in the worst case, far
+            // less for these mixed signs.
+            assert!(d < 2e-3, "bf16 vs f32: {d}");
+            if on {
+                assert!(d > 0.0, "bf16 products should differ from f32 somewhere");
+            }
+        }
+        assert!(!half.set_cpu_matmul(CpuMatmul::F32)?);
+        assert_eq!(rel_diff(&f32_out[0], &half.forward(&xs)?)?, 0.0);
+        let mut on_f64 = Linear::new(w.to_dtype(DType::F64)?, None);
+        assert!(
+            !on_f64.set_cpu_matmul(CpuMatmul::Bf16)?,
+            "f64 weights keep f64"
+        );
         // Many rows (the input-first product) as well as few.
         let w_big = values(&[40, 24], 4)?;
         let b_big = values(&[40], 5)?;

@@ -1,5 +1,6 @@
 //! Small layers shared by several models.
 
+pub mod bf16_gemm;
 pub mod fused_attention;
 mod gelu;
 mod interpolate;
@@ -20,7 +21,7 @@ pub use layer_norm::{
     layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,
     residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
-pub use linear::{linear, linear_no_bias, Linear};
+pub use linear::{linear, linear_no_bias, CpuMatmul, Linear};
 pub use matmul::{
     matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into, MatRef,
 };

@@ -180,7 +180,7 @@ impl TinyViTConfig {
                 return Err(format!("TinyViT stage {i}: window size 0"));
             }
         }
-        if self.local_conv_size % 2 == 0 {
+        if self.local_conv_size.is_multiple_of(2) {
             return Err(format!(
                 "TinyViT local_conv_size {} must be odd",
                 self.local_conv_size
