@@ -71,14 +71,16 @@ fn agreement(a: &Tensor, b: &Tensor) -> f64 {
     same as f64 / a.len() as f64
 }
 
-fn run_golden(file: &str) {
+/// The golden file's path and the configuration its metadata names, or `None` (with a notice)
+/// when the file is absent.
+fn golden_config(file: &str) -> Option<(PathBuf, SspSamConfig)> {
     let path = golden_dir().join(file);
     if !path.exists() {
         eprintln!(
             "NOTICE: golden file {} not found (set GOLDEN_DIR); skipping SSP-SAM parity test",
             path.display()
         );
-        return;
+        return None;
     }
     let meta = metadata(&path);
     let variant: usize = meta
@@ -92,6 +94,13 @@ fn run_golden(file: &str) {
     if let Some(g) = meta.get("grid").and_then(|v| v.parse::<usize>().ok()) {
         assert_eq!(g, cfg.grid(), "metadata grid vs config");
     }
+    Some((path, cfg))
+}
+
+fn run_golden(file: &str) {
+    let Some((path, cfg)) = golden_config(file) else {
+        return;
+    };
 
     let dev = Device::Cpu;
     let store = TensorStore::load(&path).expect("load golden file");
@@ -148,20 +157,9 @@ fn run_golden(file: &str) {
 /// other devices and dtypes) instead of the CPU f32 kernels, and must land on the official
 /// outputs as well.
 fn run_golden_head_f64(file: &str) {
-    let path = golden_dir().join(file);
-    if !path.exists() {
-        eprintln!(
-            "NOTICE: golden file {} not found (set GOLDEN_DIR); skipping SSP-SAM parity test",
-            path.display()
-        );
+    let Some((path, cfg)) = golden_config(file) else {
         return;
-    }
-    let meta = metadata(&path);
-    let variant: usize = meta
-        .get("variant")
-        .and_then(|v| v.parse().ok())
-        .expect("metadata `variant` (224 or 336)");
-    let cfg = SspSamConfig::for_image_size(variant).expect("known variant");
+    };
     let store = TensorStore::load(&path).expect("load golden file");
     let f64 = |k: &str| {
         store
