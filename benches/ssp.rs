@@ -4,6 +4,9 @@
 //!   head) on the golden files' weights and inputs (`GOLDEN_DIR`, default `../shared/golden`,
 //!   the files `benches/compare/refs.py ssp` times the PyTorch head on), or on random ones of
 //!   the same shapes when they are absent.
+//! * `ssp_head/{224,336}_bf16`: the same with the opt-in bf16 products
+//!   (`SspHead::set_cpu_matmul(CpuMatmul::Bf16)`), on CPUs with AVX-512 BF16; the distance to
+//!   the f32 outputs goes to stderr.
 //! * `ssp_decode`: SAM's prompt encoder + mask decoder on the 128 prompts + resizing to the 512
 //!   frame.
 //! * `ssp_pipeline/per_image` (SAM + CLIP Surgery image encoders) and
@@ -22,6 +25,7 @@ use segany::referring::{ReferringOptions, ReferringSegmenter};
 use segany::{Sam, SamConfig};
 use segany_clip::{ClipConfig, ClipModel, ClipTokenizer};
 use segany_core::checkpoint::CheckedVarBuilder;
+use segany_core::nn::CpuMatmul;
 use segany_core::TensorStore;
 use segany_ssp::{is_ignored_key, ClipFeatures, SspSam, SspSamConfig};
 use std::path::PathBuf;
@@ -128,6 +132,26 @@ fn bench_head(c: &mut Criterion) {
         g.bench_function(cfg.image_size.to_string(), |b| {
             b.iter(|| model.head.forward(&clip).expect("head"))
         });
+        // The opt-in bf16 products, where the CPU has them; their distance to f32 on stderr.
+        let mut half = model.head.clone();
+        if half.set_cpu_matmul(CpuMatmul::Bf16).expect("bf16") {
+            let f32_out = model.head.forward(&clip).expect("head");
+            let out = half.forward(&clip).expect("head in bf16");
+            let max_abs = |a: &Tensor, b: &Tensor| -> f32 {
+                (a - b)
+                    .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                    .expect("difference")
+            };
+            eprintln!(
+                "ssp_head/{}_bf16: max |Δ| to f32: prompts {:.2e}, boxes {:.2e}",
+                cfg.image_size,
+                max_abs(&out.prompts, &f32_out.prompts),
+                max_abs(&out.boxes, &f32_out.boxes)
+            );
+            g.bench_function(format!("{}_bf16", cfg.image_size), |b| {
+                b.iter(|| half.forward(&clip).expect("head in bf16"))
+            });
+        }
     }
     g.finish();
 

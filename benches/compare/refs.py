@@ -450,6 +450,14 @@ def ssp(args):
             if parity["prompts_max_abs"] > 1e-4 or parity["boxes_max_abs"] > 1e-4:
                 raise SystemExit(f"ssp: the PyTorch head misses the golden outputs: {parity}")
             res[name] = {**timeit(lambda: head(*inputs), max(10, args.repeats)), **parity}
+            # bf16 matmuls (oneDNN's AVX-512 BF16 kernels), beside segany's opt-in bf16
+            # products; its distance to the official outputs is recorded beside the time.
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                p, b = head(*inputs)
+                res[name + "_bf16"] = {
+                    **timeit(lambda: head(*inputs), max(10, args.repeats)),
+                    "prompts_max_abs": float((p.float() - prompts).abs().max()),
+                    "boxes_max_abs": float((b.float() - boxes).abs().max())}
     save(args, "ssp_head", res)
 
 

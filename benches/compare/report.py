@@ -148,6 +148,17 @@ def main():
         row(f"SSP-SAM head, {v} variant ({clip_name} features; adapters + fusion + prompt "
             "transformer + box head)", c("ssp_head", v), {"PyTorch": med(ssp, v)},
             "≤ 0.5× PyTorch", note)
+    for v in ["336", "224"]:
+        ours, f32_ref_s = c("ssp_head", f"{v}_bf16"), med(ssp, v)
+        par = ssp.get(f"{v}_bf16") or {}
+        row(f"SSP-SAM head, {v} variant, bf16 products (opt-in `CpuMatmul::Bf16`; PyTorch under "
+            "torch.autocast bf16)", ours, {"PyTorch": med(ssp, f"{v}_bf16")},
+            "(not a target: reported beside the f32 rows)",
+            "inputs and weights of every linear layer rounded to bf16, sums in f32 (AVX-512 BF16); "
+            + (f"{ours / f32_ref_s:.2f}× PyTorch in f32; " if ours and f32_ref_s else "")
+            + "segany's distance to its f32 outputs printed by the bench"
+            + (f", PyTorch bf16's: prompts {par['prompts_max_abs']:.1e}, boxes "
+               f"{par['boxes_max_abs']:.1e}" if par else ""))
 
     peak_torch = tg["gflops_best"] if tg else None
     sg = c("sgemm", "square_2048")

@@ -34,6 +34,18 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// The arithmetic of the layers' products on the CPU ([`segany_core::nn::CpuMatmul`]);
+    /// whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        let mut on = true;
+        for layer in &mut self.layers {
+            on &= layer.set_cpu_matmul(mode)?;
+        }
+        Ok(on)
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();

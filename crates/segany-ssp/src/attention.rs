@@ -2,10 +2,11 @@
 //! first here, with an optional key-padding mask, and the self-attention of a DETR encoder
 //! layer (queries and keys from `src + pos`, values from `src`).
 
+use crate::key_subset::attend_valid_keys;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, fused_attention_first, Geometry};
-use segany_core::nn::{linear, Linear};
+use segany_core::nn::{linear, CpuMatmul, Linear};
 
 /// `nn.MultiheadAttention(dim, heads)` (bias on, `kdim = vdim = dim`).
 #[derive(Debug, Clone)]
@@ -34,6 +35,16 @@ impl MultiheadAttention {
         })
     }
 
+    /// The arithmetic of the projections on the CPU ([`CpuMatmul`]): `in_proj` packed whole
+    /// and as the query, key, value and query-and-key ranges the forward passes read.
+    /// Whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        let d = self.dim();
+        let ranges = [0..d, d..2 * d, 2 * d..3 * d, 0..2 * d];
+        Ok(self.in_proj.set_cpu_matmul_with_outputs(mode, &ranges)?
+            & self.out_proj.set_cpu_matmul(mode)?)
+    }
+
     fn dim(&self) -> usize {
         self.num_heads * self.head_dim
     }
@@ -47,7 +58,8 @@ impl MultiheadAttention {
 
     /// `query (B, Nq, D)`, `key`/`value (B, Nk, D)` → `(B, Nq, D)`. `key_valid (B, Nk)`, when
     /// given, is non-zero for keys that may be attended to (PyTorch's `~key_padding_mask`);
-    /// masked keys get `-inf` before the softmax, as in PyTorch.
+    /// masked keys get `-inf` before the softmax, as in PyTorch. On the CPU in f32 the masked
+    /// keys are left out instead (the same weights, see `key_subset`).
     pub fn forward(
         &self,
         query: &Tensor,
@@ -59,7 +71,11 @@ impl MultiheadAttention {
         let q = self.in_proj.forward_outputs(query, 0, d)?;
         let k = self.in_proj.forward_outputs(key, d, d)?;
         let v = self.in_proj.forward_outputs(value, 2 * d, d)?;
-        let out = self.attend(&q, &k, &v, key_valid)?;
+        let out = if query.device().is_cpu() && query.dtype() == DType::F32 {
+            attend_valid_keys(&q, &k, &v, key_valid, self.num_heads)?
+        } else {
+            self.attend(&q, &k, &v, key_valid)?
+        };
         self.out_proj.forward(&out)
     }
 

@@ -4,7 +4,7 @@
 use crate::attention::MultiheadAttention;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
+use segany_core::nn::{layer_norm, linear, CpuMatmul, LayerNorm, Linear};
 
 /// `vl_transformer.encoder.layers.N`.
 #[derive(Debug, Clone)]
@@ -26,6 +26,13 @@ impl EncoderLayer {
             norm1: layer_norm(dim, eps, vb.pp("norm1"))?,
             norm2: layer_norm(dim, eps, vb.pp("norm2"))?,
         })
+    }
+
+    /// The arithmetic of the layer's products on the CPU ([`CpuMatmul`]); whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.self_attn.set_cpu_matmul(mode)?
+            & self.linear1.set_cpu_matmul(mode)?
+            & self.linear2.set_cpu_matmul(mode)?)
     }
 
     /// `src (B, N, D)`, `pos (1 or B, N, D)` → `(B, N, D)` (`forward_post` of DETR).

@@ -7,9 +7,10 @@
 //! transposed recurrent weight and one fused pass over the gates per step) on its own thread;
 //! elsewhere it is a composition of tensor operations per step.
 
+use crate::activation::{sigmoid, tanh};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use segany_core::nn::{exp, gemv_t, with_f32_values, Linear};
+use segany_core::nn::{gemv_t, with_f32_values, CpuMatmul, Linear};
 
 #[derive(Debug, Clone)]
 struct Direction {
@@ -113,19 +114,6 @@ fn gru_gates_loop(h: &mut [f32], gi: &[f32], gh: &[f32]) {
     }
 }
 
-/// `1 / (1 + e⁻ˣ)` on the vectorisable [`exp`] (relative error < 3e-7).
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// `1 − 2 / (e²ˣ + 1)` on the vectorisable [`exp`]: within 2e-7 of `tanh` (absolute; the
-/// state it feeds is a sum of such values), ±1 exactly for large `|x|`.
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
 /// `nn.GRU(input, hidden, num_layers=1, batch_first=True, bidirectional=True)`.
 #[derive(Debug, Clone)]
 pub struct BiGru {
@@ -143,6 +131,12 @@ impl BiGru {
             backward: Direction::new(input, hidden, "_reverse", &vb)?,
             hidden,
         })
+    }
+
+    /// The arithmetic of the input projections on the CPU ([`CpuMatmul`]); the recurrence
+    /// keeps f32. Whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.forward.w_ih.set_cpu_matmul(mode)? & self.backward.w_ih.set_cpu_matmul(mode)?)
     }
 
     /// `x (B, T, I)` → `(B, T, 2H)`: forward states, then backward states, per position. Every
@@ -283,25 +277,5 @@ mod tests {
             );
         }
         Ok(())
-    }
-
-    /// The gate functions against f64 over the range a cell meets, and at the extremes.
-    #[test]
-    fn sigmoid_and_tanh_are_accurate() {
-        let mut worst = (0f64, 0f64);
-        for i in -20_000..=20_000 {
-            let x = i as f32 * 1e-3;
-            let s = 1.0 / (1.0 + (-(x as f64)).exp());
-            worst.0 = worst.0.max((sigmoid(x) as f64 - s).abs());
-            worst.1 = worst.1.max((tanh(x) as f64 - (x as f64).tanh()).abs());
-        }
-        assert!(
-            worst.0 < 1e-7 && worst.1 < 3e-7,
-            "sigmoid {:e}, tanh {:e}",
-            worst.0,
-            worst.1
-        );
-        assert_eq!((tanh(100.0), tanh(-100.0)), (1.0, -1.0));
-        assert_eq!((sigmoid(200.0), sigmoid(-200.0) < 1e-30), (1.0, true));
     }
 }

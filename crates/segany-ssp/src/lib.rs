@@ -32,11 +32,13 @@
 //! ```
 #![warn(missing_docs)]
 
+mod activation;
 pub mod attention;
 mod config;
 mod encoder_layer;
 mod gru;
 mod head;
+mod key_subset;
 mod linguistic;
 mod model;
 pub mod spatial;

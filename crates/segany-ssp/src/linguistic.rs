@@ -6,7 +6,7 @@ use crate::attention::masked_renormalised_softmax;
 use crate::gru::BiGru;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::{linear, Linear};
+use segany_core::nn::{linear, CpuMatmul, Linear};
 
 /// Output of [`LinguisticAdapter::forward`].
 #[derive(Debug, Clone)]
@@ -34,6 +34,14 @@ impl LinguisticAdapter {
             gru: BiGru::new(dim, dim, vb.pp("text_proj"))?,
             phrase_fc: linear(2 * dim, 1, vb.pp("phrase_attn").pp("fc"))?,
         })
+    }
+
+    /// The arithmetic of the adapter's products on the CPU ([`CpuMatmul`]; the GRU's
+    /// recurrence keeps f32); whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.clip_proj.set_cpu_matmul(mode)?
+            & self.gru.set_cpu_matmul(mode)?
+            & self.phrase_fc.set_cpu_matmul(mode)?)
     }
 
     /// `word_features (B, T, C)` (CLIP `ln_final` outputs) and `valid (B, T)` (1 for real

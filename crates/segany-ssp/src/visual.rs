@@ -5,7 +5,7 @@
 use crate::attention::MultiheadAttention;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use segany_core::nn::{layer_norm, LayerNorm};
+use segany_core::nn::{layer_norm, CpuMatmul, LayerNorm};
 use segany_sam_decoder::Mlp;
 
 /// `clip_img_proj`, `img2text_attn`, `imgtext_proj`, `img_proj`, `tf_scale`, `tf_sigma`,
@@ -42,6 +42,15 @@ impl VisualAdapter {
             tf_sigma: vb.get(1, "tf_sigma")?,
             norm_img: layer_norm(dim, eps, vb.pp("norm_img"))?,
         })
+    }
+
+    /// The arithmetic of the adapter's products on the CPU ([`CpuMatmul`]; the attention
+    /// itself keeps f32); whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.clip_img_proj.set_cpu_matmul(mode)?
+            & self.img2text_attn.set_cpu_matmul(mode)?
+            & self.imgtext_proj.set_cpu_matmul(mode)?
+            & self.img_proj.set_cpu_matmul(mode)?)
     }
 
     /// `patches (B, P², C)` (token-normalised, without CLS), `sim_map (B, P², 1)`, projected

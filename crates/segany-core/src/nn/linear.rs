@@ -25,8 +25,9 @@ pub struct Linear {
     /// the product `x·Wᵀ` reads without re-packing the weight on every call.
     weight_t: Option<Tensor>,
     bias: Option<Tensor>,
-    /// With [`CpuMatmul::Bf16`]: the transposed weight rounded to bf16 and packed.
-    packed_bf16: Option<std::sync::Arc<PackedBf16>>,
+    /// With [`CpuMatmul::Bf16`]: the transposed weight rounded to bf16 and packed (whole, and
+    /// per output range asked for).
+    packed_bf16: Option<std::sync::Arc<PackedOutputs>>,
 }
 
 /// The arithmetic of a layer's product on the CPU in f32.
@@ -52,6 +53,20 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
 pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     let lin = candle_nn::linear_no_bias(in_dim, out_dim, vb)?;
     Ok(Linear::new(lin.weight().clone(), None))
+}
+
+/// The bf16 copies of a layer's weight: the whole of it first, then any output ranges
+/// [`Linear::forward_outputs`] is called with.
+#[derive(Debug)]
+struct PackedOutputs(Vec<(std::ops::Range<usize>, PackedBf16)>);
+
+impl PackedOutputs {
+    fn get(&self, start: usize, len: usize) -> Option<&PackedBf16> {
+        self.0
+            .iter()
+            .find(|(r, _)| r.start == start && r.len() == len)
+            .map(|(_, p)| p)
+    }
 }
 
 /// The activation fused into the bias pass.
@@ -99,14 +114,40 @@ impl Linear {
     /// AVX-512 BF16, and for a weight that is not an f32 CPU tensor (other devices keep their
     /// own arithmetic).
     pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        self.set_cpu_matmul_with_outputs(mode, &[])
+    }
+
+    /// [`Linear::set_cpu_matmul`] for a layer also called through
+    /// [`Linear::forward_outputs`]: each of `outputs` (ranges of output features, e.g. the
+    /// query, key and value parts of a packed `in_proj`) gets its own bf16 copy of those
+    /// weight columns, so those calls multiply in bf16 too. Other ranges stay in f32.
+    pub fn set_cpu_matmul_with_outputs(
+        &mut self,
+        mode: CpuMatmul,
+        outputs: &[std::ops::Range<usize>],
+    ) -> Result<bool> {
         self.packed_bf16 = None;
         let wt = match (&self.weight_t, mode) {
             (Some(wt), CpuMatmul::Bf16) if bf16_supported() => wt,
             _ => return Ok(false),
         };
         let (k, n) = wt.dims2()?;
-        let packed = with_f32_values(wt, |w| PackedBf16::pack(w, k, n, n))?;
-        self.packed_bf16 = Some(std::sync::Arc::new(packed));
+        let whole = std::iter::once(0..n);
+        let ranges: Vec<_> = whole
+            .chain(outputs.iter().filter(|r| **r != (0..n)).cloned())
+            .collect();
+        let packed = with_f32_values(wt, |w| {
+            ranges
+                .into_iter()
+                .map(|r| {
+                    if r.is_empty() || r.end > n {
+                        candle_core::bail!("linear: outputs {r:?} of {n} cannot be packed")
+                    }
+                    Ok((r.clone(), PackedBf16::pack(&w[r.start..], k, r.len(), n)?))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        self.packed_bf16 = Some(std::sync::Arc::new(PackedOutputs(packed)));
         Ok(true)
     }
 
@@ -217,7 +258,7 @@ impl Linear {
         // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
         // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
         with_f32_values(&x, |xv| {
-            if let (Some(packed), true) = (&self.packed_bf16, len == full_dim) {
+            if let Some(packed) = self.packed_bf16.as_ref().and_then(|p| p.get(start, len)) {
                 return matmul_bf16_into(
                     &mut out,
                     out_dim,
@@ -387,6 +428,27 @@ mod tests {
             if on {
                 assert!(d > 0.0, "bf16 products should differ from f32 somewhere");
             }
+        }
+        // Output ranges packed on their own give the whole product's columns; a range not
+        // packed stays in f32; a range outside the layer is refused.
+        let mut parts = wide.clone();
+        assert_eq!(
+            parts.set_cpu_matmul_with_outputs(CpuMatmul::Bf16, &[0..40, 40..96, 7..8])?,
+            on
+        );
+        for (start, len) in [(0, 40), (40, 56), (7, 1)] {
+            let got = parts.forward_outputs(&xs, start, len)?;
+            assert_eq!(rel_diff(&bf16_out[0].narrow(2, start, len)?, &got)?, 0.0);
+        }
+        let unpacked = parts.forward_outputs(&xs, 10, 20)?;
+        assert_eq!(rel_diff(&f32_out[0].narrow(2, 10, 20)?, &unpacked)?, 0.0);
+        if on {
+            assert!(parts
+                .set_cpu_matmul_with_outputs(CpuMatmul::Bf16, &[90..97, 0..1])
+                .is_err());
+            assert!(parts
+                .set_cpu_matmul_with_outputs(CpuMatmul::Bf16, &[0..1, 5..5])
+                .is_err());
         }
         assert!(!half.set_cpu_matmul(CpuMatmul::F32)?);
         assert_eq!(rel_diff(&f32_out[0], &half.forward(&xs)?)?, 0.0);
