@@ -1,5 +1,6 @@
-//! SAM benchmarks: the ViT-B image encoder at 1024² and one prompt through prompt encoder + mask
-//! decoder + post-processing, on random weights.
+//! SAM benchmarks: the ViT-B image encoder at 1024² (in f32, and with the opt-in bf16 products
+//! on CPUs with AVX-512 BF16) and one prompt through prompt encoder + mask decoder +
+//! post-processing, on random weights.
 //!
 //! `cargo bench --bench sam` times segany; with `--features compare-candle` the same weights and
 //! input also go through candle-transformers' `segment_anything`. `benches/compare/run.sh` runs
@@ -7,6 +8,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
+use segany::core::nn::CpuMatmul;
 use segany::core::TensorStore;
 use segany::{Prompt, Sam, SamConfig, SamPredictor};
 use std::collections::HashMap;
@@ -59,6 +61,33 @@ fn bench(c: &mut Criterion) {
     g.bench_function("segany_encoder_1024", |b| {
         b.iter(|| sam.encode(&pixels).expect("encode"))
     });
+
+    // The opt-in bf16 products (`ImageEncoder::set_cpu_matmul`), where the CPU has them; the
+    // embedding's distance to f32 on stderr.
+    let mut half = sam.clone();
+    if half
+        .image_encoder
+        .set_cpu_matmul(CpuMatmul::Bf16)
+        .expect("bf16")
+    {
+        let f32_emb = sam.encode(&pixels).expect("encode");
+        let emb = half.encode(&pixels).expect("encode in bf16");
+        let diff = (&emb - &f32_emb)
+            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+            .expect("difference");
+        let spread = f32_emb
+            .flatten_all()
+            .and_then(|t| t.var(0)?.sqrt()?.to_scalar::<f32>())
+            .expect("spread");
+        eprintln!(
+            "sam_vit_b/segany_encoder_1024_bf16: embedding max |Δ| to f32 {diff:.2e} \
+             ({:.2e} of its standard deviation)",
+            diff / spread
+        );
+        g.bench_function("segany_encoder_1024_bf16", |b| {
+            b.iter(|| half.encode(&pixels).expect("encode in bf16"))
+        });
+    }
 
     let mut predictor = SamPredictor::new(sam.clone());
     predictor.set_image(&image()).expect("set_image");

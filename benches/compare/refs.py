@@ -216,11 +216,14 @@ def sam_official(args):
     x = official_input(sam, img)
     with torch.inference_mode():
         enc = timeit(lambda: sam.image_encoder(x), args.repeats)
+        # bf16 matmuls (oneDNN's AVX-512 BF16 kernels), beside segany's opt-in bf16 products.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            enc_bf16 = timeit(lambda: sam.image_encoder(x), args.repeats)
     pred = SamPredictor(sam)
     pred.set_image(img)
     pts, lbl = np.array([POINT]), np.array([1])
     dec = timeit(lambda: pred.predict(pts, lbl, multimask_output=True), max(10, args.repeats))
-    save(args, "sam_official", {"encoder": enc, "decoder": dec})
+    save(args, "sam_official", {"encoder": enc, "encoder_bf16": enc_bf16, "decoder": dec})
 
 
 def meta_to_hf(sd):

@@ -91,6 +91,16 @@ def main():
         {"candle-transformers": c("sam_vit_b", "candle_transformers_encoder_1024"),
          "segment-anything": torch_enc, "transformers": med(hf, "encoder"),
          "ONNX Runtime": med(onnx, "encoder")}, "≤ 0.65× fastest of ORT / transformers / official")
+    enc_bf16 = c("sam_vit_b", "segany_encoder_1024_bf16")
+    refs_f32 = [t for t in (torch_enc, med(hf, "encoder"), med(onnx, "encoder")) if t]
+    fastest_f32 = min(refs_f32) if refs_f32 else None
+    row("SAM ViT-B image encoder, 1024², bf16 products (opt-in `CpuMatmul::Bf16`; "
+        "segment-anything under torch.autocast bf16)", enc_bf16,
+        {"segment-anything": med(off, "encoder_bf16")},
+        "(not a target: reported beside the f32 rows)",
+        "inputs and weights of qkv, proj, lin1, lin2 rounded to bf16, sums in f32 (AVX-512 BF16); "
+        + (f"{enc_bf16 / fastest_f32:.2f}× the fastest f32 reference; " if enc_bf16 and fastest_f32
+           else "") + "the embedding's distance to f32 printed by the bench")
     row("one point → 3 masks at 1024×768 (prompt enc. + decoder + post-processing)",
         c("sam_vit_b", "segany_decoder_one_point"),
         {"candle-transformers": c("sam_vit_b", "candle_transformers_decoder_one_point"),

@@ -39,6 +39,18 @@ impl ImageEncoder {
         })
     }
 
+    /// The arithmetic of the encoder's products on the CPU in f32 (see
+    /// [`ImageEncoderViT::set_cpu_matmul`]); whether bf16 is on. TinyViT keeps f32 (`false`).
+    pub fn set_cpu_matmul(
+        &mut self,
+        mode: segany_core::nn::CpuMatmul,
+    ) -> candle_core::Result<bool> {
+        match self {
+            Self::ViT(e) => e.set_cpu_matmul(mode),
+            Self::TinyViT(_) => Ok(false),
+        }
+    }
+
     /// Which encoder this is.
     pub fn kind(&self) -> EncoderKind {
         match self {

@@ -108,6 +108,17 @@ pub fn check_prompt_case(
     rel_tol: f64,
     iou_tol: f64,
 ) {
+    check_prompt_case_agreeing(predictor, exp, key, label, (rel_tol, iou_tol, 0.999));
+}
+
+/// [`check_prompt_case`] with the masks' minimum pixel agreement as well.
+pub fn check_prompt_case_agreeing(
+    predictor: &SamPredictor,
+    exp: &TensorStore,
+    key: &str,
+    label: &str,
+    (rel_tol, iou_tol, agree_min): (f64, f64, f64),
+) {
     let multimask = get(exp, &format!("{key}.multimask"))
         .to_vec1::<f32>()
         .unwrap()[0]
@@ -137,7 +148,7 @@ pub fn check_prompt_case(
                 reference.area()
             );
             assert!(
-                agree >= 0.999,
+                agree >= agree_min,
                 "{key} mask {j}: only {agree} of pixels agree"
             );
             assert!(

@@ -6,7 +6,7 @@ use crate::window::{window_partition, window_unpartition};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, Geometry};
-use segany_core::nn::{linear, linear_no_bias, Linear};
+use segany_core::nn::{linear, linear_no_bias, CpuMatmul, Linear};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
 #[derive(Debug, Clone)]
@@ -67,6 +67,12 @@ impl Attention {
             scale: (head_dim as f64).powf(-0.5),
             rel_pos,
         })
+    }
+
+    /// The arithmetic of the `qkv` and `proj` products on the CPU ([`CpuMatmul`]); whether
+    /// bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.qkv.set_cpu_matmul(mode)? & self.proj.set_cpu_matmul(mode)?)
     }
 
     /// Attention over a `(B, H, W, C)` token grid in `window`×`window` windows (zero-padded

@@ -4,7 +4,7 @@ use crate::attention::Attention;
 use crate::ImageEncoderConfig;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
+use segany_core::nn::{layer_norm, linear, CpuMatmul, LayerNorm, Linear};
 
 /// `norm1 → attn (windowed if window_size > 0) → residual → norm2 → mlp (lin1, GELU, lin2) → residual`.
 #[derive(Debug, Clone)]
@@ -42,6 +42,13 @@ impl Block {
             lin2: linear(cfg.mlp_dim(), dim, vb.pp("mlp").pp("lin2"))?,
             window_size,
         })
+    }
+
+    /// The arithmetic of the block's products on the CPU ([`CpuMatmul`]); whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        Ok(self.attn.set_cpu_matmul(mode)?
+            & self.lin1.set_cpu_matmul(mode)?
+            & self.lin2.set_cpu_matmul(mode)?)
     }
 
     /// Window size (0 for global attention).

@@ -5,6 +5,7 @@ use crate::ImageEncoderConfig;
 use crate::Neck;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use segany_core::nn::CpuMatmul;
 
 /// SAM's `ImageEncoderViT`. Input `(B, 3, S, S)` normalised pixels, output
 /// `(B, output_channels, S/16, S/16)`.
@@ -71,6 +72,38 @@ impl ImageEncoderViT {
             neck: Neck::new(e, o, vb.pp("neck"))?,
             cfg: cfg.clone(),
         })
+    }
+
+    /// The arithmetic of the blocks' products on the CPU in f32 ([`CpuMatmul`]): with
+    /// [`CpuMatmul::Bf16`], every block's `qkv`, `proj`, `lin1` and `lin2` round their input
+    /// and weight to bf16 and sum in f32, on CPUs with AVX-512 BF16; attention scores with
+    /// their relative positions, softmax, norms, the patch embedding and the neck stay in f32.
+    /// Returns whether bf16 is on (`false` on other CPUs, devices or dtypes, which keep their
+    /// arithmetic). The embedding's error against the f32 reference is measured in the
+    /// workspace's `tests/sam_parity.rs`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # use candle_nn::{VarBuilder, VarMap};
+    /// use candle_core::Module;
+    /// use segany_core::nn::CpuMatmul;
+    /// use segany_sam_encoder::{ImageEncoderConfig, ImageEncoderViT};
+    /// let cfg = ImageEncoderConfig::tiny_for_tests(); // ImageEncoderConfig::vit_b() for SAM
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let mut encoder = ImageEncoderViT::new(&cfg, vb)?;
+    /// let bf16 = encoder.set_cpu_matmul(CpuMatmul::Bf16)?;
+    /// println!("bf16 products: {bf16}");
+    /// let px = candle_core::Tensor::zeros((1, 3, 160, 160), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(encoder.forward(&px)?.dims(), [1, 32, 10, 10]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
+        let mut on = true;
+        for block in &mut self.blocks {
+            on &= block.set_cpu_matmul(mode)?;
+        }
+        Ok(on)
     }
 
     /// The configuration the encoder was built with.
