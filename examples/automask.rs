@@ -23,7 +23,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use segany::automatic::{AmgConfig, MaskRecord, OutputMode};
 use segany::core::image::{list_images, load_rgb};
-use segany::core::{parse_device, parse_dtype, viz, BinaryMask};
+use segany::core::nn::CpuMatmul;
+use segany::core::{parse_cpu_matmul, parse_device, parse_dtype, viz, BinaryMask};
 use segany::{Sam, SamAutomaticMaskGenerator};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,10 @@ struct Args {
     /// Weights dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// CPU products: f32 (default, the reference's arithmetic) or bf16 (opt-in, CPUs with
+    /// AVX-512 BF16: the image encoder's products in bf16, ≈ 0.7× the encoder time).
+    #[arg(long, default_value = "f32")]
+    cpu_matmul: String,
     /// Recompute images whose JSON already exists.
     #[arg(long)]
     overwrite: bool,
@@ -149,9 +154,15 @@ fn main() -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype)?;
+    let cpu_matmul = parse_cpu_matmul(&args.cpu_matmul)?;
     let sam = Sam::load(&args.model, &device, dtype)
         .with_context(|| format!("loading model {}", args.model))?;
     let mut generator = SamAutomaticMaskGenerator::new(sam, config)?;
+    if cpu_matmul == CpuMatmul::Bf16 && !generator.set_cpu_matmul(cpu_matmul)? {
+        eprintln!(
+            "note: --cpu-matmul bf16 needs an f32 model on a CPU with AVX-512 BF16; using f32"
+        );
+    }
 
     let bar = ProgressBar::new(images.len() as u64);
     bar.set_style(

@@ -34,7 +34,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use clap::Parser;
-use segany::core::{image::load_rgb, parse_device, viz};
+use segany::core::nn::CpuMatmul;
+use segany::core::{image::load_rgb, parse_cpu_matmul, parse_device, viz};
 use segany::referring::{ReferringOptions, ReferringSegmenter};
 
 #[derive(Parser, Debug)]
@@ -67,6 +68,10 @@ struct Args {
     /// cpu, cuda[:N] or metal[:N] (GPU needs the matching cargo feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// CPU products: f32 (default, the reference's arithmetic) or bf16 (opt-in, CPUs with
+    /// AVX-512 BF16: SAM's image encoder, both CLIP towers and the SSP-SAM head in bf16).
+    #[arg(long, default_value = "f32")]
+    cpu_matmul: String,
     /// Output directory (created if needed).
     #[arg(long)]
     out: PathBuf,
@@ -80,11 +85,15 @@ fn main() -> Result<()> {
         }
     }
     let device = parse_device(&args.device)?;
+    let cpu_matmul = parse_cpu_matmul(&args.cpu_matmul)?;
     let img = load_rgb(&args.image)?;
 
     let t = Instant::now();
     let mut seg = ReferringSegmenter::load(&args.sam, &args.clip, &args.ssp, &device)
         .context("loading SAM, CLIP and the SSP-SAM head")?;
+    if cpu_matmul == CpuMatmul::Bf16 && !seg.set_cpu_matmul(cpu_matmul)? {
+        eprintln!("note: --cpu-matmul bf16 needs a CPU with AVX-512 BF16; using f32");
+    }
     seg.set_options(ReferringOptions {
         truncate: args.truncate,
         batch_size: args.batch_size,

@@ -301,6 +301,20 @@ impl ReferringSegmenter {
         })
     }
 
+    /// The CPU arithmetic of every large product in the pipeline: SAM's image encoder
+    /// ([`Sam::set_cpu_matmul`]), both CLIP towers (`ClipModel::set_cpu_matmul`) and the
+    /// SSP-SAM head (`SspHead::set_cpu_matmul`); SAM's mask decoder keeps f32. Returns whether
+    /// all three now multiply in bf16 (`false` on CPUs without AVX-512 BF16, where nothing
+    /// changes). Applies from the next [`ReferringSegmenter::set_image`] /
+    /// [`ReferringSegmenter::segment_text`]; an encoded image is kept. The golden tests state
+    /// the head's bf16 tolerance; the README's benchmarks give the speed.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        let sam = self.predictor.set_cpu_matmul(mode)?;
+        let clip = self.clip.set_cpu_matmul(mode)?;
+        let head = self.ssp.head.set_cpu_matmul(mode)?;
+        Ok(sam && clip && head)
+    }
+
     /// Changes the options.
     pub fn set_options(&mut self, options: ReferringOptions) {
         self.options = options;

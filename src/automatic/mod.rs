@@ -81,6 +81,12 @@ impl SamAutomaticMaskGenerator {
         &self.config
     }
 
+    /// The image encoder's CPU arithmetic ([`Sam::set_cpu_matmul`]); whether bf16 is on. The
+    /// decoder, which runs once per point batch, keeps f32.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        self.predictor.set_cpu_matmul(mode)
+    }
+
     /// The predictor (and through it the model).
     pub fn predictor(&self) -> &SamPredictor {
         &self.predictor

@@ -66,6 +66,12 @@ impl SamPredictor {
         &self.sam
     }
 
+    /// The image encoder's CPU arithmetic ([`Sam::set_cpu_matmul`]) for the next
+    /// [`SamPredictor::set_image`]; a cached embedding is kept. Whether bf16 is on.
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        self.sam.set_cpu_matmul(mode)
+    }
+
     /// Resizes, normalises and encodes `img`, caching the embedding.
     pub fn set_image(&mut self, img: &RgbImage) -> Result<()> {
         if img.width() == 0 || img.height() == 0 {

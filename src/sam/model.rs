@@ -177,6 +177,26 @@ impl Sam {
         self.image_encoder.kind()
     }
 
+    /// The arithmetic of the image encoder's products on the CPU in f32: with
+    /// [`CpuMatmul::Bf16`](segany_core::nn::CpuMatmul::Bf16), the ViT blocks' `qkv`, `proj`,
+    /// `lin1` and `lin2` round inputs and weights to bf16 and sum in f32 on CPUs with AVX-512
+    /// BF16 (ViT-B at 1024² ≈ 0.7× the f32 time here; the embedding within ≈ 1% of its
+    /// spread, see the README). Returns whether bf16 is on (`false` on other CPUs, devices,
+    /// dtypes, and for TinyViT). The prompt encoder and mask decoder keep f32.
+    ///
+    /// ```no_run
+    /// use segany::core::nn::CpuMatmul;
+    /// use segany::Sam;
+    /// let mut sam = Sam::load("facebook/sam-vit-base", &candle_core::Device::Cpu, candle_core::DType::F32)?;
+    /// if !sam.set_cpu_matmul(CpuMatmul::Bf16)? {
+    ///     eprintln!("no AVX-512 BF16 here: the encoder stays f32");
+    /// }
+    /// # Ok::<(), segany::Error>(())
+    /// ```
+    pub fn set_cpu_matmul(&mut self, mode: segany_core::nn::CpuMatmul) -> Result<bool> {
+        Ok(self.image_encoder.set_cpu_matmul(mode)?)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SamConfig {
         &self.config

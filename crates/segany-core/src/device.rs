@@ -70,6 +70,29 @@ pub fn best_device() -> Device {
 /// assert_eq!(segany_core::parse_dtype("bf16").unwrap(), candle_core::DType::BF16);
 /// ```
 pub fn parse_dtype(name: &str) -> Result<DType> {
+    parse_dtype_inner(name)
+}
+
+/// Parses the CPU products' arithmetic: `f32` (the default, the reference's arithmetic) or
+/// `bf16` ([`crate::nn::CpuMatmul::Bf16`], opt-in, on CPUs with AVX-512 BF16).
+///
+/// ```
+/// use segany_core::{nn::CpuMatmul, parse_cpu_matmul};
+/// assert_eq!(parse_cpu_matmul("bf16")?, CpuMatmul::Bf16);
+/// assert!(parse_cpu_matmul("f16").is_err());
+/// # Ok::<(), segany_core::Error>(())
+/// ```
+pub fn parse_cpu_matmul(name: &str) -> Result<crate::nn::CpuMatmul> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "f32" | "float32" => Ok(crate::nn::CpuMatmul::F32),
+        "bf16" | "bfloat16" => Ok(crate::nn::CpuMatmul::Bf16),
+        other => Err(Error::InvalidArgument(format!(
+            "unknown CPU matmul arithmetic {other:?} (expected f32 or bf16)"
+        ))),
+    }
+}
+
+fn parse_dtype_inner(name: &str) -> Result<DType> {
     match name.trim().to_ascii_lowercase().as_str() {
         "f32" | "float32" | "float" => Ok(DType::F32),
         "f16" | "float16" | "half" => Ok(DType::F16),
