@@ -127,23 +127,18 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// MobileSAM's TinyViT-5M encoder at 1024² on random weights (BatchNorm variances 1), next to
-/// the ViT-B encoder above (`tools/bench/mobilesam_torch_bench.py` times the PyTorch reference).
+/// MobileSAM's TinyViT-5M encoder at 1024² next to the ViT-B encoder above, on the
+/// `mobile_sam.pt`-layout file named by `SEGANY_BENCH_TINY_VIT_WEIGHTS` (`benches/compare/run.sh`
+/// passes the random weights its PyTorch reference loads), else on random weights (BatchNorm
+/// variances 1).
 fn bench_tiny_vit(c: &mut Criterion) {
     let dev = Device::Cpu;
-    let varmap = candle_nn::VarMap::new();
-    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    Sam::new(&SamConfig::vit_t(), vb).expect("build MobileSAM");
-    let mut weights = HashMap::new();
-    for (name, var) in varmap.data().lock().expect("varmap").iter() {
-        let t = var.as_tensor();
-        let r = if name.ends_with("running_var") {
-            Tensor::ones(t.shape(), DType::F32, &dev)
-        } else {
-            Tensor::randn(0f32, 0.02, t.shape(), &dev)
-        };
-        weights.insert(name.clone(), r.expect("random weights"));
-    }
+    let weights = match std::env::var("SEGANY_BENCH_TINY_VIT_WEIGHTS") {
+        Ok(path) => {
+            candle_core::safetensors::load(&path, &dev).expect("SEGANY_BENCH_TINY_VIT_WEIGHTS")
+        }
+        Err(_) => random_tiny_vit(&dev),
+    };
     let sam = Sam::from_store(TensorStore::from_tensors(weights), None, &dev, DType::F32)
         .expect("load MobileSAM");
     let (pixels, _) = segany::core::image::ResizeLongestSide::new(1024)
@@ -157,6 +152,24 @@ fn bench_tiny_vit(c: &mut Criterion) {
         b.iter(|| sam.encode(&pixels).expect("encode"))
     });
     g.finish();
+}
+
+/// Random MobileSAM weights under Meta names (BatchNorm variances 1).
+fn random_tiny_vit(dev: &Device) -> HashMap<String, Tensor> {
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, dev);
+    Sam::new(&SamConfig::vit_t(), vb).expect("build MobileSAM");
+    let mut weights = HashMap::new();
+    for (name, var) in varmap.data().lock().expect("varmap").iter() {
+        let t = var.as_tensor();
+        let r = if name.ends_with("running_var") {
+            Tensor::ones(t.shape(), DType::F32, dev)
+        } else {
+            Tensor::randn(0f32, 0.02, t.shape(), dev)
+        };
+        weights.insert(name.clone(), r.expect("random weights"));
+    }
+    weights
 }
 
 criterion_group!(benches, bench, bench_tiny_vit);

@@ -7,6 +7,9 @@ JSON file. Every reference gets the same inputs as the Rust benches:
   ``SamModel``, and exported (encoder; prompt encoder + decoder via segment-anything's own
   ``SamOnnxModel``) to ONNX for ONNX Runtime. Image: 1024x768 RGB with pixel (x, y) =
   (x % 256, y % 256, (x + y) % 256), as ``benches/sam.rs``; AMG uses the 1024x1024 version.
+* MobileSAM TinyViT-5M: random weights of ``mobile_sam``'s ``vit_t`` (``mobilesam-mirror``, the
+  MobileSAM reference code) written by ``prepare`` (``mobile_sam_vit_t.safetensors``, Meta/
+  ``mobile_sam.pt`` layout), which ``benches/sam.rs`` also loads; the same 1024x768 image.
 * CLIP ViT-L/14@336: random open_clip weights (``ViT-L-14-336-quickgelu``), converted to a
   transformers ``CLIPModel`` directory that segany-clip also loads; one 336x336 image and the
   token ids ``[49406, 518, 786, 525, 518, 1823, 269, 49407]`` padded to 77.
@@ -21,7 +24,7 @@ decoder + post-processing to the original 1024x768 (3 masks; ONNX's ``SamOnnxMod
 all 4). Each measurement is the median of ``--repeats`` runs after one warm-up.
 
 Usage: python refs.py --work DIR --out DIR --threads N <prepare|sgemm|sam_official|sam_hf|
-sam_onnx|amg|clip|ssp|rle|mem> [--repeats R] [--model FILE --variant vit_h]
+sam_onnx|mobilesam|amg|clip|ssp|rle|mem> [--repeats R] [--model FILE --variant vit_h]
 """
 import argparse
 import json
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 
 SAM_FILE = "sam_vit_b.safetensors"
+MOBILESAM_FILE = "mobile_sam_vit_t.safetensors"
 CLIP_DIR = "clip_vit_l14_336"
 CLIP_IDS = [49406, 518, 786, 525, 518, 1823, 269, 49407]
 POINT = (500.0, 375.0)
@@ -87,6 +91,15 @@ def prepare(args):
         sam = sam_model_registry["vit_b"]()
         randomize(sam, 0)
         save_file({k: v.contiguous() for k, v in sam.state_dict().items()}, sam_path)
+    mobile_path = os.path.join(args.work, MOBILESAM_FILE)
+    if not os.path.exists(mobile_path):
+        import warnings
+        warnings.filterwarnings("ignore")
+        from mobile_sam import sam_model_registry as mobile_registry
+
+        mobile = mobile_registry["vit_t"]()
+        randomize(mobile, 2)
+        save_file({k: v.contiguous() for k, v in mobile.state_dict().items()}, mobile_path)
     clip_dir = os.path.join(args.work, CLIP_DIR)
     if not os.path.exists(os.path.join(clip_dir, "model.safetensors")):
         import open_clip
@@ -206,6 +219,21 @@ def sgemm(args):
     flop = 2 * n ** 3
     save(args, "torch_sgemm", {**r, "n": n, "gflops_best": flop / r["min_s"] / 1e9,
                                "gflops_median": flop / r["median_s"] / 1e9})
+
+
+def mobilesam(args):
+    """MobileSAM's reference TinyViT-5M encoder (``mobilesam-mirror``) on the prepared weights."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    from mobile_sam import sam_model_registry as mobile_registry
+    from safetensors.torch import load_file
+
+    sam = mobile_registry["vit_t"]().eval()
+    sam.load_state_dict(load_file(os.path.join(args.work, MOBILESAM_FILE)))
+    x = official_input(sam, image())
+    with torch.inference_mode():
+        enc = timeit(lambda: sam.image_encoder(x), max(3, args.repeats))
+    save(args, "mobilesam_official", {"encoder": enc})
 
 
 def sam_official(args):
@@ -543,7 +571,7 @@ def rle(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["prepare", "sgemm", "sam_official", "sam_hf", "sam_onnx",
-                                     "amg", "clip", "ssp", "rle", "mem"])
+                                     "mobilesam", "amg", "clip", "ssp", "rle", "mem"])
     ap.add_argument("--model", help="mem: a Meta-layout SAM safetensors file")
     ap.add_argument("--amg-configs", default="keep_all", help="amg: keep_all and/or default")
     ap.add_argument("--variant", default="vit_h", help="mem: vit_b, vit_l or vit_h")

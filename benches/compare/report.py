@@ -91,6 +91,13 @@ def main():
         {"candle-transformers": c("sam_vit_b", "candle_transformers_encoder_1024"),
          "segment-anything": torch_enc, "transformers": med(hf, "encoder"),
          "ONNX Runtime": med(onnx, "encoder")}, "≤ 0.65× fastest of ORT / transformers / official")
+    tiny_vit = c("sam_vit_t", "segany_tiny_vit_encoder_1024")
+    row("MobileSAM TinyViT-5M image encoder, 1024² (beside ViT-B's)", tiny_vit,
+        {"PyTorch": med(raw(a.out, "mobilesam_official"), "encoder")},
+        "(reported beside ViT-B: no target)",
+        "PyTorch: MobileSAM's reference code (`mobilesam-mirror`, `sam_model_registry['vit_t']`) "
+        "on the same random weights"
+        + (f"; {tiny_vit / enc:.2f}× segany's ViT-B encoder" if tiny_vit and enc else ""))
     enc_bf16 = c("sam_vit_b", "segany_encoder_1024_bf16")
     refs_f32 = [t for t in (torch_enc, med(hf, "encoder"), med(onnx, "encoder")) if t]
     fastest_f32 = min(refs_f32) if refs_f32 else None

@@ -54,12 +54,14 @@ refs sgemm
 refs sam_official
 refs sam_hf
 refs sam_onnx
+refs mobilesam
 [ "$AMG_CONFIGS" = none ] || refs amg
 refs clip
 refs ssp
 refs rle
 
 export SEGANY_BENCH_SAM_WEIGHTS=$WORK/sam_vit_b.safetensors
+export SEGANY_BENCH_TINY_VIT_WEIGHTS=$WORK/mobile_sam_vit_t.safetensors
 export SEGANY_BENCH_CLIP_L336=$WORK/clip_vit_l14_336
 crit() { # crit <cargo args> -- <filter>
   log "cargo bench $*"
