@@ -1,8 +1,9 @@
 //! TinyViT window attention with learned attention biases (LeViT style).
 
+use super::window_attention::{window_attention, WindowGrid};
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, with_f32_values, LayerNorm, Linear};
 
 /// `attention_bias_idxs` for a `rows`×`cols` window: entry `(i, j)` is the index of the offset
 /// `(|Δrow|, |Δcol|)` between tokens `i` and `j` (row-major), offsets numbered in the order
@@ -42,6 +43,9 @@ pub struct TinyAttention {
     qkv: Linear,
     proj: Linear,
     bias: Tensor,
+    /// `(heads, n, n)` host copy of `bias` for the CPU kernel (f32 models on the CPU).
+    bias_host: Option<Vec<f32>>,
+    window: usize,
     num_heads: usize,
     key_dim: usize,
     scale: f64,
@@ -59,8 +63,8 @@ impl TinyAttention {
     ) -> Result<Self> {
         let key_dim = dim / num_heads;
         let norm = layer_norm(dim, ln_eps, vb.pp("norm"))?;
-        let qkv = candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?;
-        let proj = candle_nn::linear(dim, dim, vb.pp("proj"))?;
+        let qkv = linear(dim, 3 * dim, vb.pp("qkv"))?;
+        let proj = linear(dim, dim, vb.pp("proj"))?;
         let (idxs, n_offsets) = attention_bias_idxs(window, window);
         let biases = vb.get((num_heads, n_offsets), "attention_biases")?;
         let n = window * window;
@@ -85,15 +89,57 @@ impl TinyAttention {
         let bias = biases
             .index_select(&idx, 1)?
             .reshape((1, num_heads, n, n))?;
+        let bias_host = if bias.device().is_cpu() && bias.dtype() == DType::F32 {
+            Some(bias.flatten_all()?.to_vec1()?)
+        } else {
+            None
+        };
         Ok(Self {
             norm,
             qkv,
             proj,
             bias,
+            bias_host,
+            window,
             num_heads,
             key_dim,
             scale: (key_dim as f64).powf(-0.5),
         })
+    }
+}
+
+impl TinyAttention {
+    /// `x + attention(x)` over the `window`×`window` windows of the `h`×`w` token grid
+    /// `x (B, H·W, C)` (zero-padded bottom/right, the padding cropped), on the CPU in f32 with
+    /// [`window_attention`]; `None` elsewhere (the caller partitions and uses `forward`).
+    pub fn forward_grid_add(&self, x: &Tensor, h: usize, w: usize) -> Result<Option<Tensor>> {
+        let Some(bias) = &self.bias_host else {
+            return Ok(None);
+        };
+        if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+            return Ok(None);
+        }
+        let (b, l, c) = x.dims3()?;
+        if l != h * w {
+            candle_core::bail!("TinyViT attention: {l} tokens do not form a {h}×{w} grid");
+        }
+        let qkv = self.qkv.forward(&self.norm.forward(x)?)?;
+        // A zero-padded token's row: the projection of LayerNorm(0).
+        let zero = Tensor::zeros((1, 1, c), DType::F32, x.device())?;
+        let pad = self.qkv.forward(&self.norm.forward(&zero)?)?;
+        let g = WindowGrid {
+            batch: b,
+            height: h,
+            width: w,
+            window: self.window,
+            heads: self.num_heads,
+            key_dim: self.key_dim,
+        };
+        let y = with_f32_values(&qkv, |q| {
+            with_f32_values(&pad, |p| window_attention(q, p, bias, g, self.scale as f32))
+        })?;
+        let y = Tensor::from_vec(y, (b, l, c), x.device())?;
+        Ok(Some(self.proj.forward_add(&y, x)?))
     }
 }
 

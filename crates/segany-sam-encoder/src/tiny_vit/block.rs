@@ -2,10 +2,9 @@
 
 use super::attention::TinyAttention;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
-use super::gelu::gelu;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
-use segany_core::nn::{layer_norm, LayerNorm};
+use candle_nn::VarBuilder;
+use segany_core::nn::{layer_norm, linear, LayerNorm, Linear};
 
 /// TinyViT's `Mlp` (`mlp.norm`, `mlp.fc1`, `mlp.fc2`): LayerNorm, linear, exact GELU, linear.
 #[derive(Debug, Clone)]
@@ -20,21 +19,25 @@ impl TinyMlp {
     pub fn new(dim: usize, hidden: usize, ln_eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm: layer_norm(dim, ln_eps, vb.pp("norm"))?,
-            fc1: candle_nn::linear(dim, hidden, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(hidden, dim, vb.pp("fc2"))?,
+            fc1: linear(dim, hidden, vb.pp("fc1"))?,
+            fc2: linear(hidden, dim, vb.pp("fc2"))?,
         })
+    }
+}
+
+impl TinyMlp {
+    /// `x + mlp(x)`: the block's second residual, added in `fc2`'s bias pass on the CPU (the
+    /// same values), GELU in `fc1`'s.
+    pub fn forward_add(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.fc1.forward_gelu(&self.norm.forward(x)?)?;
+        self.fc2.forward_add(&h, x)
     }
 }
 
 impl Module for TinyMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let c = dims.last().copied().unwrap_or(0);
-        // Linear layers on (tokens, C): one large matmul.
-        let x = self.norm.forward(x)?.reshape(((), c))?;
         self.fc2
-            .forward(&gelu(&self.fc1.forward(&x)?)?)?
-            .reshape(dims)
+            .forward(&self.fc1.forward_gelu(&self.norm.forward(x)?)?)
     }
 }
 
@@ -133,7 +136,10 @@ impl TinyViTBlock {
         if l != h * w {
             candle_core::bail!("TinyViT block: {l} tokens do not form a {h}×{w} grid");
         }
-        let x = (x + self.windowed_attention(x, h, w)?)?;
+        let x = match self.attn.forward_grid_add(x, h, w)? {
+            Some(y) => y,
+            None => (x + self.windowed_attention(x, h, w)?)?,
+        };
         let x = x.transpose(1, 2)?.reshape((b, c, h, w))?;
         let x = self
             .local_conv
@@ -141,6 +147,71 @@ impl TinyViTBlock {
             .reshape((b, c, l))?
             .transpose(1, 2)?
             .contiguous()?;
-        &x + self.mlp.forward(&x)?
+        self.mlp.forward_add(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use std::collections::HashMap;
+
+    /// A block's tensors, random (BatchNorm variances positive), built once to learn the names.
+    fn random_block_tensors(spec: TinyBlockSpec) -> HashMap<String, Tensor> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        TinyViTBlock::new(spec, vb).expect("build");
+        let data = varmap.data().lock().expect("varmap");
+        data.iter()
+            .map(|(k, v)| {
+                let t = v.as_tensor();
+                let r = if k.ends_with("running_var") {
+                    Tensor::rand(0.5f32, 1.5, t.shape(), &Device::Cpu)
+                } else {
+                    Tensor::randn(0f32, 0.5, t.shape(), &Device::Cpu)
+                };
+                (k.clone(), r.expect("random"))
+            })
+            .collect()
+    }
+
+    /// The CPU kernels (window attention with the padding rows from `LayerNorm(0)`, core
+    /// `Linear` with GELU and residual passes, the depthwise kernel) against the composition
+    /// of the reference's steps, which the same block takes in f64: grids that need padding on
+    /// both sides, one that does not, and a single window.
+    #[test]
+    fn cpu_kernels_match_the_composition() -> Result<()> {
+        let spec = TinyBlockSpec {
+            dim: 24,
+            num_heads: 3,
+            window: 4,
+            mlp_hidden: 48,
+            local_conv_size: 3,
+            ln_eps: 1e-5,
+            bn_eps: 1e-5,
+        };
+        let tensors = random_block_tensors(spec);
+        let build = |dtype: DType| {
+            let t = tensors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_dtype(dtype).expect("dtype")))
+                .collect();
+            TinyViTBlock::new(spec, VarBuilder::from_tensors(t, dtype, &Device::Cpu))
+        };
+        let (fast, reference) = (build(DType::F32)?, build(DType::F64)?);
+        for (h, w) in [(9, 11), (8, 8), (4, 4), (5, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (2, h * w, spec.dim), &Device::Cpu)?;
+            let got = fast.forward(&x, h, w)?;
+            let want = reference.forward(&x.to_dtype(DType::F64)?, h, w)?;
+            let d: f64 = (got.to_dtype(DType::F64)? - &want)?
+                .abs()?
+                .max_all()?
+                .to_scalar()?;
+            let scale: f64 = want.abs()?.max_all()?.to_scalar()?;
+            assert!(d < 1e-5 * scale.max(1.0), "{h}×{w}: max |Δ| {d:e}");
+        }
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! convolution with a bias at load time (what the reference's own `Conv2d_BN.fuse` does).
 
 use super::depthwise::{depthwise_conv, Depthwise};
+use super::pointwise::pointwise_conv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -58,6 +59,8 @@ pub struct Conv2dBN {
     spec: ConvBnSpec,
     /// Host copy of a depthwise layer's folded weights for the CPU kernel.
     depthwise: Option<Depthwise>,
+    /// Host copy of a 1×1 layer's folded `(C_out, C_in)` weights and bias for the CPU kernel.
+    pointwise: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Conv2dBN {
@@ -100,12 +103,19 @@ impl Conv2dBN {
         } else {
             None
         };
+        let is_pointwise = k == 1 && spec.stride == 1 && spec.padding == 0 && groups == 1;
+        let pointwise = if is_pointwise && w.device().is_cpu() {
+            Some((weight.flatten_all()?.to_vec1()?, bias.to_vec1()?))
+        } else {
+            None
+        };
         let dtype = w.dtype();
         Ok(Self {
             weight: weight.to_dtype(dtype)?,
             bias: bias.reshape((1, out, 1, 1))?.to_dtype(dtype)?,
             spec,
             depthwise,
+            pointwise,
         })
     }
 
@@ -115,10 +125,52 @@ impl Conv2dBN {
     }
 }
 
+impl Conv2dBN {
+    /// `gelu(conv(x))` (exact GELU), fused into the convolution's last pass on the CPU for 1×1
+    /// and depthwise layers.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, None, true)
+    }
+
+    /// `gelu(conv(x) + residual)`: MBConv's output, in one pass after the product on the CPU
+    /// for 1×1 layers.
+    pub fn forward_add_gelu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, Some(residual), true)
+    }
+
+    fn forward_with(&self, x: &Tensor, residual: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+        let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if let (Some((w, b)), true) = (&self.pointwise, cpu_f32(x)) {
+            if residual.is_none_or(cpu_f32) {
+                return pointwise_conv(x, (w, b), residual, gelu);
+            }
+        }
+        if let (Some(op), None) = (&self.depthwise, residual) {
+            return depthwise_conv(x, op, (&self.weight, &self.bias), gelu);
+        }
+        let y = self.forward(x)?;
+        let y = match residual {
+            Some(r) => (y + r)?,
+            None => y,
+        };
+        if gelu {
+            super::gelu::gelu(&y)
+        } else {
+            Ok(y)
+        }
+    }
+}
+
 impl Module for Conv2dBN {
     /// `(B, C_in, H, W)` → `(B, C_out, H', W')`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = self.spec;
+        if let (Some((w, b)), true) = (
+            &self.pointwise,
+            x.device().is_cpu() && x.dtype() == DType::F32,
+        ) {
+            return pointwise_conv(x, (w, b), None, false);
+        }
         if s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1 {
             // A 1×1 convolution is a matmul over channels: (C_out, C_in) · (B, C_in, H·W).
             let (b, c, h, w) = x.dims4()?;
@@ -131,7 +183,7 @@ impl Module for Conv2dBN {
                 .broadcast_add(&self.bias);
         }
         if let Some(op) = &self.depthwise {
-            return depthwise_conv(x, op, &self.weight, &self.bias);
+            return depthwise_conv(x, op, (&self.weight, &self.bias), false);
         }
         x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
             .broadcast_add(&self.bias)

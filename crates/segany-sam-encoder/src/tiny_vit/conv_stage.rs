@@ -2,7 +2,6 @@
 
 use super::config::scaled;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
-use super::gelu::gelu;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -35,7 +34,7 @@ impl PatchEmbed {
 
 impl Module for PatchEmbed {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv2.forward(&gelu(&self.conv1.forward(x)?)?)
+        self.conv2.forward(&self.conv1.forward_gelu(x)?)
     }
 }
 
@@ -62,9 +61,9 @@ impl MBConv {
 
 impl Module for MBConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = gelu(&self.conv1.forward(x)?)?;
-        let y = gelu(&self.conv2.forward(&y)?)?;
-        gelu(&(self.conv3.forward(&y)? + x)?)
+        let y = self.conv1.forward_gelu(x)?;
+        let y = self.conv2.forward_gelu(&y)?;
+        self.conv3.forward_add_gelu(&y, x)
     }
 }
 
@@ -104,8 +103,64 @@ impl PatchMerging {
 
 impl Module for PatchMerging {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = gelu(&self.conv1.forward(x)?)?;
-        let y = gelu(&self.conv2.forward(&y)?)?;
+        let y = self.conv1.forward_gelu(x)?;
+        let y = self.conv2.forward_gelu(&y)?;
         self.conv3.forward(&y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use std::collections::HashMap;
+
+    /// Random tensors for whatever `build` reads (BatchNorm variances positive).
+    fn random_tensors<M>(build: impl Fn(VarBuilder) -> Result<M>) -> HashMap<String, Tensor> {
+        let varmap = VarMap::new();
+        build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).expect("build");
+        let data = varmap.data().lock().expect("varmap");
+        data.iter()
+            .map(|(k, v)| {
+                let t = v.as_tensor();
+                let r = if k.ends_with("running_var") {
+                    Tensor::rand(0.5f32, 1.5, t.shape(), &Device::Cpu)
+                } else {
+                    Tensor::randn(0f32, 0.5, t.shape(), &Device::Cpu)
+                };
+                (k.clone(), r.expect("random"))
+            })
+            .collect()
+    }
+
+    /// The CPU kernels (1×1 product with bias, residual and GELU in one pass; depthwise with
+    /// its GELU) against the f64 composition of the same layers, for MBConv, PatchMerging
+    /// (stride 2) and the stem.
+    #[test]
+    fn fused_convolutions_match_the_composition() -> Result<()> {
+        fn check<M: Module>(build: impl Fn(VarBuilder) -> Result<M>, x: &Tensor) -> Result<()> {
+            let tensors = random_tensors(&build);
+            let with = |dtype: DType| {
+                let t = tensors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_dtype(dtype).expect("dtype")))
+                    .collect();
+                build(VarBuilder::from_tensors(t, dtype, &Device::Cpu))
+            };
+            let got = with(DType::F32)?.forward(x)?.to_dtype(DType::F64)?;
+            let want = with(DType::F64)?.forward(&x.to_dtype(DType::F64)?)?;
+            assert_eq!(got.dims(), want.dims());
+            let d: f64 = (got - &want)?.abs()?.max_all()?.to_scalar()?;
+            let scale: f64 = want.abs()?.max_all()?.to_scalar()?;
+            assert!(d < 1e-5 * scale.max(1.0), "max |Δ| {d:e} (scale {scale})");
+            Ok(())
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 8, 9, 7), &Device::Cpu)?;
+        check(|vb| MBConv::new(8, 4.0, 1e-5, vb), &x)?;
+        check(|vb| PatchMerging::new(8, 12, 2, 1e-5, vb), &x)?;
+        let img = Tensor::randn(0f32, 1.0, (1, 3, 16, 12), &Device::Cpu)?;
+        check(|vb| PatchEmbed::new(3, 8, 1e-5, vb), &img)?;
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use segany_core::nn::gelu_erf_in_place;
 
 /// A depthwise `k`×`k` convolution with per-channel bias, as a candle custom op (CPU, f32).
 #[derive(Debug, Clone)]
@@ -64,7 +65,14 @@ impl Depthwise {
     }
 }
 
-impl CustomOp1 for Depthwise {
+/// [`Depthwise`] as a candle custom op, with an optional exact GELU on each output plane
+/// while it is in cache.
+struct DepthwiseOp<'a> {
+    conv: &'a Depthwise,
+    gelu: bool,
+}
+
+impl CustomOp1 for DepthwiseOp<'_> {
     fn name(&self) -> &'static str {
         "tiny-vit-depthwise-conv"
     }
@@ -77,35 +85,50 @@ impl CustomOp1 for Depthwise {
             candle_core::bail!("depthwise kernel: input must be contiguous");
         };
         let (b, c, h, w) = layout.shape().dims4()?;
-        if c * self.kernel * self.kernel != self.weight.len() || c != self.bias.len() {
+        let conv = self.conv;
+        if c * conv.kernel * conv.kernel != conv.weight.len() || c != conv.bias.len() {
             candle_core::bail!(
                 "depthwise kernel: {c} channels for {} filters",
-                self.bias.len()
+                conv.bias.len()
             );
         }
         let src = &data[start..end];
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let (oh, ow) = (conv.out_size(h), conv.out_size(w));
         let mut out = vec![0f32; b * c * oh * ow];
         out.par_chunks_mut(oh * ow)
             .enumerate()
-            .for_each(|(i, dst)| self.plane(i % c, &src[i * h * w..(i + 1) * h * w], h, w, dst));
+            .for_each(|(i, dst)| {
+                conv.plane(i % c, &src[i * h * w..(i + 1) * h * w], h, w, dst);
+                if self.gelu {
+                    gelu_erf_in_place(dst);
+                }
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
     }
 }
 
-/// Applies `op` on CPU f32 tensors; elsewhere `x.conv2d(weight) + bias` with candle.
+/// Applies `op` (then exact GELU when `gelu`) on CPU f32 tensors; elsewhere
+/// `x.conv2d(weight) + bias` (and `gelu_erf`) with candle.
 pub(crate) fn depthwise_conv(
     x: &Tensor,
     op: &Depthwise,
-    weight: &Tensor,
-    bias: &Tensor,
+    (weight, bias): (&Tensor, &Tensor),
+    gelu: bool,
 ) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        return x.contiguous()?.apply_op1_no_bwd(op);
+        return x
+            .contiguous()?
+            .apply_op1_no_bwd(&DepthwiseOp { conv: op, gelu });
     }
     let groups = x.dim(1)?;
-    x.conv2d(weight, op.padding, op.stride, 1, groups)?
-        .broadcast_add(bias)
+    let y = x
+        .conv2d(weight, op.padding, op.stride, 1, groups)?
+        .broadcast_add(bias)?;
+    if gelu {
+        y.gelu_erf()
+    } else {
+        Ok(y)
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +151,12 @@ mod tests {
                 stride: s,
                 padding: k / 2,
             };
-            let ours = x.apply_op1_no_bwd(&op).unwrap();
+            let ours = x
+                .apply_op1_no_bwd(&DepthwiseOp {
+                    conv: &op,
+                    gelu: false,
+                })
+                .unwrap();
             let reference = x
                 .conv2d(&wt, k / 2, s, 1, c)
                 .unwrap()

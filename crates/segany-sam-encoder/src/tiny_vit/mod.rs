@@ -6,7 +6,8 @@
 //! `layers.0.blocks.N.conv{1,2,3}`, `layers.I.blocks.N.{attn.{norm,qkv,proj,attention_biases},
 //! local_conv, mlp.{norm,fc1,fc2}}`, `layers.I.downsample.conv{1,2,3}`, `neck.{0..3}`.
 //! BatchNorm runs in eval mode (folded into the convolutions at load time), GELU is exact
-//! (erf), as in the reference. Depthwise convolutions use a direct CPU kernel (f32).
+//! (erf), as in the reference. Depthwise and 1×1 convolutions use direct CPU kernels (f32)
+//! with their GELU, bias and residual in the same pass.
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
@@ -40,6 +41,8 @@ mod conv_stage;
 mod depthwise;
 mod encoder;
 mod gelu;
+mod pointwise;
+mod window_attention;
 
 pub use attention::{attention_bias_idxs, TinyAttention};
 pub use block::{TinyBlockSpec, TinyMlp, TinyViTBlock};
