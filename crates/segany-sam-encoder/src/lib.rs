@@ -25,6 +25,7 @@
 mod attention;
 mod block;
 mod config;
+mod dense_conv;
 mod encoder;
 mod fused_softmax;
 mod neck;

@@ -3,6 +3,7 @@
 
 use super::depthwise::{depthwise_conv, Depthwise};
 use super::pointwise::pointwise_conv;
+use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -61,6 +62,8 @@ pub struct Conv2dBN {
     depthwise: Option<Depthwise>,
     /// Host copy of a 1×1 layer's folded `(C_out, C_in)` weights and bias for the CPU kernel.
     pointwise: Option<(Vec<f32>, Vec<f32>)>,
+    /// Host copy of any other `groups = 1` layer (the stem) for the CPU kernel.
+    dense: Option<DenseConv>,
 }
 
 impl Conv2dBN {
@@ -109,6 +112,16 @@ impl Conv2dBN {
         } else {
             None
         };
+        let dense = if groups == 1 && !is_pointwise && w.device().is_cpu() {
+            Some(DenseConv::new(
+                &weight,
+                Some(&bias),
+                spec.stride,
+                spec.padding,
+            )?)
+        } else {
+            None
+        };
         let dtype = w.dtype();
         Ok(Self {
             weight: weight.to_dtype(dtype)?,
@@ -116,6 +129,7 @@ impl Conv2dBN {
             spec,
             depthwise,
             pointwise,
+            dense,
         })
     }
 
@@ -147,6 +161,9 @@ impl Conv2dBN {
         }
         if let (Some(op), None) = (&self.depthwise, residual) {
             return depthwise_conv(x, op, (&self.weight, &self.bias), gelu);
+        }
+        if let (Some(conv), None, true) = (&self.dense, residual, cpu_f32(x)) {
+            return conv.forward(x, gelu);
         }
         let y = self.forward(x)?;
         let y = match residual {
@@ -184,6 +201,9 @@ impl Module for Conv2dBN {
         }
         if let Some(op) = &self.depthwise {
             return depthwise_conv(x, op, (&self.weight, &self.bias), false);
+        }
+        if let (Some(conv), true) = (&self.dense, x.device().is_cpu() && x.dtype() == DType::F32) {
+            return conv.forward(x, false);
         }
         x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
             .broadcast_add(&self.bias)
