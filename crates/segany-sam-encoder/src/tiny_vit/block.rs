@@ -132,7 +132,7 @@ impl TinyViTBlock {
 
     /// `(B, H·W, C)` tokens of an `h`×`w` grid → same shape.
     pub fn forward(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-        let (b, l, c) = x.dims3()?;
+        let l = x.dim(1)?;
         if l != h * w {
             candle_core::bail!("TinyViT block: {l} tokens do not form a {h}×{w} grid");
         }
@@ -140,13 +140,7 @@ impl TinyViTBlock {
             Some(y) => y,
             None => (x + self.windowed_attention(x, h, w)?)?,
         };
-        let x = x.transpose(1, 2)?.reshape((b, c, h, w))?;
-        let x = self
-            .local_conv
-            .forward(&x)?
-            .reshape((b, c, l))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let x = self.local_conv.forward_tokens(&x, h, w)?;
         self.mlp.forward_add(&x)
     }
 }

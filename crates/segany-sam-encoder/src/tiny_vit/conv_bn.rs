@@ -6,6 +6,7 @@ use super::pointwise::pointwise_conv;
 use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::with_f32_values;
 
 /// Geometry of a [`Conv2dBN`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +151,27 @@ impl Conv2dBN {
     /// for 1×1 layers.
     pub fn forward_add_gelu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.forward_with(x, Some(residual), true)
+    }
+
+    /// The convolution of channels-last tokens `x (B, H·W, C)` of an `h`×`w` grid (TinyViT's
+    /// `local_conv`): `(B, H'·W', C_out)`. Depthwise layers on the CPU in f32 run without
+    /// leaving the token layout; otherwise the tokens go to NCHW and back.
+    pub fn forward_tokens(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+        let (b, l, c) = x.dims3()?;
+        if l != h * w {
+            candle_core::bail!("Conv2d_BN: {l} tokens do not form a {h}×{w} grid");
+        }
+        if let (Some(op), true) = (
+            &self.depthwise,
+            x.device().is_cpu() && x.dtype() == DType::F32,
+        ) {
+            let out = with_f32_values(x, |v| op.forward_tokens(v, (b, h, w, c)))?;
+            let n = out.len() / (b * c).max(1);
+            return Tensor::from_vec(out, (b, n, c), x.device());
+        }
+        let y = self.forward(&x.transpose(1, 2)?.reshape((b, c, h, w))?)?;
+        let (_, co, oh, ow) = y.dims4()?;
+        y.reshape((b, co, oh * ow))?.transpose(1, 2)?.contiguous()
     }
 
     fn forward_with(&self, x: &Tensor, residual: Option<&Tensor>, gelu: bool) -> Result<Tensor> {

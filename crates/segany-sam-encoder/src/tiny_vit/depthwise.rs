@@ -65,6 +65,62 @@ impl Depthwise {
     }
 }
 
+impl Depthwise {
+    /// The convolution of channels-last tokens `x (B, H·W, C)` of an `h`×`w` grid, returning
+    /// `(B, H'·W', C)` values: each output pixel is its bias plus the taps in the same order
+    /// as [`Depthwise::plane`] (so the same values), vectorised across the channels, parallel
+    /// over output rows. TinyViT's blocks hold tokens channels-last; this spares the two
+    /// transposes around an NCHW convolution.
+    pub(crate) fn forward_tokens(
+        &self,
+        x: &[f32],
+        (b, h, w, c): (usize, usize, usize, usize),
+    ) -> Result<Vec<f32>> {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        if c * k * k != self.weight.len() || c != self.bias.len() || x.len() != b * h * w * c {
+            candle_core::bail!(
+                "depthwise kernel: {} values for a {b}×{h}×{w}×{c} grid and {} filters",
+                x.len(),
+                self.bias.len()
+            );
+        }
+        // Filters as (k, k, C): one contiguous vector per tap.
+        let mut taps = vec![0f32; k * k * c];
+        for ch in 0..c {
+            for t in 0..k * k {
+                taps[t * c + ch] = self.weight[ch * k * k + t];
+            }
+        }
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let mut out = vec![0f32; b * oh * ow * c];
+        out.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
+            let (img, oy) = (r / oh, r % oh);
+            let src = &x[img * h * w * c..(img + 1) * h * w * c];
+            for (ox, px) in row.chunks_exact_mut(c).enumerate() {
+                px.copy_from_slice(&self.bias);
+                for ky in 0..k {
+                    let iy = oy * s + ky;
+                    if iy < p || iy - p >= h {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = ox * s + kx;
+                        if ix < p || ix - p >= w {
+                            continue;
+                        }
+                        let at = ((iy - p) * w + ix - p) * c;
+                        let tap = &taps[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                        for ((o, &v), &wt) in px.iter_mut().zip(&src[at..at + c]).zip(tap) {
+                            *o += wt * v;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(out)
+    }
+}
+
 /// [`Depthwise`] as a candle custom op, with an optional exact GELU on each output plane
 /// while it is in cache.
 struct DepthwiseOp<'a> {
@@ -157,13 +213,14 @@ mod tests {
                     gelu: false,
                 })
                 .unwrap();
+            assert!(op.forward_tokens(&[0.0; 5], (1, h, w, c)).is_err());
             let reference = x
                 .conv2d(&wt, k / 2, s, 1, c)
                 .unwrap()
                 .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
                 .unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let d = (ours - reference)
+            let d = (&ours - reference)
                 .unwrap()
                 .abs()
                 .unwrap()
@@ -176,6 +233,23 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(d < 1e-5, "k{k} s{s} {h}x{w}: max diff {d}");
+            // Channels-last tokens: the same values as the NCHW planes.
+            let tokens: Vec<f32> = x
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let nhwc = op.forward_tokens(&tokens, (2, h, w, c)).unwrap();
+            let planes: Vec<f32> = ours
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(nhwc, planes, "k{k} s{s} {h}x{w}: channels-last");
         }
     }
 }
