@@ -148,28 +148,8 @@ impl TinyViTBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiny_vit::test_util::{build_as, random_tensors};
     use candle_core::{DType, Device};
-    use candle_nn::VarMap;
-    use std::collections::HashMap;
-
-    /// A block's tensors, random (BatchNorm variances positive), built once to learn the names.
-    fn random_block_tensors(spec: TinyBlockSpec) -> HashMap<String, Tensor> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        TinyViTBlock::new(spec, vb).expect("build");
-        let data = varmap.data().lock().expect("varmap");
-        data.iter()
-            .map(|(k, v)| {
-                let t = v.as_tensor();
-                let r = if k.ends_with("running_var") {
-                    Tensor::rand(0.5f32, 1.5, t.shape(), &Device::Cpu)
-                } else {
-                    Tensor::randn(0f32, 0.5, t.shape(), &Device::Cpu)
-                };
-                (k.clone(), r.expect("random"))
-            })
-            .collect()
-    }
 
     /// The CPU kernels (window attention with the padding rows from `LayerNorm(0)`, core
     /// `Linear` with GELU and residual passes, the depthwise kernel) against the composition
@@ -186,15 +166,10 @@ mod tests {
             ln_eps: 1e-5,
             bn_eps: 1e-5,
         };
-        let tensors = random_block_tensors(spec);
-        let build = |dtype: DType| {
-            let t = tensors
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_dtype(dtype).expect("dtype")))
-                .collect();
-            TinyViTBlock::new(spec, VarBuilder::from_tensors(t, dtype, &Device::Cpu))
-        };
-        let (fast, reference) = (build(DType::F32)?, build(DType::F64)?);
+        let build = |vb: VarBuilder| TinyViTBlock::new(spec, vb);
+        let tensors = random_tensors(build);
+        let fast = build_as(&tensors, DType::F32, build)?;
+        let reference = build_as(&tensors, DType::F64, build)?;
         for (h, w) in [(9, 11), (8, 8), (4, 4), (5, 3)] {
             let x = Tensor::randn(0f32, 1.0, (2, h * w, spec.dim), &Device::Cpu)?;
             let got = fast.forward(&x, h, w)?;

@@ -112,27 +112,8 @@ impl Module for PatchMerging {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiny_vit::test_util::{build_as, random_tensors};
     use candle_core::{DType, Device};
-    use candle_nn::VarMap;
-    use std::collections::HashMap;
-
-    /// Random tensors for whatever `build` reads (BatchNorm variances positive).
-    fn random_tensors<M>(build: impl Fn(VarBuilder) -> Result<M>) -> HashMap<String, Tensor> {
-        let varmap = VarMap::new();
-        build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).expect("build");
-        let data = varmap.data().lock().expect("varmap");
-        data.iter()
-            .map(|(k, v)| {
-                let t = v.as_tensor();
-                let r = if k.ends_with("running_var") {
-                    Tensor::rand(0.5f32, 1.5, t.shape(), &Device::Cpu)
-                } else {
-                    Tensor::randn(0f32, 0.5, t.shape(), &Device::Cpu)
-                };
-                (k.clone(), r.expect("random"))
-            })
-            .collect()
-    }
 
     /// The CPU kernels (1×1 product with bias, residual and GELU in one pass; depthwise with
     /// its GELU) against the f64 composition of the same layers, for MBConv, PatchMerging
@@ -141,15 +122,10 @@ mod tests {
     fn fused_convolutions_match_the_composition() -> Result<()> {
         fn check<M: Module>(build: impl Fn(VarBuilder) -> Result<M>, x: &Tensor) -> Result<()> {
             let tensors = random_tensors(&build);
-            let with = |dtype: DType| {
-                let t = tensors
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_dtype(dtype).expect("dtype")))
-                    .collect();
-                build(VarBuilder::from_tensors(t, dtype, &Device::Cpu))
-            };
-            let got = with(DType::F32)?.forward(x)?.to_dtype(DType::F64)?;
-            let want = with(DType::F64)?.forward(&x.to_dtype(DType::F64)?)?;
+            let got = build_as(&tensors, DType::F32, &build)?
+                .forward(x)?
+                .to_dtype(DType::F64)?;
+            let want = build_as(&tensors, DType::F64, &build)?.forward(&x.to_dtype(DType::F64)?)?;
             assert_eq!(got.dims(), want.dims());
             let d: f64 = (got - &want)?.abs()?.max_all()?.to_scalar()?;
             let scale: f64 = want.abs()?.max_all()?.to_scalar()?;

@@ -234,22 +234,17 @@ mod tests {
                 .unwrap();
             assert!(d < 1e-5, "k{k} s{s} {h}x{w}: max diff {d}");
             // Channels-last tokens: the same values as the NCHW planes.
-            let tokens: Vec<f32> = x
-                .permute((0, 2, 3, 1))
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let nhwc = op.forward_tokens(&tokens, (2, h, w, c)).unwrap();
-            let planes: Vec<f32> = ours
-                .permute((0, 2, 3, 1))
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(nhwc, planes, "k{k} s{s} {h}x{w}: channels-last");
+            let channels_last = |t: &Tensor| -> Vec<f32> {
+                t.permute((0, 2, 3, 1))
+                    .and_then(|t| t.flatten_all()?.to_vec1())
+                    .expect("channels-last values")
+            };
+            let nhwc = op.forward_tokens(&channels_last(&x), (2, h, w, c)).unwrap();
+            assert_eq!(
+                nhwc,
+                channels_last(&ours),
+                "k{k} s{s} {h}x{w}: channels-last"
+            );
         }
     }
 }

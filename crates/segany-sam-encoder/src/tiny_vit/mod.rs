@@ -42,6 +42,8 @@ mod depthwise;
 mod encoder;
 mod gelu;
 mod pointwise;
+#[cfg(test)]
+mod test_util;
 mod window_attention;
 
 pub use attention::{attention_bias_idxs, TinyAttention};
