@@ -180,9 +180,10 @@ impl Sam {
     /// The arithmetic of the image encoder's products on the CPU in f32: with
     /// [`CpuMatmul::Bf16`](segany_core::nn::CpuMatmul::Bf16), the ViT blocks' `qkv`, `proj`,
     /// `lin1` and `lin2` round inputs and weights to bf16 and sum in f32 on CPUs with AVX-512
-    /// BF16 (ViT-B at 1024² ≈ 0.7× the f32 time here; the embedding within ≈ 1% of its
-    /// spread, see the README). Returns whether bf16 is on (`false` on other CPUs, devices,
-    /// dtypes, and for TinyViT). The prompt encoder and mask decoder keep f32.
+    /// BF16 (ViT-B at 1024² ≈ 0.7× the f32 time here; the embedding's largest difference from
+    /// f32 ≈ 3% of its standard deviation, see the README). Returns whether bf16 is on (`false`
+    /// on other CPUs, devices, dtypes, and for TinyViT). The prompt encoder and mask decoder
+    /// keep f32.
     ///
     /// ```no_run
     /// use segany::core::nn::CpuMatmul;
