@@ -174,6 +174,27 @@ impl Conv2dBN {
         y.reshape((b, co, oh * ow))?.transpose(1, 2)?.contiguous()
     }
 
+    /// The convolution as candle operations (other devices and dtypes).
+    fn composed(&self, x: &Tensor) -> Result<Tensor> {
+        let s = self.spec;
+        if let Some(op) = &self.depthwise {
+            return depthwise_conv(x, op, (&self.weight, &self.bias), false);
+        }
+        if s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1 {
+            // A 1×1 convolution is a matmul over channels: (C_out, C_in) · (B, C_in, H·W).
+            let (b, c, h, w) = x.dims4()?;
+            let wm = self.weight.reshape((s.out_channels, c))?;
+            let y = wm
+                .broadcast_left(b)?
+                .matmul(&x.reshape((b, c, h * w))?.contiguous()?)?;
+            return y
+                .reshape((b, s.out_channels, h, w))?
+                .broadcast_add(&self.bias);
+        }
+        x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
+            .broadcast_add(&self.bias)
+    }
+
     fn forward_with(&self, x: &Tensor, residual: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
         let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
         if let (Some((w, b)), true) = (&self.pointwise, cpu_f32(x)) {
@@ -187,7 +208,7 @@ impl Conv2dBN {
         if let (Some(conv), None, true) = (&self.dense, residual, cpu_f32(x)) {
             return conv.forward(x, gelu);
         }
-        let y = self.forward(x)?;
+        let y = self.composed(x)?;
         let y = match residual {
             Some(r) => (y + r)?,
             None => y,
@@ -203,31 +224,6 @@ impl Conv2dBN {
 impl Module for Conv2dBN {
     /// `(B, C_in, H, W)` → `(B, C_out, H', W')`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let s = self.spec;
-        if let (Some((w, b)), true) = (
-            &self.pointwise,
-            x.device().is_cpu() && x.dtype() == DType::F32,
-        ) {
-            return pointwise_conv(x, (w, b), None, false);
-        }
-        if s.kernel == 1 && s.stride == 1 && s.padding == 0 && s.groups == 1 {
-            // A 1×1 convolution is a matmul over channels: (C_out, C_in) · (B, C_in, H·W).
-            let (b, c, h, w) = x.dims4()?;
-            let wm = self.weight.reshape((s.out_channels, c))?;
-            let y = wm
-                .broadcast_left(b)?
-                .matmul(&x.reshape((b, c, h * w))?.contiguous()?)?;
-            return y
-                .reshape((b, s.out_channels, h, w))?
-                .broadcast_add(&self.bias);
-        }
-        if let Some(op) = &self.depthwise {
-            return depthwise_conv(x, op, (&self.weight, &self.bias), false);
-        }
-        if let (Some(conv), true) = (&self.dense, x.device().is_cpu() && x.dtype() == DType::F32) {
-            return conv.forward(x, false);
-        }
-        x.conv2d(&self.weight, s.padding, s.stride, 1, s.groups)?
-            .broadcast_add(&self.bias)
+        self.forward_with(x, None, false)
     }
 }
