@@ -214,10 +214,15 @@ fn lane_max(xs: &[f32]) -> f32 {
     lanes.iter().copied().fold(tail, f32::max)
 }
 
-/// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
-/// `row_len`). For many short rows (attention over a few tokens) the exponentials run as one
-/// vectorised pass over all of `data` instead of one short loop per row.
-pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) {
+avx2_dispatch! {
+    /// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
+    /// `row_len`). For many short rows (attention over a few tokens) the exponentials run as
+    /// one vectorised pass over all of `data` instead of one short loop per row.
+    pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) => softmax_rows_loop
+}
+
+#[inline(always)]
+fn softmax_rows_loop(data: &mut [f32], row_len: usize) {
     if row_len == 0 {
         return;
     }

@@ -2,6 +2,7 @@
 //! convolution with a bias at load time (what the reference's own `Conv2d_BN.fuse` does).
 
 use super::depthwise::{depthwise_conv, Depthwise};
+use super::mbconv_bands::Pointwise;
 use super::pointwise::pointwise_conv;
 use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
@@ -137,6 +138,17 @@ impl Conv2dBN {
     /// The convolution's geometry.
     pub fn spec(&self) -> ConvBnSpec {
         self.spec
+    }
+
+    /// The host copy of a 1×1 layer's folded weights `(C_out, C_in)` and bias, when the
+    /// layer lives on the CPU.
+    pub(crate) fn cpu_pointwise(&self) -> Option<Pointwise<'_>> {
+        self.pointwise.as_ref().map(|(w, b)| (&w[..], &b[..]))
+    }
+
+    /// The host copy of a depthwise layer, when it lives on the CPU.
+    pub(crate) fn cpu_depthwise(&self) -> Option<&Depthwise> {
+        self.depthwise.as_ref()
     }
 }
 

@@ -2,8 +2,10 @@
 
 use super::config::scaled;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
-use candle_core::{Module, Result, Tensor};
+use super::mbconv_bands::mbconv_bands;
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::with_f32_values;
 
 /// `PatchEmbed` (`patch_embed.seq.{0,2}`): two 3×3 stride-2 Conv2d_BN with GELU between,
 /// `(B, C_in, S, S)` → `(B, dim, S/4, S/4)`.
@@ -61,6 +63,16 @@ impl MBConv {
 
 impl Module for MBConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(conv1), Some(dw), Some(conv3), true) = (
+            self.conv1.cpu_pointwise(),
+            self.conv2.cpu_depthwise(),
+            self.conv3.cpu_pointwise(),
+            x.device().is_cpu() && x.dtype() == DType::F32,
+        ) {
+            let dims = x.dims4()?;
+            let out = with_f32_values(x, |v| mbconv_bands(v, dims, conv1, dw, conv3))?;
+            return Tensor::from_vec(out, dims, x.device());
+        }
         let y = self.conv1.forward_gelu(x)?;
         let y = self.conv2.forward_gelu(&y)?;
         self.conv3.forward_add_gelu(&y, x)
@@ -137,6 +149,36 @@ mod tests {
         check(|vb| PatchMerging::new(8, 12, 2, 1e-5, vb), &x)?;
         let img = Tensor::randn(0f32, 1.0, (1, 3, 16, 12), &Device::Cpu)?;
         check(|vb| PatchEmbed::new(3, 8, 1e-5, vb), &img)?;
+        Ok(())
+    }
+
+    /// MBConv in bands of rows equals the layer-by-layer kernels, for a batch of one and of
+    /// two, on 1 to 3 threads (runs of rows that start mid-image, bands cut short at the end
+    /// of a run, images shorter than a band).
+    #[test]
+    fn mbconv_bands_match_the_layers() -> Result<()> {
+        let build = |vb: VarBuilder| MBConv::new(6, 4.0, 1e-5, vb);
+        let block = build_as(&random_tensors(build), DType::F32, build)?;
+        for (dims, threads) in [
+            ((1, 6, 37, 5), 3),
+            ((2, 6, 21, 9), 3),
+            ((1, 6, 3, 4), 2),
+            ((2, 6, 17, 3), 1),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, dims, &Device::Cpu)?;
+            let layers = block.conv3.forward_add_gelu(
+                &block.conv2.forward_gelu(&block.conv1.forward_gelu(&x)?)?,
+                &x,
+            )?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(candle_core::Error::wrap)?;
+            let bands = pool.install(|| block.forward(&x))?;
+            assert_eq!(bands.dims(), layers.dims());
+            let d: f32 = (bands - &layers)?.abs()?.max_all()?.to_scalar()?;
+            assert!(d <= 1e-6, "{dims:?} on {threads} threads: max |Δ| {d:e}");
+        }
         Ok(())
     }
 }

@@ -28,36 +28,74 @@ impl Depthwise {
 
     /// One output plane from one input plane `h`×`w` of channel `c`.
     fn plane(&self, c: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let filt = &self.weight[c * k * k..(c + 1) * k * k];
-        dst.fill(self.bias[c]);
-        for oy in 0..oh {
-            let row = &mut dst[oy * ow..(oy + 1) * ow];
-            for ky in 0..k {
-                let iy = oy * s + ky;
-                if iy < p || iy - p >= h {
+        self.rows(c, src, (0, h, w), 0..self.out_size(h), dst);
+    }
+
+    /// Output rows `out_rows` of channel `c` of an `h`×`w` plane from the input rows held in
+    /// `src`, the first of them being row `first` (every row the taps reach must be held):
+    /// each value is its bias plus the taps in row-major order.
+    pub(crate) fn rows(
+        &self,
+        c: usize,
+        src: &[f32],
+        geometry: (usize, usize, usize),
+        out_rows: std::ops::Range<usize>,
+        dst: &mut [f32],
+    ) {
+        depthwise_rows(self, c, src, geometry, out_rows, dst)
+    }
+}
+
+segany_core::avx2_dispatch! {
+    /// [`Depthwise::rows`], built for the CPU's vector width.
+    fn depthwise_rows(
+        conv: &Depthwise,
+        c: usize,
+        src: &[f32],
+        geometry: (usize, usize, usize),
+        out_rows: std::ops::Range<usize>,
+        dst: &mut [f32],
+    ) => depthwise_rows_loop
+}
+
+#[inline(always)]
+fn depthwise_rows_loop(
+    conv: &Depthwise,
+    c: usize,
+    src: &[f32],
+    (first, h, w): (usize, usize, usize),
+    out_rows: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
+    let (k, s, p) = (conv.kernel, conv.stride, conv.padding);
+    let ow = conv.out_size(w);
+    let filt = &conv.weight[c * k * k..(c + 1) * k * k];
+    dst.fill(conv.bias[c]);
+    for (oy, row) in out_rows.zip(dst.chunks_exact_mut(ow)) {
+        for ky in 0..k {
+            let iy = oy * s + ky;
+            if iy < p || iy - p >= h {
+                continue;
+            }
+            let at = (iy - p - first) * w;
+            let src_row = &src[at..at + w];
+            for kx in 0..k {
+                let wv = filt[ky * k + kx];
+                // Output columns whose input column ox·s + kx − p lies inside the row.
+                let lo = p.saturating_sub(kx).div_ceil(s);
+                let hi = ((w + p).saturating_sub(kx)).div_ceil(s).min(ow);
+                if lo >= hi {
                     continue;
                 }
-                let src_row = &src[(iy - p) * w..(iy - p + 1) * w];
-                for kx in 0..k {
-                    let wv = filt[ky * k + kx];
-                    // Output columns whose input column ox·s + kx − p lies inside the row.
-                    let lo = p.saturating_sub(kx).div_ceil(s);
-                    let hi = ((w + p).saturating_sub(kx)).div_ceil(s).min(ow);
-                    if lo >= hi {
-                        continue;
+                if s == 1 {
+                    let off = lo + kx - p;
+                    let inp = &src_row[off..off + (hi - lo)];
+                    for (o, &x) in row[lo..hi].iter_mut().zip(inp) {
+                        *o += wv * x;
                     }
-                    if s == 1 {
-                        let off = lo + kx - p;
-                        let inp = &src_row[off..off + (hi - lo)];
-                        for (o, &x) in row[lo..hi].iter_mut().zip(inp) {
-                            *o += wv * x;
-                        }
-                    } else {
-                        for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo) {
-                            *o += wv * src_row[ox * s + kx - p];
-                        }
+                } else {
+                    for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                        *o += wv * src_row[ox * s + kx - p];
                     }
                 }
             }

@@ -7,7 +7,8 @@
 //! local_conv, mlp.{norm,fc1,fc2}}`, `layers.I.downsample.conv{1,2,3}`, `neck.{0..3}`.
 //! BatchNorm runs in eval mode (folded into the convolutions at load time), GELU is exact
 //! (erf), as in the reference. Depthwise and 1×1 convolutions use direct CPU kernels (f32)
-//! with their GELU, bias and residual in the same pass.
+//! with their GELU, bias and residual in the same pass, and an MBConv block runs its three
+//! convolutions together in bands of rows.
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
@@ -41,6 +42,7 @@ mod conv_stage;
 mod depthwise;
 mod encoder;
 mod gelu;
+mod mbconv_bands;
 mod pointwise;
 #[cfg(test)]
 mod test_util;

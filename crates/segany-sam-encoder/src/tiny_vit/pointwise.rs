@@ -1,10 +1,11 @@
 //! 1×1 convolutions on the CPU as one product per image, with the bias, an optional residual
 //! and an optional GELU applied in one pass over each output channel.
 //!
-//! TinyViT's MBConv blocks expand 64 channels to 256 at 256×256 (16.7M values per map): there
-//! a matmul followed by separate bias, residual and GELU operations spends most of its time
-//! allocating and streaming those maps. Here the product writes the `(C_out, H·W)` map once
-//! and every channel row (one plane, in cache) gets its epilogue right away.
+//! At TinyViT's larger maps a matmul followed by separate bias, residual and GELU operations
+//! spends most of its time allocating and streaming those maps. Here the product writes the
+//! `(C_out, H·W)` map once and every channel row (one plane, in cache) gets its epilogue right
+//! away. (MBConv blocks run their three convolutions together in bands of rows instead, see
+//! `mbconv_bands`; this serves patch merging and the layer-by-layer path.)
 
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
