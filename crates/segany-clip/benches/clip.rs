@@ -113,15 +113,18 @@ fn bench_l14_336(c: &mut Criterion) {
         .set_cpu_matmul(segany_core::nn::CpuMatmul::Bf16)
         .expect("bf16 products")
     {
-        let cos = |a: &Tensor, b: &Tensor| -> f32 {
-            let dot = (a * b).and_then(|t| t.sum_all()).expect("dot");
-            let n = (a.sqr().and_then(|t| t.sum_all()).expect("norm")
-                * b.sqr().and_then(|t| t.sum_all()).expect("norm"))
-            .and_then(|t| t.sqrt())
-            .expect("norms");
-            (dot / n)
-                .and_then(|t| t.to_scalar::<f32>())
-                .expect("cosine")
+        // `None` where a side is all zeros (the zero weights used without
+        // `SEGANY_BENCH_CLIP_L336`): no angle to measure.
+        let cos = |a: &Tensor, b: &Tensor| -> Option<f32> {
+            let sum = |t: Tensor| t.sum_all()?.to_scalar::<f32>();
+            let dot = sum((a * b).expect("product")).expect("dot");
+            let na = sum(a.sqr().expect("square")).expect("norm");
+            let nb = sum(b.sqr().expect("square")).expect("norm");
+            (na > 0.0 && nb > 0.0).then(|| dot / (na * nb).sqrt())
+        };
+        let show = |c: Option<f32>| match c {
+            Some(c) => format!("{c:.6}"),
+            None => "undefined (zero weights; set SEGANY_BENCH_CLIP_L336)".into(),
         };
         let img = cos(
             &model.encode_image(&px).expect("f32"),
@@ -131,7 +134,11 @@ fn bench_l14_336(c: &mut Criterion) {
             &model.encode_text(&ids).expect("f32").tokens,
             &half.encode_text(&ids).expect("bf16").tokens,
         );
-        eprintln!("clip_vit_l14_336 bf16 vs f32: image embedding cosine {img:.6}, text token features cosine {txt:.6}");
+        eprintln!(
+            "clip_vit_l14_336 bf16 vs f32: image embedding cosine {}, text token features cosine {}",
+            show(img),
+            show(txt)
+        );
         g.bench_function("image_embedding_bf16", |b| {
             b.iter(|| half.encode_image(&px).expect("forward"))
         });
