@@ -2,8 +2,7 @@
 //! convolution with a bias at load time (what the reference's own `Conv2d_BN.fuse` does).
 
 use super::depthwise::{depthwise_conv, Depthwise};
-use super::mbconv_bands::Pointwise;
-use super::pointwise::pointwise_conv;
+use super::pointwise::{pointwise_conv, Pointwise};
 use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;

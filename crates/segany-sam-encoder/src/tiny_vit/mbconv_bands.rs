@@ -13,6 +13,7 @@
 //! the same channels, the same depthwise tap order, the same polynomial GELU).
 
 use super::depthwise::Depthwise;
+use super::pointwise::{bias_epilogue, Pointwise};
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 use segany_core::nn::{gelu_erf_in_place, matmul_into, MatRef};
@@ -21,9 +22,6 @@ use segany_core::nn::{gelu_erf_in_place, matmul_into, MatRef};
 /// `(8 + 2 + 8)·256·256` values (4.7 MB), in the shared L3 cache. (Bands of 4, 8 and 16
 /// rows timed alike on TinyViT-5M; 32 was slower.)
 const BAND_ROWS: usize = 8;
-
-/// A 1×1 convolution's folded weights `(C_out, C_in)` and bias `(C_out)`.
-pub(crate) type Pointwise<'a> = (&'a [f32], &'a [f32]);
 
 /// `gelu(conv3(gelu(dw(gelu(conv1(x))))) + x)` for `x (B, C, H, W)` (values, NCHW), with
 /// `conv1 (E, C)`, a stride-1 "same" depthwise `dw` over `E` channels and `conv3 (C, E)`.
@@ -133,9 +131,7 @@ fn run(
                 false,
             )?;
             for (ch, block) in expanded.chunks_exact_mut(cap * w).enumerate() {
-                let vals = &mut block[at..at + rows * w];
-                vals.iter_mut().for_each(|v| *v += b1[ch]);
-                gelu_erf_in_place(vals);
+                bias_epilogue(&mut block[at..at + rows * w], b1[ch], None, true);
             }
         }
         hi = need_hi;
@@ -161,12 +157,8 @@ fn run(
             false,
         )?;
         for (ch, row) in out.chunks_exact_mut(n_out).enumerate() {
-            let vals = &mut row[at..at + band];
             let res = &x[ch * h * w + o0 * w..ch * h * w + o1 * w];
-            vals.iter_mut()
-                .zip(res)
-                .for_each(|(v, &r)| *v += b3[ch] + r);
-            gelu_erf_in_place(vals);
+            bias_epilogue(&mut row[at..at + band], b3[ch], Some(res), true);
         }
     }
     Ok(out)

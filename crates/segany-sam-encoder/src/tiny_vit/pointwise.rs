@@ -11,12 +11,27 @@ use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{gelu_erf_in_place, matmul_into, with_f32_values, MatRef};
 
+/// A 1×1 convolution's folded weights `(C_out, C_in)` and bias `(C_out)`.
+pub(crate) type Pointwise<'a> = (&'a [f32], &'a [f32]);
+
+/// The epilogue of one output channel's row: `row ← act(row + bias [+ residual])`, exact GELU
+/// as `act` when `gelu`.
+pub(crate) fn bias_epilogue(row: &mut [f32], bias: f32, residual: Option<&[f32]>, gelu: bool) {
+    match residual {
+        Some(r) => row.iter_mut().zip(r).for_each(|(v, &r)| *v += bias + r),
+        None => row.iter_mut().for_each(|v| *v += bias),
+    }
+    if gelu {
+        gelu_erf_in_place(row);
+    }
+}
+
 /// `act(W·x + b [+ residual])` for `x (B, C_in, H, W)` f32 on the CPU, `w (C_out, C_in)`
 /// row-major and `bias (C_out)`; `residual` has the output's shape `(B, C_out, H, W)`; `act`
 /// is exact GELU when `gelu`.
 pub(crate) fn pointwise_conv(
     x: &Tensor,
-    (w, bias): (&[f32], &[f32]),
+    (w, bias): Pointwise,
     residual: Option<&Tensor>,
     gelu: bool,
 ) -> Result<Tensor> {
@@ -53,28 +68,18 @@ pub(crate) fn pointwise_conv(
         }
         Ok::<_, candle_core::Error>(())
     })?;
-    let epilogue = |(i, row): (usize, &mut [f32]), res: Option<&[f32]>| {
-        let b = bias[i % cout];
-        match res {
-            Some(r) => row.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
-            None => row.iter_mut().for_each(|v| *v += b),
-        }
-        if gelu {
-            gelu_erf_in_place(row);
-        }
-    };
     match residual {
         Some(r) => with_f32_values(r, |rv| {
             out.par_chunks_mut(hw)
                 .zip(rv.par_chunks(hw))
                 .enumerate()
-                .for_each(|(i, (row, res))| epilogue((i, row), Some(res)));
+                .for_each(|(i, (row, res))| bias_epilogue(row, bias[i % cout], Some(res), gelu));
             Ok::<_, candle_core::Error>(())
         })?,
         None => out
             .par_chunks_mut(hw)
             .enumerate()
-            .for_each(|(i, row)| epilogue((i, row), None)),
+            .for_each(|(i, row)| bias_epilogue(row, bias[i % cout], None, gelu)),
     }
     Tensor::from_vec(out, (b, cout, h, wd), &Device::Cpu)
 }
