@@ -5,6 +5,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::output::min_rows_per_task;
 use super::reduce::lane_sum;
 use super::simd::avx2_dispatch;
 
@@ -252,6 +253,7 @@ fn normalise_rows<T: Copy + Send + Sync>(
     dst.extend_from_slice(src);
     dst.par_chunks_mut(dim)
         .zip(src.par_chunks(dim))
+        .with_min_len(min_rows_per_task(dim))
         .for_each(|(d, s)| normalise_one(s, d, w, b, eps, &to, &from));
     dst
 }
@@ -286,6 +288,7 @@ impl CustomOp3 for TwoPassLayerNorm {
                 let mut out = vec![0f32; x.len()];
                 out.par_chunks_mut(dim.max(1))
                     .zip(x.par_chunks(dim.max(1)))
+                    .with_min_len(min_rows_per_task(dim))
                     .for_each(|(d, s)| layer_norm_row(s, d, w, b, self.eps));
                 CpuStorage::F32(out)
             }

@@ -12,8 +12,10 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::bf16_gemm::{bf16_supported, matmul_bf16_into, PackedBf16};
+use super::few_rows::{few_rows_preferred, matmul_few_rows_into};
 use super::gelu::{gelu_erf_in_place, quick_gelu_in_place};
 use super::matmul::{matmul_into, MatRef};
+use super::output::min_rows_per_task;
 use super::values::with_f32_values;
 
 /// `y = x·Wᵀ + b` over the last dimension (`nn.Linear`; `weight` is `(out, in)`).
@@ -270,14 +272,12 @@ impl Linear {
                 );
             }
             with_f32_values(wt, |wv| {
+                let wv = wv.get(start..).unwrap_or_default();
+                if few_rows_preferred(rows) {
+                    return few_rows_product(&mut out, (xv, rows, in_dim), (wv, full_dim, len));
+                }
                 let a = MatRef::row_major(xv, rows, in_dim)?;
-                let w = MatRef::new(
-                    wv.get(start..).unwrap_or_default(),
-                    in_dim,
-                    len,
-                    full_dim,
-                    1,
-                )?;
+                let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
                 matmul_into(&mut out, out_dim, a, w, 1.0, true)
             })
         })?;
@@ -314,11 +314,13 @@ impl Linear {
             Some(r) => with_f32_values(r, |res| {
                 out.par_chunks_mut(width)
                     .zip(res.par_chunks(width))
+                    .with_min_len(min_rows_per_task(width))
                     .for_each(|(row, res)| epilogue(row, Some(res)));
                 Ok::<(), candle_core::Error>(())
             })?,
             None if bias.is_some() || act != Act::Identity => out
                 .par_chunks_mut(width)
+                .with_min_len(min_rows_per_task(width))
                 .for_each(|row| epilogue(row, None)),
             None => {}
         }
@@ -332,6 +334,58 @@ impl Module for Linear {
     }
 }
 
+/// Multiply-adds from which [`few_rows_product`] splits the columns over the threads.
+const FEW_ROWS_PARALLEL_WORK: usize = 1 << 20;
+
+/// `out (rows × len) = x (rows × in) · w`, `w` the `in × len` columns of a row-major weight
+/// `Wᵀ` with rows `stride` apart, for a few rows ([`few_rows_preferred`]): one pass over the
+/// weight, its columns split over the threads when the product is large enough to pay for
+/// waking them.
+fn few_rows_product(
+    out: &mut [f32],
+    (x, rows, in_dim): (&[f32], usize, usize),
+    (w, stride, len): (&[f32], usize, usize),
+) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    if rows * in_dim * len < FEW_ROWS_PARALLEL_WORK || threads < 2 {
+        return matmul_few_rows_into(
+            out,
+            len,
+            (x, in_dim),
+            (w, stride),
+            (rows, in_dim, len),
+            1.0,
+            false,
+        );
+    }
+    // Column ranges in whole blocks of 32, one per thread, each into its own buffer.
+    let chunk = len.div_ceil(threads).next_multiple_of(32);
+    let parts = (0..len.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let (c0, cw) = (c * chunk, chunk.min(len - c * chunk));
+            let mut part = vec![0f32; rows * cw];
+            let cols = w.get(c0..).unwrap_or_default();
+            matmul_few_rows_into(
+                &mut part,
+                cw,
+                (x, in_dim),
+                (cols, stride),
+                (rows, in_dim, cw),
+                1.0,
+                false,
+            )?;
+            Ok((c0, cw, part))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (c0, cw, part) in parts {
+        for (dst, src) in out.chunks_mut(len).zip(part.chunks(cw)) {
+            dst[c0..c0 + cw].copy_from_slice(src);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +396,22 @@ mod tests {
         let n: usize = dims.iter().product();
         let v: Vec<f32> = (0..n)
             .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 * 3.4 - 1.7)
+            .collect();
+        Tensor::from_vec(v, dims, &Device::Cpu)
+    }
+
+    /// Values in `[-1.7, 1.7)` with no period (unlike [`values`], whose rows repeat every
+    /// 1000 values): a product that reads the wrong columns cannot match by coincidence.
+    fn hashed(dims: &[usize], seed: u64) -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n as u64)
+            .map(|i| {
+                let mut z = (i + 1)
+                    .wrapping_add(seed << 32)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (z >> 40) as f32 / (1u64 << 24) as f32 * 3.4 - 1.7
+            })
             .collect();
         Tensor::from_vec(v, dims, &Device::Cpu)
     }
@@ -457,6 +527,20 @@ mod tests {
             !on_f64.set_cpu_matmul(CpuMatmul::Bf16)?,
             "f64 weights keep f64"
         );
+        // A few rows against a weight large enough for its columns to be split over the
+        // threads (in column ranges of whole 32-column blocks), alone and as a range of
+        // outputs starting inside a block.
+        let w_wide = hashed(&[600, 300], 14)?;
+        let b_wide = hashed(&[600], 15)?;
+        let x_few = hashed(&[1, 7, 300], 16)?;
+        let reference =
+            candle_nn::Linear::new(w_wide.clone(), Some(b_wide.clone())).forward(&x_few)?;
+        let wide_layer = Linear::new(w_wide, Some(b_wide));
+        let d = rel_diff(&reference, &wide_layer.forward(&x_few)?)?;
+        assert!(d < 1e-6, "7 rows, 600 outputs: {d}");
+        let part = wide_layer.forward_outputs(&x_few, 37, 500)?;
+        let d = rel_diff(&reference.narrow(2, 37, 500)?, &part)?;
+        assert!(d < 1e-6, "7 rows, outputs 37+500: {d}");
         // Many rows (the input-first product) as well as few.
         let w_big = values(&[40, 24], 4)?;
         let b_big = values(&[40], 5)?;

@@ -5,7 +5,6 @@
 //! with views into existing buffers (any row and column stride) and a scale folded in. This is
 //! a bounds-checked wrapper over the `gemm` crate, the same kernels candle's CPU matmul uses.
 
-use super::simd::avx2_dispatch;
 use candle_core::{bail, Result};
 
 /// A read-only f32 matrix view: element `(i, j)` is `data[i·row_stride + j·col_stride]`.
@@ -114,120 +113,6 @@ pub fn matmul_acc_into_col_major(
     gemm_into(dst, (1, col_stride), a, b, scale, parallel, true)
 }
 
-/// A product with few rows and many columns, `a (m × k)` small, `b (k × n)`: writes
-/// `dst = scale·(a·b)` (or adds it, with `accumulate`), row `i` of `dst` at `i·dst_stride`,
-/// row `i` of `a` at `i·a_stride`, row `p` of `b` at `p·b_stride` (each row `n` or `k` long;
-/// the slices may start anywhere inside a wider matrix). Vectorised across the columns, 64 at a
-/// time with the sums in registers and that block of `b` in L1 for every row of `a`: for
-/// attention scores of a few tokens against thousands of image tokens (`m` = tokens, `k` =
-/// head width), where a general gemm spends its time packing.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_few_rows_into(
-    dst: &mut [f32],
-    dst_stride: usize,
-    (a, a_stride): (&[f32], usize),
-    (b, b_stride): (&[f32], usize),
-    (m, k, n): (usize, usize, usize),
-    scale: f32,
-    accumulate: bool,
-) -> Result<()> {
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    let fits = |len: usize, rows: usize, stride: usize, cols: usize| {
-        rows == 0 || (stride >= cols && (rows - 1) * stride + cols <= len)
-    };
-    if !fits(dst.len(), m, dst_stride, n)
-        || !fits(a.len(), m, a_stride, k)
-        || !fits(b.len(), k, b_stride, n)
-    {
-        bail!(
-            "matmul (few rows): {m}×{k} times {k}×{n} into {} values (strides {dst_stride}, \
-             {a_stride}, {b_stride}; slices of {} and {})",
-            dst.len(),
-            a.len(),
-            b.len()
-        )
-    }
-    few_rows(
-        dst,
-        dst_stride,
-        a,
-        a_stride,
-        b,
-        b_stride,
-        (m, k, n),
-        scale,
-        accumulate,
-    );
-    Ok(())
-}
-
-avx2_dispatch! {
-    #[allow(clippy::too_many_arguments)]
-    fn few_rows(
-        dst: &mut [f32],
-        ds: usize,
-        a: &[f32],
-        as_: usize,
-        b: &[f32],
-        bs: usize,
-        dims: (usize, usize, usize),
-        scale: f32,
-        accumulate: bool,
-    ) => few_rows_loop
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn few_rows_loop(
-    dst: &mut [f32],
-    ds: usize,
-    a: &[f32],
-    as_: usize,
-    b: &[f32],
-    bs: usize,
-    (m, k, n): (usize, usize, usize),
-    scale: f32,
-    accumulate: bool,
-) {
-    const W: usize = 64;
-    let mut j0 = 0;
-    while j0 < n {
-        let w = W.min(n - j0);
-        for i in 0..m {
-            let ai = &a[i * as_..i * as_ + k];
-            let mut acc = [0f32; W];
-            if w == W {
-                for (p, &ap) in ai.iter().enumerate() {
-                    let row = &b[p * bs + j0..p * bs + j0 + W];
-                    for l in 0..W {
-                        acc[l] += ap * row[l];
-                    }
-                }
-            } else {
-                for (p, &ap) in ai.iter().enumerate() {
-                    let row = &b[p * bs + j0..p * bs + j0 + w];
-                    for (s, &v) in acc.iter_mut().zip(row) {
-                        *s += ap * v;
-                    }
-                }
-            }
-            let out = &mut dst[i * ds + j0..i * ds + j0 + w];
-            if accumulate {
-                for (o, s) in out.iter_mut().zip(&acc) {
-                    *o += scale * s;
-                }
-            } else {
-                for (o, s) in out.iter_mut().zip(&acc) {
-                    *o = scale * s;
-                }
-            }
-        }
-        j0 += w;
-    }
-}
-
 /// `dst (+)= scale · a·b` with element `(i, j)` at `dst[i·rs + j·cs]`, where one of the strides
 /// is 1 and the other spans the whole row or column (no two elements share a cell).
 fn gemm_into(
@@ -300,57 +185,6 @@ fn gemm_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Few-row products against plain loops: a full and a partial 64-column block, views
-    /// starting inside wider matrices, overwrite and accumulate (stale destination values are
-    /// replaced, or kept and added to).
-    #[test]
-    fn few_rows_match_naive() -> Result<()> {
-        let (m, k, n) = (7usize, 16usize, 150usize);
-        let (ds, as_, bs) = (160usize, 20usize, 170usize);
-        let a: Vec<f32> = (0..m * as_)
-            .map(|v| ((v * 7 % 23) as f32 - 11.0) * 0.1)
-            .collect();
-        let b: Vec<f32> = (0..(k + 1) * bs)
-            .map(|v| ((v * 5 % 31) as f32 - 15.0) * 0.07)
-            .collect();
-        // Views: a from its column 3, b from row 1 and column 9, dst from column 4.
-        let (a0, b0, d0) = (3, bs + 9, 4);
-        for accumulate in [false, true] {
-            let mut dst: Vec<f32> = (0..m * ds).map(|v| v as f32 * 0.01).collect();
-            let before = dst.clone();
-            matmul_few_rows_into(
-                &mut dst[d0..],
-                ds,
-                (&a[a0..], as_),
-                (&b[b0..], bs),
-                (m, k, n),
-                0.5,
-                accumulate,
-            )?;
-            for i in 0..m {
-                for j in 0..ds - d0 {
-                    let old = before[i * ds + d0 + j];
-                    let got = dst[i * ds + d0 + j];
-                    if j >= n {
-                        assert_eq!(got, old, "outside the product: ({i}, {j})");
-                        continue;
-                    }
-                    let s: f32 = (0..k)
-                        .map(|p| a[a0 + i * as_ + p] * b[b0 + p * bs + j])
-                        .sum();
-                    let want = if accumulate { old + 0.5 * s } else { 0.5 * s };
-                    assert!((got - want).abs() < 1e-5, "({i}, {j}): {got} vs {want}");
-                }
-            }
-        }
-        // A view too small for its extent is an error, not a panic.
-        let mut dst = vec![0f32; 10];
-        assert!(
-            matmul_few_rows_into(&mut dst, 5, (&a, as_), (&b, bs), (m, k, n), 1.0, false).is_err()
-        );
-        Ok(())
-    }
 
     #[test]
     fn strided_product_matches_naive() -> Result<()> {

@@ -1,6 +1,7 @@
 //! Small layers shared by several models.
 
 pub mod bf16_gemm;
+mod few_rows;
 pub mod fused_attention;
 mod gelu;
 mod interpolate;
@@ -15,6 +16,7 @@ mod softmax;
 mod transpose;
 mod values;
 
+pub use few_rows::{few_rows_preferred, matmul_few_rows_into};
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{
@@ -22,10 +24,8 @@ pub use layer_norm::{
     residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, CpuMatmul, Linear};
-pub use matmul::{
-    matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into, MatRef,
-};
-pub use output::zeroed_output;
+pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
+pub use output::{min_rows_per_task, zeroed_output};
 pub use reduce::{dot, gemv_t};
 pub use scratch::Scratch;
 pub use softmax::{

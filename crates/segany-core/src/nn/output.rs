@@ -38,6 +38,16 @@ fn advise_huge_pages(v: &[f32]) {
     }
 }
 
+/// Values per task below which a row-wise pass (bias, activation, norm) is not split over
+/// rayon's threads: waking a sleeping worker costs more than such a pass on a few token rows.
+const ROW_TASK_VALUES: usize = 16 * 1024;
+
+/// The least number of `width`-long rows a parallel row-wise pass should give each task
+/// (rayon's `with_min_len`): a few rows run on the calling thread alone.
+pub fn min_rows_per_task(width: usize) -> usize {
+    (ROW_TASK_VALUES / width.max(1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
