@@ -1,8 +1,9 @@
 //! Attention of the two-way transformer, with optional down-projection of q/k/v.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::{linear, Linear};
+use std::sync::{Arc, OnceLock};
 
 /// `q_proj`, `k_proj`, `v_proj` to `dim / downsample_rate`, multi-head softmax attention,
 /// `out_proj` back to `dim`.
@@ -13,6 +14,47 @@ pub struct Attention {
     v_proj: Linear,
     out_proj: Linear,
     num_heads: usize,
+    /// The projections as plain values for the fused CPU kernels, made on first use and
+    /// shared by clones.
+    values: Arc<OnceLock<ProjectionValues>>,
+}
+
+/// An [`Attention`]'s four projections as f32 values: each weight row-major `(out, in)` (the
+/// checkpoint's layout) and its bias, zeros where it has none.
+#[derive(Debug)]
+pub(crate) struct ProjectionValues {
+    pub(crate) q: Vec<f32>,
+    pub(crate) bq: Vec<f32>,
+    pub(crate) k: Vec<f32>,
+    pub(crate) bk: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) bv: Vec<f32>,
+    pub(crate) o: Vec<f32>,
+    pub(crate) bo: Vec<f32>,
+}
+
+impl ProjectionValues {
+    fn new(a: &Attention) -> Result<Self> {
+        let weight = |l: &Linear| -> Result<Vec<f32>> {
+            l.weight().flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+        };
+        let bias = |l: &Linear| -> Result<Vec<f32>> {
+            match l.bias() {
+                Some(b) => b.to_dtype(DType::F32)?.to_vec1(),
+                None => Ok(vec![0.0; l.weight().dim(0)?]),
+            }
+        };
+        Ok(Self {
+            q: weight(&a.q_proj)?,
+            bq: bias(&a.q_proj)?,
+            k: weight(&a.k_proj)?,
+            bk: bias(&a.k_proj)?,
+            v: weight(&a.v_proj)?,
+            bv: bias(&a.v_proj)?,
+            o: weight(&a.out_proj)?,
+            bo: bias(&a.out_proj)?,
+        })
+    }
 }
 
 impl Attention {
@@ -36,7 +78,20 @@ impl Attention {
             v_proj: linear(dim, internal, vb.pp("v_proj"))?,
             out_proj: linear(internal, dim, vb.pp("out_proj"))?,
             num_heads,
+            values: Arc::default(),
         })
+    }
+
+    /// The projections as f32 values ([`ProjectionValues`]), copied out of the tensors once.
+    pub(crate) fn values(&self) -> Result<&ProjectionValues> {
+        if self.values.get().is_none() {
+            // Another thread may have set it meanwhile: both made the same values.
+            let _ = self.values.set(ProjectionValues::new(self)?);
+        }
+        match self.values.get() {
+            Some(v) => Ok(v),
+            None => candle_core::bail!("attention: projection values missing"),
+        }
     }
 
     /// Number of heads.
@@ -91,6 +146,15 @@ impl Attention {
     /// Either side may have batch 1 while the other has batch B (an image shared by B prompts):
     /// its projection then runs once (see [`Attention::attend`]).
     pub fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        if few_tokens(q, k, v, self.num_heads)? {
+            let out = attend_few(
+                &self.q_proj.forward(q)?,
+                &self.k_proj.forward(k)?,
+                &self.v_proj.forward(v)?,
+                self.num_heads,
+            )?;
+            return self.out_proj.forward(&out);
+        }
         self.attend(
             &self.project_queries(q)?,
             &self.project_keys(k)?,
@@ -139,6 +203,70 @@ impl Attention {
     }
 }
 
+/// Scores per call up to which [`Attention::forward`] attends with plain loops (the tokens'
+/// self-attention: 7 tokens, 8 heads per prompt): as tensor operations, the head splits,
+/// products, softmax and merges cost more in allocations and thread wake-ups than in
+/// arithmetic.
+const FEW_TOKEN_SCORES: usize = 1 << 15;
+
+/// Whether [`attend_few`] takes `q (B, Nq, D)`, `k`, `v (B, Nk, D)`: f32 on the CPU, one batch
+/// size, few scores.
+fn few_tokens(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<bool> {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if !(cpu_f32(q) && cpu_f32(k) && cpu_f32(v)) || q.rank() != 3 || k.rank() != 3 {
+        return Ok(false);
+    }
+    let (bq, nq, _) = q.dims3()?;
+    let (bk, nk, _) = k.dims3()?;
+    Ok(bq == bk && v.dim(0)? == bk && bq * heads * nq * nk <= FEW_TOKEN_SCORES)
+}
+
+/// Softmax attention of projected `q (B, Nq, Di)` to `k`, `v (B, Nk, Di)` with `heads` heads,
+/// heads merged: `(B, Nq, Di)` (before `out_proj`), as [`Attention::attend`] computes it.
+fn attend_few(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, nq, di) = q.dims3()?;
+    let nk = k.dim(1)?;
+    if k.dims() != [b, nk, di] || v.dims() != [b, nk, di] || heads == 0 || di % heads != 0 {
+        candle_core::bail!(
+            "attention: queries {:?}, keys {:?}, values {:?} for {heads} heads",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        )
+    }
+    let c = di / heads;
+    let scale = 1.0 / (c as f32).sqrt();
+    let values = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
+    let (qv, kv, vv) = (values(q)?, values(k)?, values(v)?);
+    let mut out = vec![0f32; b * nq * di];
+    let mut p = vec![0f32; nk];
+    for bb in 0..b {
+        let (qb, kb, vb) = (
+            &qv[bb * nq * di..(bb + 1) * nq * di],
+            &kv[bb * nk * di..(bb + 1) * nk * di],
+            &vv[bb * nk * di..(bb + 1) * nk * di],
+        );
+        let ob = &mut out[bb * nq * di..(bb + 1) * nq * di];
+        for h in 0..heads {
+            let head = h * c..(h + 1) * c;
+            for (qi, oi) in qb.chunks(di).zip(ob.chunks_mut(di)) {
+                let qh = &qi[head.clone()];
+                for (s, kj) in p.iter_mut().zip(kb.chunks(di)) {
+                    *s = segany_core::nn::dot(qh, &kj[head.clone()]) * scale;
+                }
+                segany_core::nn::softmax_in_place(&mut p);
+                let oh = &mut oi[head.clone()];
+                for (&pj, vj) in p.iter().zip(vb.chunks(di)) {
+                    for (o, &x) in oh.iter_mut().zip(&vj[head.clone()]) {
+                        *o += pj * x;
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_vec(out, (b, nq, di), q.device())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +302,43 @@ mod tests {
             attn.forward(&wide, &tokens, &tokens)?,
         )?;
         assert!(d < 1e-5, "shared queries: {d}");
+        Ok(())
+    }
+
+    /// The plain-loop path for few tokens (what `forward` takes on the CPU) gives what the
+    /// tensor operations of `attend` give, for one prompt and a batch, with and without a
+    /// down-projection (head widths 8 and 4); large inputs keep the tensor path.
+    #[test]
+    fn few_token_loops_match_tensor_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        for rate in [1, 2] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+            Attention::new(16, 2, rate, vb.clone())?;
+            randomise(&varmap, 0.5)?;
+            let attn = Attention::new(16, 2, rate, vb)?;
+            for b in [1, 3] {
+                let q = pseudo_random(&[b, 7, 16], 1, 1.0)?;
+                let k = pseudo_random(&[b, 5, 16], 2, 1.0)?;
+                let v = pseudo_random(&[b, 5, 16], 3, 1.0)?;
+                assert!(few_tokens(&q, &k, &v, 2)?);
+                let fast = attn.forward(&q, &k, &v)?;
+                let ops = attn.attend(
+                    &attn.project_queries(&q)?,
+                    &attn.project_keys(&k)?,
+                    &attn.project_values(&v)?,
+                )?;
+                let d = (&fast - &ops)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                let size = ops.abs()?.max_all()?.to_scalar::<f32>()?;
+                // f32 rounding in another order: within a millionth of the outputs' size.
+                assert!(
+                    d < 1e-6 * size && size > 0.1,
+                    "rate {rate}, batch {b}: {d} (outputs up to {size})"
+                );
+            }
+        }
+        let big = Tensor::zeros((1, 4096, 16), DType::F32, &dev)?;
+        assert!(!few_tokens(&big, &big, &big, 2)?);
         Ok(())
     }
 }

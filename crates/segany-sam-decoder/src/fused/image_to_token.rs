@@ -1,7 +1,7 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
 use super::tile_scores::{factored_keys, tile_scores, TileQueries};
-use super::{bias_or_zeros, values, BufferPool, ImageIn, ImageUpdate, LowRankKeys, SharedQueries};
+use super::{values, BufferPool, ImageIn, ImageUpdate, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
@@ -154,10 +154,8 @@ fn run(
             )
         }
     }
-    let wq = values(attn.q_proj().weight())?;
-    let bq = bias_or_zeros(attn.q_proj(), di)?;
-    let wo = values(attn.out_proj().weight())?;
-    let bo = bias_or_zeros(attn.out_proj(), d)?;
+    let pv = attn.values()?;
+    let (wq, bq, wo, bo) = (&pv.q[..], &pv.bq[..], &pv.o[..], &pv.bo[..]);
     let (nw, nb) = (values(norm.weight())?, values(norm.bias())?);
     if wq.len() != di * d || wo.len() != d * di || nw.len() != d || nb.len() != d {
         bail!("image-to-token: weights do not match width {d} / {di}")
@@ -188,14 +186,14 @@ fn run(
     // Per prompt: r = the values through out_proj (heads·Nt × D); g, g0 = the keys pulled back
     // through q_proj (D × heads·Nt, and the bias term), when the queries are not shared.
     let projector = match &factored {
-        Some((_, keys)) => Some(keys.projector(&wq)?),
+        Some((_, keys)) => Some(keys.projector(wq)?),
         None => None,
     };
     let per_prompt: Vec<PromptSide> = (0..b)
         .map(|bb| {
             let k = &kv[bb * nt * di..(bb + 1) * nt * di];
             let v = &vv[bb * nt * di..(bb + 1) * nt * di];
-            let mut side = prompt_side(k, v, &wq, &bq, &wo, &dims, fold)?;
+            let mut side = prompt_side(k, v, wq, bq, wo, &dims, fold)?;
             if let Some(p) = &projector {
                 side.fk = factored_keys(p, bb, k, &dims)?;
             }
@@ -280,7 +278,7 @@ fn run(
                                 }
                                 (None, None) => TileScores::Fold,
                             };
-                            one_tile(&tile, scores, side, &dims, n, scale, &bo, norm, out)
+                            one_tile(&tile, scores, side, &dims, n, scale, bo, norm, out)
                         })
                     })
             })
@@ -313,13 +311,13 @@ fn run(
         hn,
         a,
         u: per_prompt.into_iter().flat_map(|s| s.r).collect(),
-        bias: bo,
+        bias: bo.to_vec(),
         mean,
         inv,
         gamma: nw,
         beta: nb,
         v: vv,
-        wo,
+        wo: wo.to_vec(),
         heads: h,
         pool: None,
     });
@@ -458,22 +456,27 @@ fn one_tile_body(
             scale,
         )?,
         TileScores::Fold => {
-            // (heads·Nt × D) folded keys against the (D × rows) transposed queries.
+            // The tile's (rows × D) queries against the (D × heads·Nt) folded keys, computed
+            // image-token-major and then transposed into `s`: the gemm reads the queries as
+            // stored, where `s = gᵀ·xpᵀ` directly makes it pack the tile's queries column by
+            // column first (a strided gather as costly as a third of the product).
             let mut xp = Scratch::take(rows * d);
             for ((v, a), b) in xp.iter_mut().zip(tile.x).zip(tile.p) {
                 *v = a + b;
             }
+            let mut st = Scratch::take(rows * hn);
             matmul_into(
-                &mut s,
-                ld,
-                MatRef::row_major(&side.g, d, hn)?.t(),
-                MatRef::row_major(&xp, rows, d)?.t(),
+                &mut st,
+                hn,
+                MatRef::row_major(&xp, rows, d)?,
+                MatRef::row_major(&side.g, d, hn)?,
                 scale,
                 false,
             )?;
-            for (row, g0) in s.chunks_mut(ld).zip(&side.g0) {
-                for v in &mut row[..rows] {
-                    *v += g0 * scale;
+            for (j, (row, g0)) in s.chunks_mut(ld).zip(&side.g0).enumerate() {
+                let off = g0 * scale;
+                for (v, src) in row[..rows].iter_mut().zip(st[j..].iter().step_by(hn)) {
+                    *v = src + off;
                 }
             }
         }

@@ -22,7 +22,7 @@
 //! about half in the final attention (rank 118), against D = 256.
 
 use super::image_to_token::TILE_ROWS;
-use super::{bias_or_zeros, values, ImageUpdate, SharedProjections};
+use super::{values, ImageUpdate, SharedProjections};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
@@ -308,10 +308,11 @@ pub fn token_to_low_rank_image(
         )
     }
     let h = attn.num_heads();
+    let pv = attn.values()?;
     let w = Weights {
-        k: keys.projector(&values(attn.k_proj().weight())?)?,
-        v: keys.projector(&values(attn.v_proj().weight())?)?,
-        bv: bias_or_zeros(attn.v_proj(), di)?,
+        k: keys.projector(&pv.k)?,
+        v: keys.projector(&pv.v)?,
+        bv: pv.bv.clone(),
         h,
         c: di / h,
     };

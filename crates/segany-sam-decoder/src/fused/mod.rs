@@ -74,14 +74,6 @@ fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
 }
 
-/// The bias of a projection, or zeros.
-fn bias_or_zeros(lin: &segany_core::nn::Linear, n: usize) -> Result<Vec<f32>> {
-    match lin.bias() {
-        Some(b) => values(b),
-        None => Ok(vec![0.0; n]),
-    }
-}
-
 #[cfg(test)]
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
     if a.dims() != b.dims() {

@@ -2,7 +2,6 @@
 //! factored decoder path ([`super::LowRankKeys`]).
 
 use super::image_to_token::TILE_ROWS;
-use super::{bias_or_zeros, values};
 use crate::attention::Attention;
 use candle_core::{bail, Result, Tensor};
 use segany_core::nn::{matmul_into, with_f32_values, MatRef};
@@ -25,21 +24,21 @@ impl SharedProjections {
     /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`, with the gains `gain (D)`.
     pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
         let (n, d) = image_dims("shared projections", x, pe, gain)?;
-        let wk = values(attn.k_proj().weight())?;
-        let wv = values(attn.v_proj().weight())?;
+        let pv = attn.values()?;
+        let (wk, wv) = (&pv.k, &pv.v);
         let di = wk.len() / d;
         if wk.len() != di * d || wv.len() != di * d {
             bail!("shared projections: projections are not (Di × {d})")
         }
-        let bk = bias_or_zeros(attn.k_proj(), di)?;
-        let (wkg, wvg) = (times_gain(&wk, gain), times_gain(&wv, gain));
+        let bk = &pv.bk;
+        let (wkg, wvg) = (times_gain(wk, gain), times_gain(wv, gain));
         let (skt, svt) = with_f32_values(x, |x| {
             Ok::<_, candle_core::Error>((
                 tiled_projection(&wkg, x, None, (di, n, d))?,
                 tiled_projection(&wvg, x, None, (di, n, d))?,
             ))
         })?;
-        let pkt = with_f32_values(pe, |p| tiled_projection(&wk, p, Some(&bk), (di, n, d)))?;
+        let pkt = with_f32_values(pe, |p| tiled_projection(wk, p, Some(bk), (di, n, d)))?;
         Ok(Self {
             n,
             di,
@@ -67,15 +66,16 @@ impl SharedQueries {
     /// Projects `x (1, N, D)` and `pe (1, N, D)` for `attn`'s queries, with the gains `gain`.
     pub fn new(attn: &Attention, x: &Tensor, pe: &Tensor, gain: &[f32]) -> Result<Self> {
         let (n, d) = image_dims("shared queries", x, pe, gain)?;
-        let wq = values(attn.q_proj().weight())?;
+        let pv = attn.values()?;
+        let wq = &pv.q;
         let di = wq.len() / d;
         if wq.len() != di * d {
             bail!("shared queries: q_proj is not (Di × {d})")
         }
-        let bq = bias_or_zeros(attn.q_proj(), di)?;
-        let wqg = times_gain(&wq, gain);
+        let bq = &pv.bq;
+        let wqg = times_gain(wq, gain);
         let sqt = with_f32_values(x, |x| tiled_projection(&wqg, x, None, (di, n, d)))?;
-        let pqt = with_f32_values(pe, |p| tiled_projection(&wq, p, Some(&bq), (di, n, d)))?;
+        let pqt = with_f32_values(pe, |p| tiled_projection(wq, p, Some(bq), (di, n, d)))?;
         Ok(Self { n, di, sqt, pqt })
     }
 }

@@ -1,17 +1,18 @@
 //! Tokens attending to a per-prompt image, without projecting the image.
 
-use super::{bias_or_zeros, values};
-use crate::attention::Attention;
+use super::values;
+use crate::attention::{Attention, ProjectionValues};
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{dot, matmul_into, softmax_in_place, with_f32_values, MatRef};
+use segany_core::nn::{matmul_into, softmax_columns_in_place, with_f32_values, MatRef};
 
 /// `attn(q = queries, k = image + pe, v = image)` for the two-way transformer's token-to-image
 /// attentions after the first block: `queries (B, Nq, D)`, `image (Bi, N, D)` with `Bi` 1 or
 /// B, `pe (1, N, D)` → `(B, Nq, D)`, as [`Attention::forward`] gives.
 ///
-/// Per prompt and head, with `q` the projected queries: `q·K_hᵀ = (q_h·W_k,h)·(x+pe)ᵀ + q_h·b_k,h`
-/// and `A_h·V_h = (A_h·x)·W_v,hᵀ + b_v,h` (softmax rows sum to one), so the image meets two
+/// Per prompt and head, with `q` the projected queries: `q·K_hᵀ = (q_h·W_k,h)·(x+pe)ᵀ + q_h·b_k,h`,
+/// whose last term is the same for every image token and so drops out of the softmax, and
+/// `A_h·V_h = (A_h·x)·W_v,hᵀ + b_v,h` (softmax rows sum to one), so the image meets two
 /// products with `heads·Nq` rows instead of two projections of all N tokens.
 pub fn token_to_image(
     attn: &Attention,
@@ -32,12 +33,7 @@ pub fn token_to_image(
     }
     let h = attn.num_heads();
     let c = di / h;
-    let w = Weights {
-        k: values(attn.k_proj().weight())?,
-        bk: bias_or_zeros(attn.k_proj(), di)?,
-        v: values(attn.v_proj().weight())?,
-        bv: bias_or_zeros(attn.v_proj(), di)?,
-    };
+    let w = attn.values()?;
     if w.k.len() != di * d || w.v.len() != di * d {
         bail!("token-to-image: projections are not {di}×{d}")
     }
@@ -52,7 +48,7 @@ pub fn token_to_image(
                     &qv[bb * nq * di..(bb + 1) * nq * di],
                     &x[xb * n * d..(xb + 1) * n * d],
                     p,
-                    &w,
+                    w,
                     &dims,
                     o,
                     parallel,
@@ -74,13 +70,6 @@ pub fn token_to_image(
     attn.out_proj().forward(&out)
 }
 
-struct Weights {
-    k: Vec<f32>,
-    bk: Vec<f32>,
-    v: Vec<f32>,
-    bv: Vec<f32>,
-}
-
 struct Dims {
     h: usize,
     c: usize,
@@ -94,7 +83,7 @@ fn one_prompt(
     q: &[f32],
     x: &[f32],
     p: &[f32],
-    w: &Weights,
+    w: &ProjectionValues,
     dims: &Dims,
     o: &mut [f32],
     parallel: bool,
@@ -104,17 +93,10 @@ fn one_prompt(
     let r = h * nq;
     // m: row (head, token) = q_h[t] · W_k,h (the token's query mapped back to image width).
     let mut m = vec![0f32; r * d];
-    let mut s0 = vec![0f32; r];
     for hh in 0..h {
         let qh = MatRef::new(&q[hh * c..], nq, c, di, 1)?;
         let wkh = MatRef::row_major(&w.k[hh * c * d..(hh + 1) * c * d], c, d)?;
         matmul_into(&mut m[hh * nq * d..], d, qh, wkh, 1.0, false)?;
-        for t in 0..nq {
-            s0[hh * nq + t] = dot(
-                &q[t * di + hh * c..t * di + (hh + 1) * c],
-                &w.bk[hh * c..(hh + 1) * c],
-            );
-        }
     }
     // With a single prompt (`parallel`) the element-wise passes are split over the threads too.
     let xp: Vec<f32> = if parallel {
@@ -123,38 +105,29 @@ fn one_prompt(
         x.iter().zip(p).map(|(a, b)| a + b).collect()
     };
     let scale = 1.0 / (c as f32).sqrt();
-    let mut s = vec![0f32; r * n];
-    matmul_into(
-        &mut s,
-        n,
-        MatRef::row_major(&m, r, d)?,
-        MatRef::row_major(&xp, n, d)?.t(),
-        scale,
-        parallel,
-    )?;
-    drop(xp);
-    let normalise = |(row, off): (&mut [f32], &f32)| {
-        let off = off * scale;
-        for v in row.iter_mut() {
-            *v += off;
-        }
-        softmax_in_place(row);
-    };
-    if parallel {
-        s.par_chunks_mut(n).zip(&s0).for_each(normalise);
+    // A single prompt splits its heads over the threads, each group of heads through scores,
+    // softmax and values on its own; several prompts already run in parallel.
+    let threads = if parallel {
+        rayon::current_num_threads().clamp(1, h.max(1))
     } else {
-        s.chunks_mut(n).zip(&s0).for_each(normalise);
-    }
-    // z: row (head, token) = A_h[t] · x.
-    let mut z = vec![0f32; r * d];
-    matmul_into(
-        &mut z,
-        d,
-        MatRef::row_major(&s, r, n)?,
-        MatRef::row_major(x, n, d)?,
-        1.0,
-        parallel,
-    )?;
+        1
+    };
+    let per_group = h.div_ceil(threads).max(1);
+    let groups = h.div_ceil(per_group);
+    let group = |g: usize| -> Result<Vec<f32>> {
+        let rows = (g * per_group * nq)..((g + 1) * per_group).min(h) * nq;
+        scores_values(&xp, x, &m[rows.start * d..rows.end * d], (n, d), scale)
+    };
+    let z: Vec<f32> = if groups > 1 {
+        (0..groups)
+            .into_par_iter()
+            .map(group)
+            .collect::<Result<Vec<_>>>()?
+            .concat()
+    } else {
+        group(0)?
+    };
+    drop(xp);
     for hh in 0..h {
         let zh = MatRef::row_major(&z[hh * nq * d..(hh + 1) * nq * d], nq, d)?;
         let wvh = MatRef::row_major(&w.v[hh * c * d..(hh + 1) * c * d], c, d)?.t();
@@ -166,6 +139,43 @@ fn one_prompt(
         }
     }
     Ok(())
+}
+
+/// `softmax(m·(x+pe)ᵀ·scale)·x` for the `rows` rows of `m (rows, d)`: `xp = x + pe (n, d)` →
+/// `(rows, d)`.
+///
+/// The scores are computed transposed, one row per image token (`sᵀ = (x+pe)·mᵀ`), with the
+/// softmax down the columns. Written this way the gemm streams the image tokens as they are
+/// stored; `s = m·(x+pe)ᵀ` instead makes it gather the image into packed panels first, a
+/// strided copy that cost about a third as much as the product.
+fn scores_values(
+    xp: &[f32],
+    x: &[f32],
+    m: &[f32],
+    (n, d): (usize, usize),
+    scale: f32,
+) -> Result<Vec<f32>> {
+    let rows = m.len() / d.max(1);
+    let mut st = vec![0f32; n * rows];
+    matmul_into(
+        &mut st,
+        rows,
+        MatRef::row_major(xp, n, d)?,
+        MatRef::row_major(m, rows, d)?.t(),
+        scale,
+        false,
+    )?;
+    softmax_columns_in_place(&mut st, rows, n, rows);
+    let mut z = vec![0f32; rows * d];
+    matmul_into(
+        &mut z,
+        d,
+        MatRef::row_major(&st, n, rows)?.t(),
+        MatRef::row_major(x, n, d)?,
+        1.0,
+        false,
+    )?;
+    Ok(z)
 }
 
 #[cfg(test)]
