@@ -5,8 +5,8 @@ use crate::upscale::ConvTranspose2x2;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    gelu_erf_in_place, layer_norm_row, matmul_acc_into, matmul_into, with_f32_values,
-    zeroed_output, LayerNorm, MatRef,
+    gelu_erf_in_place, layer_norm_row, matmul_acc_into, matmul_acc_into_col_major, matmul_into,
+    with_f32_values, zeroed_output, LayerNorm, MatRef,
 };
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
@@ -203,8 +203,8 @@ struct Stages {
     o2: usize,
 }
 
-/// One embedding row `x (w, D)` → the mask values of its `16w` output pixels, `(16w, M)`, rows
-/// ordered `(j, a, b, a', b')`.
+/// One embedding row `x (w, D)` → the mask values of its `16w` output pixels, `(M, 16w)`, the
+/// pixels ordered `(j, a, b, a', b')`.
 fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
     let o1 = st.o1;
     // up1: (w × D)·(D × 4·O₁); the row of pixel j holds its 2×2 taps (a, b), O₁ channels each.
@@ -253,11 +253,12 @@ fn finish_band(
         }
     }
     gelu_erf_in_place(&mut y2);
-    // Mask values: (16w × O₂)·(O₂ × M).
-    let mut z = vec![0f32; 16 * w * m];
-    matmul_into(
+    // Mask values: (16w × O₂)·(O₂ × M), written mask-major, `(M, 16w)`: the gemm's register
+    // tiles then run down the 16w pixels (full vectors) rather than across the M ≤ 4 masks.
+    let mut z = vec![0f32; m * 16 * w];
+    matmul_acc_into_col_major(
         &mut z,
-        m,
+        16 * w,
         MatRef::row_major(&y2, 16 * w, o2)?,
         MatRef::row_major(hyper, m, o2)?.t(),
         1.0,
@@ -266,17 +267,18 @@ fn finish_band(
     Ok(z)
 }
 
-/// Puts band `i`'s values `z (16w, M)` into the masks `ob (M, oh, ow)`.
+/// Puts band `i`'s values `z (M, 16w)` into the masks `ob (M, oh, ow)`.
 fn scatter(z: &[f32], i: usize, w: usize, m: usize, ob: &mut [f32], (oh, ow): (usize, usize)) {
-    for j in 0..w {
-        for a in 0..2 {
-            for b in 0..2 {
-                for a2 in 0..2 {
-                    for b2 in 0..2 {
-                        let r = (((j * 2 + a) * 2 + b) * 2 + a2) * 2 + b2;
-                        let (y, x) = (4 * i + 2 * a + a2, 4 * j + 2 * b + b2);
-                        for k in 0..m {
-                            ob[(k * oh + y) * ow + x] = z[r * m + k];
+    for (k, zk) in z.chunks(16 * w).take(m).enumerate() {
+        let mask = &mut ob[k * oh * ow..(k + 1) * oh * ow];
+        for j in 0..w {
+            for a in 0..2 {
+                for b in 0..2 {
+                    for a2 in 0..2 {
+                        for b2 in 0..2 {
+                            let r = (((j * 2 + a) * 2 + b) * 2 + a2) * 2 + b2;
+                            let (y, x) = (4 * i + 2 * a + a2, 4 * j + 2 * b + b2);
+                            mask[y * ow + x] = zk[r];
                         }
                     }
                 }
