@@ -6,7 +6,7 @@ use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
     gelu_erf_in_place, layer_norm_row, matmul_acc_into, matmul_acc_into_col_major, matmul_into,
-    with_f32_values, zeroed_output, LayerNorm, MatRef,
+    with_f32_values, zeroed_output, LayerNorm, MatRef, Scratch,
 };
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
@@ -145,7 +145,7 @@ pub fn upscale_factored_masks(
             let mut at = vec![0f32; gw * r];
             let mut c = vec![0f32; gw];
             keys.coefficients(bb, i * gw, &mut at, &mut c);
-            let mut y1 = vec![0f32; gw * 4 * o1];
+            let mut y1 = Scratch::take(gw * 4 * o1);
             let rows = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1].chunks(4 * o1);
             for ((y, row), c) in y1.chunks_mut(4 * o1).zip(rows).zip(&c) {
                 for (y, v) in y.iter_mut().zip(row) {
@@ -160,7 +160,7 @@ pub fn upscale_factored_masks(
                 1.0,
                 false,
             )?;
-            finish_band(y1, gw, hyper, m, st)
+            finish_band(&mut y1, gw, hyper, m, st)
         })
     })?;
     Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), hyper.device())
@@ -208,7 +208,7 @@ struct Stages {
 fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
     let o1 = st.o1;
     // up1: (w × D)·(D × 4·O₁); the row of pixel j holds its 2×2 taps (a, b), O₁ channels each.
-    let mut y1 = vec![0f32; w * 4 * o1];
+    let mut y1 = Scratch::take(w * 4 * o1);
     matmul_into(
         &mut y1,
         4 * o1,
@@ -217,17 +217,11 @@ fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> 
         1.0,
         false,
     )?;
-    finish_band(y1, w, hyper, m, st)
+    finish_band(&mut y1, w, hyper, m, st)
 }
 
 /// The rest of [`band`] from `y1 (w, 4·O₁)`, the row's product with `up1`'s weight (no bias).
-fn finish_band(
-    mut y1: Vec<f32>,
-    w: usize,
-    hyper: &[f32],
-    m: usize,
-    st: &Stages,
-) -> Result<Vec<f32>> {
+fn finish_band(y1: &mut [f32], w: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
     let (o1, o2) = (st.o1, st.o2);
     let mut tmp = vec![0f32; o1];
     for px in y1.chunks_mut(o1) {
@@ -236,13 +230,13 @@ fn finish_band(
         }
         layer_norm_row(&tmp, px, &st.nw, &st.nb, st.eps);
     }
-    gelu_erf_in_place(&mut y1);
+    gelu_erf_in_place(y1);
     // up2: (4w × O₁)·(O₁ × 4·O₂).
-    let mut y2 = vec![0f32; 4 * w * 4 * o2];
+    let mut y2 = Scratch::take(4 * w * 4 * o2);
     matmul_into(
         &mut y2,
         4 * o2,
-        MatRef::row_major(&y1, 4 * w, o1)?,
+        MatRef::row_major(y1, 4 * w, o1)?,
         MatRef::row_major(&st.w2, o1, 4 * o2)?,
         1.0,
         false,
