@@ -14,6 +14,17 @@ use candle_core::{bail, Result};
 /// On CPUs with AVX-512 up to 8 rows of `a` share one pass over `b`, 32 columns at a time with
 /// all their sums in registers (fused multiply-adds); elsewhere each row takes its own pass,
 /// vectorised across 64 columns.
+///
+/// ```
+/// use segany_core::nn::matmul_few_rows_into;
+/// // (2 × 3)·(3 × 2), doubled, into a destination with rows 4 apart.
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+/// let mut dst = [9.0f32; 8];
+/// matmul_few_rows_into(&mut dst, 4, (&a, 3), (&b, 2), (2, 3, 2), 2.0, false)?;
+/// assert_eq!(dst, [8.0, 10.0, 9.0, 9.0, 20.0, 22.0, 9.0, 9.0]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_few_rows_into(
     dst: &mut [f32],
@@ -148,6 +159,11 @@ fn avx512() -> bool {
 /// 8 rows on CPUs where it has its AVX-512 kernel (one pass over the right side, where gemm
 /// makes one per register tile of 6 rows and one for the rest; a single row goes to gemm's
 /// own matrix-vector kernel).
+///
+/// ```
+/// use segany_core::nn::few_rows_preferred;
+/// assert!(!few_rows_preferred(1) && !few_rows_preferred(9));
+/// ```
 pub fn few_rows_preferred(m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {

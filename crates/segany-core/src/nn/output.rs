@@ -44,6 +44,18 @@ const ROW_TASK_VALUES: usize = 16 * 1024;
 
 /// The least number of `width`-long rows a parallel row-wise pass should give each task
 /// (rayon's `with_min_len`): a few rows run on the calling thread alone.
+///
+/// ```
+/// use rayon::prelude::*;
+/// use segany_core::nn::min_rows_per_task;
+/// // 7 token rows of 256 values: one task, on the calling thread.
+/// let mut rows = vec![1f32; 7 * 256];
+/// rows.par_chunks_mut(256)
+///     .with_min_len(min_rows_per_task(256))
+///     .for_each(|row| row.iter_mut().for_each(|v| *v *= 2.0));
+/// assert_eq!(min_rows_per_task(256), 64);
+/// assert!(rows.iter().all(|&v| v == 2.0));
+/// ```
 pub fn min_rows_per_task(width: usize) -> usize {
     (ROW_TASK_VALUES / width.max(1)).max(1)
 }
