@@ -11,9 +11,9 @@ use candle_core::{bail, Result};
 /// few tokens, where a general gemm spends its time packing, or splits the rows into a
 /// register tile's 6 and the rest and reads `b` once for each part.
 ///
-/// On CPUs with AVX-512 up to 8 rows of `a` share one pass over `b`, 32 columns at a time with
-/// all their sums in registers (fused multiply-adds); elsewhere each row takes its own pass,
-/// vectorised across 64 columns.
+/// On CPUs with AVX-512 up to 8 rows of `a` share one pass over `b`, 32 columns at a time (64
+/// for one or two rows) with all their sums in registers (fused multiply-adds); elsewhere each
+/// row takes its own pass, vectorised across 64 columns.
 ///
 /// ```
 /// use segany_core::nn::matmul_few_rows_into;
@@ -253,7 +253,7 @@ mod avx512 {
             let mut j0 = 0;
             while j0 < self.n {
                 let w = (16 * V).min(self.n - j0);
-                // Lanes of the block's two vectors that are columns of the product.
+                // Lanes of the block's V vectors that are columns of the product.
                 let lanes = |v: usize| -> __mmask16 {
                     let live = w.saturating_sub(16 * v).min(16);
                     ((1u32 << live) - 1) as __mmask16
