@@ -1,5 +1,6 @@
 //! Attention of the two-way transformer, with optional down-projection of q/k/v.
 
+use crate::fused::values;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::{linear, Linear};
@@ -35,12 +36,10 @@ pub(crate) struct ProjectionValues {
 
 impl ProjectionValues {
     fn new(a: &Attention) -> Result<Self> {
-        let weight = |l: &Linear| -> Result<Vec<f32>> {
-            l.weight().flatten_all()?.to_dtype(DType::F32)?.to_vec1()
-        };
+        let weight = |l: &Linear| values(l.weight());
         let bias = |l: &Linear| -> Result<Vec<f32>> {
             match l.bias() {
-                Some(b) => b.to_dtype(DType::F32)?.to_vec1(),
+                Some(b) => values(b),
                 None => Ok(vec![0.0; l.weight().dim(0)?]),
             }
         };
@@ -236,7 +235,6 @@ fn attend_few(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor
     }
     let c = di / heads;
     let scale = 1.0 / (c as f32).sqrt();
-    let values = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
     let (qv, kv, vv) = (values(q)?, values(k)?, values(v)?);
     let mut out = vec![0f32; b * nq * di];
     let mut p = vec![0f32; nk];

@@ -70,7 +70,7 @@ thread_local! {
 }
 
 /// The values of a small tensor (weights, biases, token projections).
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
 }
 
