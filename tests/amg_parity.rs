@@ -11,7 +11,7 @@
 
 mod common;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use common::fixture;
 use segany::automatic::{AmgConfig, OutputMode, Segmentation};
 use segany::core::image::load_rgb;
@@ -85,7 +85,7 @@ fn run_case(name: &str) {
     let mode = cfg.output_mode;
     let sam = Sam::load(
         fixture("amg/sam_amg_tiny.safetensors").to_str().unwrap(),
-        &Device::Cpu,
+        &common::test_device(),
         DType::F32,
     )
     .unwrap();

@@ -28,7 +28,7 @@ const IOU_TOL: f64 = 1e-4;
 
 /// Embedding checks: the stored channels (all, or every 8th) and every channel's mean.
 fn check_embedding(emb: &Tensor, exp: &TensorStore) {
-    let emb = emb.i(0).unwrap();
+    let emb = emb.to_device(&Device::Cpu).unwrap().i(0).unwrap();
     let (channels, stride) = match exp.get("chelsea.embedding") {
         Some(full) => (full.i(0).unwrap().to_dtype(DType::F32).unwrap(), 1),
         None => (get(exp, "chelsea.embedding_ch8"), 8),
@@ -51,7 +51,8 @@ fn check_embedding(emb: &Tensor, exp: &TensorStore) {
 }
 
 fn check(model: &Path, exp: &TensorStore) {
-    let sam = Sam::load(model.to_str().unwrap(), &Device::Cpu, DType::F32).expect("load model");
+    let sam =
+        Sam::load(model.to_str().unwrap(), &common::test_device(), DType::F32).expect("load model");
     assert_eq!(sam.encoder_kind(), EncoderKind::TinyViT);
     let mut predictor = SamPredictor::new(sam);
     let img = load_rgb(fixture("sam/images/chelsea.png")).unwrap();

@@ -32,7 +32,7 @@ const CASES: [&str; 5] = ["point", "two_points", "box", "box_point", "mask_point
 fn check_model(model_path: &str, expected_file: &str, check_resize: bool) {
     let sam = Sam::load(
         fixture(model_path).to_str().unwrap(),
-        &Device::Cpu,
+        &common::test_device(),
         DType::F32,
     )
     .expect("load model");

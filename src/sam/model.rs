@@ -130,12 +130,22 @@ impl Sam {
     }
 
     /// Builds the model from tensors in either layout. `config: None` infers it from shapes.
+    ///
+    /// bf16 weights on the CPU are refused (candle has no CPU bf16 matrix product): load f32
+    /// there and opt into bf16 products with [`Sam::set_cpu_matmul`].
     pub fn from_store(
         store: TensorStore,
         config: Option<SamConfig>,
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
+        if device.is_cpu() && dtype == DType::BF16 {
+            return Err(Error::InvalidArgument(
+                "bf16 weights on the CPU: candle has no CPU bf16 matrix product; load f32 (or \
+                 f16) and use Sam::set_cpu_matmul(CpuMatmul::Bf16) for bf16 products"
+                    .into(),
+            ));
+        }
         let layout = SamLayout::detect(store.keys())?;
         let iou_depth = config.as_ref().map_or_else(
             || {

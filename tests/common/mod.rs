@@ -59,7 +59,13 @@ pub fn rel_err(actual: &Tensor, reference: &Tensor) -> f64 {
 /// `max|a − b|`.
 pub fn max_abs(actual: &Tensor, reference: &Tensor) -> f64 {
     assert_eq!(actual.dims(), reference.dims(), "shape mismatch");
-    (actual.to_dtype(DType::F32).unwrap() - reference.to_dtype(DType::F32).unwrap())
+    let on_cpu = |t: &Tensor| {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+    };
+    (on_cpu(actual) - on_cpu(reference))
         .unwrap()
         .abs()
         .unwrap()
@@ -156,5 +162,15 @@ pub fn check_prompt_case_agreeing(
                 "reference mask is empty or full: the fixture proves nothing"
             );
         }
+    }
+}
+
+/// The device the device-parity tests run on: `SEGANY_TEST_DEVICE` (`cpu`, `cuda[:N]`,
+/// `metal[:N]`) when set, else the best one compiled in (CUDA, then Metal, then the CPU).
+pub fn test_device() -> Device {
+    match std::env::var("SEGANY_TEST_DEVICE") {
+        Ok(name) => segany::core::parse_device(&name)
+            .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE={name:?}: {e}")),
+        Err(_) => segany::core::best_device(),
     }
 }

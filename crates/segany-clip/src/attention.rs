@@ -67,7 +67,7 @@ impl Attention {
             Some(m) => logits.broadcast_add(m)?,
             None => logits,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let probs = segany_core::nn::softmax_last_dim(&logits)?;
         let (bsz, h, n, dh) = v.dims4()?;
         probs.matmul(v)?.transpose(1, 2)?.reshape((bsz, n, h * dh))
     }

@@ -172,7 +172,7 @@ impl Attention {
         let (bk, _, nk, _) = k.dims4()?;
         let scale = (c as f64).sqrt();
         let out = if bq == bk {
-            let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
+            let attn = segany_core::nn::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
             attn.matmul(v)?.transpose(1, 2)?
         } else if bk == 1 {
             // (B, h, Nq, c) -> (1, h, B·Nq, c): every prompt's queries against the one image.
@@ -180,7 +180,7 @@ impl Attention {
                 .transpose(0, 1)?
                 .contiguous()?
                 .reshape((1, h, bq * nq, c))?;
-            let attn = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
+            let attn = segany_core::nn::softmax_last_dim(&(q.matmul(&k.t()?)? / scale)?)?;
             attn.matmul(v)?
                 .reshape((h, bq, nq, c))?
                 .permute((1, 2, 0, 3))?
@@ -191,7 +191,7 @@ impl Attention {
                 .contiguous()?
                 .reshape((h, c, bk * nk))?;
             let attn = (q.squeeze(0)?.matmul(&keys)? / scale)?; // (h, Nq, B·Nk)
-            let attn = candle_nn::ops::softmax_last_dim(&attn.reshape((h, nq, bk, nk))?)?;
+            let attn = segany_core::nn::softmax_last_dim(&attn.reshape((h, nq, bk, nk))?)?;
             let attn = attn.permute((2, 0, 1, 3))?.contiguous()?; // (B, h, Nq, Nk)
             attn.matmul(v)?.transpose(1, 2)?
         } else {

@@ -24,9 +24,11 @@ impl PositionEmbeddingRandom {
         let dims = coords.dims().to_vec();
         let n: usize = dims[..dims.len() - 1].iter().product();
         let c = ((coords.reshape((n, 2))? * 2.0)? - 1.0)?;
-        let c = c.to_dtype(self.gaussian.dtype())?.matmul(&self.gaussian)?;
+        let c = c
+            .to_dtype(DType::F32)?
+            .matmul(&self.gaussian.to_dtype(DType::F32)?)?;
         let c = (c * (2.0 * std::f64::consts::PI))?;
-        let out = Tensor::cat(&[c.sin()?, c.cos()?], D::Minus1)?;
+        let out = Tensor::cat(&[c.sin()?, c.cos()?], D::Minus1)?.to_dtype(self.gaussian.dtype())?;
         let mut out_dims = dims[..dims.len() - 1].to_vec();
         out_dims.push(out.dim(1)?);
         out.reshape(out_dims)

@@ -100,5 +100,5 @@ pub fn rel_pos_softmax(attn: &Tensor, rel_h: &Tensor, rel_w: &Tensor) -> Result<
         .broadcast_add(&rel_h.unsqueeze(3)?)?
         .broadcast_add(&rel_w.unsqueeze(2)?)?
         .reshape((b, n, kh * kw))?;
-    candle_nn::ops::softmax_last_dim(&biased)
+    segany_core::nn::softmax_last_dim(&biased)
 }

@@ -451,7 +451,7 @@ mod tests {
         } else {
             logits
         };
-        let p = candle_nn::ops::softmax_last_dim(&logits)?;
+        let p = crate::nn::softmax_last_dim(&logits)?;
         p.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))
     }
 

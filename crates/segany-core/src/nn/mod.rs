@@ -4,6 +4,7 @@ pub mod bf16_gemm;
 mod few_rows;
 pub mod fused_attention;
 mod gelu;
+mod half_softmax;
 mod interpolate;
 mod layer_norm;
 mod linear;
@@ -18,6 +19,7 @@ mod values;
 
 pub use few_rows::{few_rows_preferred, matmul_few_rows_into};
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
+pub use half_softmax::softmax_last_dim;
 pub use interpolate::{resize_bilinear, resize_bilinear_crop};
 pub use layer_norm::{
     layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,

@@ -159,7 +159,7 @@ impl Module for TinyAttention {
         };
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let attn = (q.matmul(&k.transpose(2, 3)?)? * self.scale)?.broadcast_add(&self.bias)?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        let attn = segany_core::nn::softmax_last_dim(&attn)?;
         let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b * n, c))?;
         self.proj.forward(&y)?.reshape((b, n, c))
     }
