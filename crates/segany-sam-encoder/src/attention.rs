@@ -1,7 +1,7 @@
 //! Multi-head self-attention with decomposed relative positions.
 
 use crate::fused_softmax::rel_pos_softmax;
-use crate::rel_pos::{get_rel_pos, rel_pos_terms};
+use crate::rel_pos::{get_rel_pos, key_indicators, rel_pos_logits, rel_pos_terms};
 use crate::window::{window_partition, window_unpartition};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -16,6 +16,31 @@ pub struct Attention {
     num_heads: usize,
     scale: f64,
     rel_pos: Option<(Tensor, Tensor)>,
+    /// The tables for the `size × size` grid the configuration expects, made once.
+    gathered: Option<RelTables>,
+}
+
+/// [`get_rel_pos`] of both tables and the [`key_indicators`] for one `size × size` grid
+/// (`rel_pos_len = 2·size − 1`). Made once per layer: on a GPU each is a copy between host and
+/// device, which stalls the queue of kernels.
+#[derive(Debug, Clone)]
+struct RelTables {
+    size: usize,
+    rh: Tensor,
+    rw: Tensor,
+    keys: Tensor,
+}
+
+impl RelTables {
+    fn new(size: (usize, usize), (table_h, table_w): (&Tensor, &Tensor)) -> Result<Self> {
+        let (h, w) = size;
+        Ok(Self {
+            size: h,
+            rh: get_rel_pos(h, h, table_h)?,
+            rw: get_rel_pos(w, w, table_w)?,
+            keys: key_indicators(h, w, table_h.dtype(), table_h.device())?,
+        })
+    }
 }
 
 impl Attention {
@@ -60,13 +85,33 @@ impl Attention {
         } else {
             None
         };
+        let gathered = match &rel_pos {
+            Some((h, w)) => {
+                let size = rel_pos_len.div_ceil(2);
+                Some(RelTables::new((size, size), (h, w))?)
+            }
+            None => None,
+        };
         Ok(Self {
             qkv,
             proj,
             num_heads,
             scale: (head_dim as f64).powf(-0.5),
             rel_pos,
+            gathered,
         })
+    }
+
+    /// The relative-position tables for an `h × w` grid, from the cache when it is the
+    /// expected size.
+    fn rel_tables(&self, h: usize, w: usize) -> Result<Option<RelTables>> {
+        let Some((table_h, table_w)) = &self.rel_pos else {
+            return Ok(None);
+        };
+        match &self.gathered {
+            Some(t) if (t.size, t.size) == (h, w) => Ok(Some(t.clone())),
+            _ => Ok(Some(RelTables::new((h, w), (table_h, table_w))?)),
+        }
     }
 
     /// The arithmetic of the `qkv` and `proj` products on the CPU ([`CpuMatmul`]); whether
@@ -99,12 +144,7 @@ impl Attention {
         let (b, h, w, c) = x.dims4()?;
         if x.device().is_cpu() && x.dtype() == DType::F32 {
             let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
-            let rel = match &self.rel_pos {
-                Some((rel_h, rel_w)) => {
-                    Some((get_rel_pos(wh, wh, rel_h)?, get_rel_pos(ww, ww, rel_w)?))
-                }
-                None => None,
-            };
+            let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
             let geometry = Geometry {
                 batch: b,
                 height: h,
@@ -146,24 +186,25 @@ impl Attention {
         let (b, h, w, c) = x.dims4()?;
         let heads = self.num_heads;
         let hd = c / heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, h * w, 3, heads, hd))?
-            .permute((2, 0, 3, 1, 4))?
-            .reshape((3, b * heads, h * w, hd))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let logits = (&q * self.scale)?.matmul(&k.t()?)?;
-        let attn = match &self.rel_pos {
-            Some((rel_h, rel_w)) => {
-                let rh = get_rel_pos(h, h, rel_h)?;
-                let rw = get_rel_pos(w, w, rel_w)?;
-                let (terms_h, terms_w) = rel_pos_terms(&q, &rh, &rw, (h, w))?;
-                rel_pos_softmax(&logits, &terms_h, &terms_w)?
+        let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3 * c))?;
+        let (q, k, v) = segany_core::nn::qkv_heads(&qkv, heads)?;
+        let q_scaled = (&q * self.scale)?;
+        let attn = match self.rel_tables(h, w)? {
+            Some(t) => {
+                let (terms_h, terms_w) = rel_pos_terms(&q, &t.rh, &t.rw, (h, w))?;
+                if q.device().is_cpu() {
+                    let logits = q_scaled.matmul(&k.t()?)?;
+                    rel_pos_softmax(&logits, &terms_h, &terms_w)?
+                } else {
+                    // The terms inside the product: one batched product writes the biased
+                    // logits, instead of two broadcast passes over them.
+                    let terms = (&terms_h, &terms_w);
+                    segany_core::nn::softmax_last_dim(&rel_pos_logits(
+                        &q_scaled, &k, terms, &t.keys,
+                    )?)?
+                }
             }
-            None => candle_nn::ops::softmax_last_dim(&logits)?,
+            None => segany_core::nn::softmax_last_dim(&q_scaled.matmul(&k.t()?)?)?,
         };
         let out = attn
             .matmul(&v)?

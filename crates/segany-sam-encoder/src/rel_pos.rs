@@ -50,6 +50,48 @@ pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: &Tensor) -> Result<Ten
     Tensor::from_vec(out, (q_size, k_size, c), rel_pos.device())?.to_dtype(dtype)
 }
 
+/// The key-side indicators that turn the decomposed relative-position terms into part of the
+/// attention product: `(kh·kw, kh + kw)` with ones at `[(a, b), a]` and `[(a, b), kh + b]`.
+///
+/// With queries widened to `[q·scale, rel_h, rel_w]` and keys to `[k, indicators]`, one
+/// product gives `q·kᵀ·scale + rel_h[·, a] + rel_w[·, b]` for key `(a, b)`: the biased logits,
+/// without the broadcast additions over the whole `N × N` matrix.
+pub fn key_indicators(
+    kh: usize,
+    kw: usize,
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let width = kh + kw;
+    let mut v = vec![0f32; kh * kw * width];
+    for a in 0..kh {
+        for b in 0..kw {
+            let row = (a * kw + b) * width;
+            v[row + a] = 1.0;
+            v[row + kh + b] = 1.0;
+        }
+    }
+    Tensor::from_vec(v, (kh * kw, width), device)?.to_dtype(dtype)
+}
+
+/// `q_scaled · kᵀ` plus the decomposed terms `rel_h (B, N, kh)` and `rel_w (B, N, kw)` from
+/// [`rel_pos_terms`], as one product of widened queries and keys (`keys` from
+/// [`key_indicators`]): `(B, N, kh·kw)`, the values of [`add_decomposed_rel_pos`].
+pub fn rel_pos_logits(
+    q_scaled: &Tensor,
+    k: &Tensor,
+    (rel_h, rel_w): (&Tensor, &Tensor),
+    keys: &Tensor,
+) -> Result<Tensor> {
+    let (b, n, _) = k.dims3()?;
+    let keys = keys.broadcast_as((b, n, keys.dim(1)?))?;
+    // (candle concatenates along the last dimension through transposes: the results are
+    // made contiguous for CUDA's batched product.)
+    let qa = Tensor::cat(&[q_scaled, rel_h, rel_w], 2)?.contiguous()?;
+    let ka = Tensor::cat(&[k, &keys], 2)?.contiguous()?;
+    qa.matmul(&ka.t()?)
+}
+
 /// Adds the decomposed relative-position terms to attention logits.
 ///
 /// `attn`: `(B, qh·qw, kh·kw)`; `q`: the unscaled queries `(B, qh·qw, C)`; `rh`: `(qh, kh, C)`;
@@ -110,6 +152,30 @@ pub fn rel_pos_terms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The widened product gives the logits plus terms of the broadcast formulation.
+    #[test]
+    fn widened_product_equals_broadcast_terms() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (b, h, w, c) = (2, 5, 3, 4);
+        let q = values(&[b, h * w, c], 1)?;
+        let k = values(&[b, h * w, c], 2)?;
+        let rh = values(&[h, h, c], 3)?;
+        let rw = values(&[w, w, c], 4)?;
+        let q_scaled = (&q * 0.5)?;
+        let reference =
+            add_decomposed_rel_pos(&q_scaled.matmul(&k.t()?)?, &q, &rh, &rw, (h, w), (h, w))?;
+        let terms = rel_pos_terms(&q, &rh, &rw, (h, w))?;
+        let keys = key_indicators(h, w, candle_core::DType::F32, &dev)?;
+        let got = rel_pos_logits(&q_scaled, &k, (&terms.0, &terms.1), &keys)?;
+        let d = (got - reference)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(d < 1e-5, "max difference {d}");
+        Ok(())
+    }
 
     /// Fixed values in about `[-1.7, 1.7]`, different per `seed` (random ones made this
     /// test's 1e-6 bound on probabilities a matter of luck).

@@ -8,7 +8,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
-/// `softmax` over the last dimension, in f32 arithmetic for f16/bf16 on the CPU and with
+/// `softmax` over the last dimension, in f32 arithmetic for f16/bf16 on the CPU, with
+/// segany's kernel on CUDA ([`super::cuda::softmax_rows`]) and with
 /// `candle_nn::ops::softmax_last_dim` everywhere else.
 ///
 /// ```
@@ -22,6 +23,10 @@ use candle_core::{DType, Result, Tensor};
 /// ```
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
+    #[cfg(feature = "cuda")]
+    if super::cuda::supported(x) {
+        return super::cuda::softmax_rows(x);
+    }
     if x.device().is_cpu() && matches!(dtype, DType::F16 | DType::BF16) {
         candle_nn::ops::softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(dtype)
     } else {

@@ -59,6 +59,10 @@ impl Module for LayerNorm {
                 &TwoPassLayerNorm { eps: self.eps },
             );
         }
+        #[cfg(feature = "cuda")]
+        if super::cuda::supported(xs) {
+            return super::cuda::layer_norm(xs, &self.weight, &self.bias, self.eps);
+        }
         // The composition, in f32 for half-precision inputs and in f64 for f64 ones.
         let xs = xs.to_dtype(if dtype == DType::F64 {
             DType::F64

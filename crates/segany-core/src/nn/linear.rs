@@ -229,8 +229,40 @@ impl Linear {
                     Some(b) => Some(b.narrow(0, start, len)?),
                     None => None,
                 };
-                let w = candle_nn::Linear::new(self.weight.narrow(0, start, len)?, bias);
-                let y = w.forward(x)?;
+                // One product over all rows (candle's Linear multiplies a rank-4 input as a
+                // batch of matrices against a broadcast weight), on a contiguous input (CUDA's
+                // product rejects rows further apart than their length, as in `hs[:, 0]`).
+                let x = x.contiguous()?;
+                let in_dim = x.dim(candle_core::D::Minus1)?;
+                let mut out_dims = x.dims().to_vec();
+                if let Some(last) = out_dims.last_mut() {
+                    *last = len;
+                }
+                let rows = x.elem_count() / in_dim.max(1);
+                let w = self.weight.narrow(0, start, len)?;
+                let y = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
+                #[cfg(feature = "cuda")]
+                if super::cuda::supported(&y) {
+                    use super::cuda::{bias_act, Activation};
+                    let act = match act {
+                        Act::Identity => Some(Activation::Identity),
+                        Act::GeluErf => Some(Activation::GeluErf),
+                        Act::Relu => Some(Activation::Relu),
+                        Act::QuickGelu => None,
+                    };
+                    if let Some(act) = act {
+                        let res = match residual {
+                            Some(r) => Some(r.reshape((rows, len))?),
+                            None => None,
+                        };
+                        return bias_act(&y, bias.as_ref(), res.as_ref(), act)?.reshape(out_dims);
+                    }
+                }
+                let y = match bias {
+                    Some(b) => y.broadcast_add(&b)?,
+                    None => y,
+                };
+                let y = y.reshape(out_dims)?;
                 let y = match act {
                     Act::Identity => y,
                     Act::GeluErf => y.gelu_erf()?,

@@ -1,6 +1,8 @@
 //! Small layers shared by several models.
 
 pub mod bf16_gemm;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod few_rows;
 pub mod fused_attention;
 mod gelu;
@@ -10,6 +12,7 @@ mod layer_norm;
 mod linear;
 mod matmul;
 mod output;
+mod qkv_heads;
 mod reduce;
 mod scratch;
 mod simd;
@@ -28,6 +31,7 @@ pub use layer_norm::{
 pub use linear::{linear, linear_no_bias, CpuMatmul, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
 pub use output::{min_rows_per_task, zeroed_output};
+pub use qkv_heads::qkv_heads;
 pub use reduce::{dot, gemv_t};
 pub use scratch::Scratch;
 pub use softmax::{

@@ -1,0 +1,501 @@
+//! segany's CUDA kernels (`kernels.cu`, compiled to PTX by `build.rs`) as candle custom ops:
+//! the row-wise passes that candle composes from several strided kernels, each one pass here,
+//! for f32, f16 and bf16 with f32 arithmetic.
+//!
+//! - [`bias_act`]: a product's bias, activation and residual in one pass (candle: a strided
+//!   broadcast add, the activation, another add);
+//! - [`layer_norm`]: two-pass LayerNorm, one warp per row (candle's composition: 13 kernels;
+//!   its fused kernel takes the variance as `E[x²] − mean²`);
+//! - [`softmax_rows`]: softmax over the last dimension, one warp per row, with an online first
+//!   pass.
+//!
+//! Callers dispatch here for CUDA tensors; every other device keeps its own path.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
+use candle_core::{
+    CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result,
+    Shape, Tensor,
+};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels.ptx"));
+const MODULE: &str = "segany_kernels";
+/// Threads per block; the row kernels give each row a warp.
+const THREADS: u32 = 256;
+/// Rows from this length up to [`LONG_ROW_MAX`] get a block each in the softmax (the kernel's
+/// `SOFTMAX_PER_THREAD` values per thread).
+const LONG_ROW_MIN: usize = 1024;
+const LONG_ROW_MAX: usize = THREADS as usize * 16;
+
+/// The activation of [`bias_act`] (the kernel's `act` codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// None.
+    Identity = 0,
+    /// Exact GELU, `x·Φ(x)`.
+    GeluErf = 1,
+    /// `max(x, 0)`.
+    Relu = 2,
+}
+
+/// Whether the kernels take `t`: a CUDA tensor of f32, f16 or bf16.
+pub fn supported(t: &Tensor) -> bool {
+    t.device().is_cuda() && matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16)
+}
+
+fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
+    let (o1, o2) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("segany CUDA op: input is not contiguous".into()))?;
+    Ok(T::as_cuda_slice(s)?.slice(o1..o2))
+}
+
+fn kernel_suffix(dtype: DType) -> Result<&'static str> {
+    match dtype {
+        DType::F32 => Ok("f32"),
+        DType::F16 => Ok("f16"),
+        DType::BF16 => Ok("bf16"),
+        other => candle_core::bail!("segany CUDA kernels take f32, f16 or bf16, not {other:?}"),
+    }
+}
+
+fn cpu_refused(name: &str) -> Result<(CpuStorage, Shape)> {
+    candle_core::bail!("{name} is a CUDA kernel: its caller dispatches CPU tensors elsewhere")
+}
+
+/// Runs one of the kernels for the element type `T` and wraps the output.
+trait Launch {
+    fn name(&self) -> &'static str;
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>>;
+
+    fn run(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
+        let (first, layout) = inputs[0];
+        let dev = first.device().clone();
+        let storage = match first.dtype() {
+            DType::F32 => f32::wrap_cuda_slice(self.launch::<f32>(&dev, inputs)?, dev),
+            DType::F16 => half::f16::wrap_cuda_slice(self.launch::<half::f16>(&dev, inputs)?, dev),
+            DType::BF16 => {
+                half::bf16::wrap_cuda_slice(self.launch::<half::bf16>(&dev, inputs)?, dev)
+            }
+            other => candle_core::bail!("{}: unsupported dtype {other:?}", self.name()),
+        };
+        Ok((storage, layout.shape().clone()))
+    }
+}
+
+fn rows_cols(layout: &Layout) -> Result<(usize, usize)> {
+    let cols = *layout.dims().last().unwrap_or(&1);
+    Ok((layout.shape().elem_count() / cols.max(1), cols))
+}
+
+fn row_grid(rows: usize) -> LaunchConfig {
+    let per_block = (THREADS / 32) as usize;
+    LaunchConfig {
+        grid_dim: (rows.div_ceil(per_block).max(1) as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+struct BiasAct {
+    act: Activation,
+    bias: bool,
+    residual: bool,
+}
+
+impl Launch for BiasAct {
+    fn name(&self) -> &'static str {
+        "segany-bias-act"
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let (_, cols) = rows_cols(xl)?;
+        let n = xl.shape().elem_count();
+        let x = view::<T>(xs, xl)?;
+        let mut rest = inputs[1..].iter();
+        let bias = match self.bias {
+            true => rest.next().map(|(s, l)| view::<T>(s, l)).transpose()?,
+            false => None,
+        };
+        let residual = match self.residual {
+            true => rest.next().map(|(s, l)| view::<T>(s, l)).transpose()?,
+            false => None,
+        };
+        let func = dev.get_or_load_custom_func(
+            &format!("bias_act_{}", kernel_suffix(xs.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(n)? };
+        let null = 0u64;
+        let mut b = func.builder();
+        b.arg(&x);
+        match &bias {
+            Some(v) => b.arg(v),
+            None => b.arg(&null),
+        };
+        match &residual {
+            Some(v) => b.arg(v),
+            None => b.arg(&null),
+        };
+        b.arg(&out);
+        let (n64, cols32, act) = (n as i64, cols as i32, self.act as i32);
+        b.arg(&n64);
+        b.arg(&cols32);
+        b.arg(&act);
+        let blocks = n.div_ceil(THREADS as usize).clamp(1, 132 * 16) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; the views hold `n` and `cols`
+        // values as checked by the caller.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        self.run(&[(s, l)])
+    }
+}
+
+impl CustomOp2 for BiasAct {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(&[(s1, l1), (s2, l2)])
+    }
+}
+
+impl CustomOp3 for BiasAct {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
+}
+
+/// `act(x + bias) + residual` over the last dimension (`bias`: that dimension's length;
+/// `residual`: `x`'s shape), in one pass.
+pub fn bias_act(
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    act: Activation,
+) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let cols = x.dim(candle_core::D::Minus1)?;
+    if let Some(b) = bias {
+        if b.dims() != [cols] || b.dtype() != x.dtype() {
+            candle_core::bail!(
+                "bias_act: bias {:?} {:?} for {:?}",
+                b.dims(),
+                b.dtype(),
+                x.dims()
+            )
+        }
+    }
+    if let Some(r) = residual {
+        if r.dims() != x.dims() || r.dtype() != x.dtype() {
+            candle_core::bail!("bias_act: residual {:?} for {:?}", r.dims(), x.dims())
+        }
+    }
+    let op = BiasAct {
+        act,
+        bias: bias.is_some(),
+        residual: residual.is_some(),
+    };
+    match (bias, residual) {
+        (None, None) => x.apply_op1_no_bwd(&op),
+        (Some(b), None) => x.apply_op2_no_bwd(&b.contiguous()?, &op),
+        (None, Some(r)) => x.apply_op2_no_bwd(&r.contiguous()?, &op),
+        (Some(b), Some(r)) => x.apply_op3_no_bwd(&b.contiguous()?, &r.contiguous()?, &op),
+    }
+}
+
+struct LayerNormRows {
+    eps: f32,
+}
+
+impl Launch for LayerNormRows {
+    fn name(&self) -> &'static str {
+        "segany-layer-norm"
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let (rows, cols) = rows_cols(xl)?;
+        let x = view::<T>(xs, xl)?;
+        let w = view::<T>(inputs[1].0, inputs[1].1)?;
+        let b = view::<T>(inputs[2].0, inputs[2].1)?;
+        let func = dev.get_or_load_custom_func(
+            &format!("layer_norm_{}", kernel_suffix(xs.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(rows * cols)? };
+        let mut builder = func.builder();
+        let (rows32, cols32) = (rows as i32, cols as i32);
+        builder.arg(&x);
+        builder.arg(&w);
+        builder.arg(&b);
+        builder.arg(&out);
+        builder.arg(&rows32);
+        builder.arg(&cols32);
+        builder.arg(&self.eps);
+        // SAFETY: the arguments match the kernel's signature.
+        unsafe { builder.launch(row_grid(rows)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp3 for LayerNormRows {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
+}
+
+/// LayerNorm over the last dimension with `weight` and `bias` of its length (two passes, f32
+/// arithmetic).
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let cols = x.dim(candle_core::D::Minus1)?;
+    for t in [weight, bias] {
+        if t.dims() != [cols] || t.dtype() != x.dtype() {
+            candle_core::bail!(
+                "layer_norm: parameter {:?} {:?} for {:?}",
+                t.dims(),
+                t.dtype(),
+                x.dims()
+            )
+        }
+    }
+    x.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        &LayerNormRows { eps: eps as f32 },
+    )
+}
+
+struct SoftmaxRows;
+
+impl Launch for SoftmaxRows {
+    fn name(&self) -> &'static str {
+        "segany-softmax"
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let (rows, cols) = rows_cols(xl)?;
+        let x = view::<T>(xs, xl)?;
+        let sfx = kernel_suffix(xs.dtype())?;
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(rows * cols)? };
+        let (rows32, cols32) = (rows as i32, cols as i32);
+        if (LONG_ROW_MIN..=LONG_ROW_MAX).contains(&cols) {
+            // A block per row, the row held in registers: one read of the logits.
+            let func =
+                dev.get_or_load_custom_func(&format!("softmax_long_rows_{sfx}"), MODULE, PTX)?;
+            let mut builder = func.builder();
+            builder.arg(&x);
+            builder.arg(&out);
+            builder.arg(&cols32);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: the arguments match the kernel's signature; cols ≤ LONG_ROW_MAX.
+            unsafe { builder.launch(cfg) }.w()?;
+            return Ok(out);
+        }
+        let func = dev.get_or_load_custom_func(&format!("softmax_rows_{sfx}"), MODULE, PTX)?;
+        let mut builder = func.builder();
+        builder.arg(&x);
+        builder.arg(&out);
+        builder.arg(&rows32);
+        builder.arg(&cols32);
+        // SAFETY: the arguments match the kernel's signature.
+        unsafe { builder.launch(row_grid(rows)) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for SoftmaxRows {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        self.run(&[(s, l)])
+    }
+}
+
+/// Softmax over the last dimension (f32 arithmetic).
+pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&SoftmaxRows)
+}
+
+struct QkvHeads {
+    batch: usize,
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Launch for QkvHeads {
+    fn name(&self) -> &'static str {
+        "segany-qkv-heads"
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let n = xl.shape().elem_count();
+        let x = view::<T>(xs, xl)?;
+        let func = dev.get_or_load_custom_func(
+            &format!("qkv_heads_{}", kernel_suffix(xs.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(n)? };
+        let mut builder = func.builder();
+        let dims = [self.batch, self.tokens, self.heads, self.head_dim].map(|v| v as i32);
+        builder.arg(&x);
+        builder.arg(&out);
+        for v in &dims {
+            builder.arg(v);
+        }
+        let blocks = n.div_ceil(THREADS as usize).clamp(1, 132 * 16) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's signature; the input holds `n` values.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for QkvHeads {
+    fn name(&self) -> &'static str {
+        Launch::name(self)
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_refused(Launch::name(self))
+    }
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (storage, _) = self.run(&[(s, l)])?;
+        let shape = Shape::from((3, self.batch * self.heads, self.tokens, self.head_dim));
+        Ok((storage, shape))
+    }
+}
+
+/// The `(3, B·heads, N, head_dim)` q, k, v heads of a `(B, N, 3·C)` projection, in one pass.
+pub fn qkv_heads(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (batch, tokens, width) = qkv.dims3()?;
+    if heads == 0 || width % (3 * heads) != 0 {
+        candle_core::bail!("qkv_heads: width {width} is not 3 × {heads} heads")
+    }
+    qkv.contiguous()?.apply_op1_no_bwd(&QkvHeads {
+        batch,
+        tokens,
+        heads,
+        head_dim: width / (3 * heads),
+    })
+}
