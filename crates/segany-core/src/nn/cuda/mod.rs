@@ -75,6 +75,11 @@ trait Launch {
         inputs: &[(&CudaStorage, &Layout)],
     ) -> Result<CudaSlice<T>>;
 
+    /// The output's shape for the first input's (the same by default).
+    fn out_shape(&self, input: &Shape) -> Shape {
+        input.clone()
+    }
+
     fn run(&self, inputs: &[(&CudaStorage, &Layout)]) -> Result<(CudaStorage, Shape)> {
         let (first, layout) = inputs[0];
         let dev = first.device().clone();
@@ -86,13 +91,107 @@ trait Launch {
             }
             other => candle_core::bail!("{}: unsupported dtype {other:?}", self.name()),
         };
-        Ok((storage, layout.shape().clone()))
+        Ok((storage, self.out_shape(layout.shape())))
     }
+}
+
+/// `CustomOp1`/`CustomOp2`/`CustomOp3` for [`Launch`] ops: CUDA runs the kernel on the
+/// inputs in order; the CPU refuses (callers dispatch only CUDA tensors here).
+macro_rules! custom_op {
+    (1, $op:ty) => {
+        impl CustomOp1 for $op {
+            fn name(&self) -> &'static str {
+                Launch::name(self)
+            }
+            fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+                cpu_refused(Launch::name(self))
+            }
+            fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+                self.run(&[(s, l)])
+            }
+        }
+    };
+    (2, $op:ty) => {
+        impl CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                Launch::name(self)
+            }
+            fn cpu_fwd(
+                &self,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                cpu_refused(Launch::name(self))
+            }
+            fn cuda_fwd(
+                &self,
+                s1: &CudaStorage,
+                l1: &Layout,
+                s2: &CudaStorage,
+                l2: &Layout,
+            ) -> Result<(CudaStorage, Shape)> {
+                self.run(&[(s1, l1), (s2, l2)])
+            }
+        }
+    };
+    (3, $op:ty) => {
+        impl CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                Launch::name(self)
+            }
+            fn cpu_fwd(
+                &self,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+                _: &CpuStorage,
+                _: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                cpu_refused(Launch::name(self))
+            }
+            #[allow(clippy::too_many_arguments)]
+            fn cuda_fwd(
+                &self,
+                s1: &CudaStorage,
+                l1: &Layout,
+                s2: &CudaStorage,
+                l2: &Layout,
+                s3: &CudaStorage,
+                l3: &Layout,
+            ) -> Result<(CudaStorage, Shape)> {
+                self.run(&[(s1, l1), (s2, l2), (s3, l3)])
+            }
+        }
+    };
 }
 
 fn rows_cols(layout: &Layout) -> Result<(usize, usize)> {
     let cols = *layout.dims().last().unwrap_or(&1);
     Ok((layout.shape().elem_count() / cols.max(1), cols))
+}
+
+/// The kernel `<name>_{f32|f16|bf16}` for a dtype, loaded once per device (a macro: candle
+/// does not export the function type).
+macro_rules! load {
+    ($dev:expr, $kernel:literal, $dtype:expr) => {
+        $dev.get_or_load_custom_func(
+            &format!(concat!($kernel, "_{}"), kernel_suffix($dtype)?),
+            MODULE,
+            PTX,
+        )
+    };
+}
+
+/// Grid-stride launch over `n` elements.
+fn flat_grid(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(THREADS as usize).clamp(1, 132 * 16) as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 fn row_grid(rows: usize) -> LaunchConfig {
@@ -133,11 +232,7 @@ impl Launch for BiasAct {
             true => rest.next().map(|(s, l)| view::<T>(s, l)).transpose()?,
             false => None,
         };
-        let func = dev.get_or_load_custom_func(
-            &format!("bias_act_{}", kernel_suffix(xs.dtype())?),
-            MODULE,
-            PTX,
-        )?;
+        let func = load!(dev, "bias_act", xs.dtype())?;
         // SAFETY: every element is written by the kernel.
         let out = unsafe { dev.alloc::<T>(n)? };
         let null = 0u64;
@@ -156,12 +251,7 @@ impl Launch for BiasAct {
         b.arg(&n64);
         b.arg(&cols32);
         b.arg(&act);
-        let blocks = n.div_ceil(THREADS as usize).clamp(1, 132 * 16) as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = flat_grid(n);
         // SAFETY: the arguments match the kernel's signature; the views hold `n` and `cols`
         // values as checked by the caller.
         unsafe { b.launch(cfg) }.w()?;
@@ -169,69 +259,9 @@ impl Launch for BiasAct {
     }
 }
 
-impl CustomOp1 for BiasAct {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        self.run(&[(s, l)])
-    }
-}
-
-impl CustomOp2 for BiasAct {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(
-        &self,
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(&[(s1, l1), (s2, l2)])
-    }
-}
-
-impl CustomOp3 for BiasAct {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(
-        &self,
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(&[(s1, l1), (s2, l2), (s3, l3)])
-    }
-}
+custom_op!(1, BiasAct);
+custom_op!(2, BiasAct);
+custom_op!(3, BiasAct);
 
 /// `act(x + bias) + residual` over the last dimension (`bias`: that dimension's length;
 /// `residual`: `x`'s shape), in one pass.
@@ -290,11 +320,7 @@ impl Launch for LayerNormRows {
         let x = view::<T>(xs, xl)?;
         let w = view::<T>(inputs[1].0, inputs[1].1)?;
         let b = view::<T>(inputs[2].0, inputs[2].1)?;
-        let func = dev.get_or_load_custom_func(
-            &format!("layer_norm_{}", kernel_suffix(xs.dtype())?),
-            MODULE,
-            PTX,
-        )?;
+        let func = load!(dev, "layer_norm", xs.dtype())?;
         // SAFETY: every element is written by the kernel.
         let out = unsafe { dev.alloc::<T>(rows * cols)? };
         let mut builder = func.builder();
@@ -312,33 +338,7 @@ impl Launch for LayerNormRows {
     }
 }
 
-impl CustomOp3 for LayerNormRows {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(
-        &self,
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(&[(s1, l1), (s2, l2), (s3, l3)])
-    }
-}
+custom_op!(3, LayerNormRows);
 
 /// LayerNorm over the last dimension with `weight` and `bias` of its length (two passes, f32
 /// arithmetic).
@@ -376,14 +376,12 @@ impl Launch for SoftmaxRows {
         let (xs, xl) = inputs[0];
         let (rows, cols) = rows_cols(xl)?;
         let x = view::<T>(xs, xl)?;
-        let sfx = kernel_suffix(xs.dtype())?;
         // SAFETY: every element is written by the kernel.
         let out = unsafe { dev.alloc::<T>(rows * cols)? };
         let (rows32, cols32) = (rows as i32, cols as i32);
         if (LONG_ROW_MIN..=LONG_ROW_MAX).contains(&cols) {
             // A block per row, the row held in registers: one read of the logits.
-            let func =
-                dev.get_or_load_custom_func(&format!("softmax_long_rows_{sfx}"), MODULE, PTX)?;
+            let func = load!(dev, "softmax_long_rows", xs.dtype())?;
             let mut builder = func.builder();
             builder.arg(&x);
             builder.arg(&out);
@@ -397,7 +395,7 @@ impl Launch for SoftmaxRows {
             unsafe { builder.launch(cfg) }.w()?;
             return Ok(out);
         }
-        let func = dev.get_or_load_custom_func(&format!("softmax_rows_{sfx}"), MODULE, PTX)?;
+        let func = load!(dev, "softmax_rows", xs.dtype())?;
         let mut builder = func.builder();
         builder.arg(&x);
         builder.arg(&out);
@@ -409,17 +407,7 @@ impl Launch for SoftmaxRows {
     }
 }
 
-impl CustomOp1 for SoftmaxRows {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        self.run(&[(s, l)])
-    }
-}
+custom_op!(1, SoftmaxRows);
 
 /// Softmax over the last dimension (f32 arithmetic).
 pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
@@ -438,6 +426,10 @@ impl Launch for QkvHeads {
         "segany-qkv-heads"
     }
 
+    fn out_shape(&self, _: &Shape) -> Shape {
+        Shape::from((3, self.batch * self.heads, self.tokens, self.head_dim))
+    }
+
     fn launch<T: CudaDType + DeviceRepr>(
         &self,
         dev: &CudaDevice,
@@ -446,11 +438,7 @@ impl Launch for QkvHeads {
         let (xs, xl) = inputs[0];
         let n = xl.shape().elem_count();
         let x = view::<T>(xs, xl)?;
-        let func = dev.get_or_load_custom_func(
-            &format!("qkv_heads_{}", kernel_suffix(xs.dtype())?),
-            MODULE,
-            PTX,
-        )?;
+        let func = load!(dev, "qkv_heads", xs.dtype())?;
         // SAFETY: every element is written by the kernel.
         let out = unsafe { dev.alloc::<T>(n)? };
         let mut builder = func.builder();
@@ -460,31 +448,14 @@ impl Launch for QkvHeads {
         for v in &dims {
             builder.arg(v);
         }
-        let blocks = n.div_ceil(THREADS as usize).clamp(1, 132 * 16) as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = flat_grid(n);
         // SAFETY: the arguments match the kernel's signature; the input holds `n` values.
         unsafe { builder.launch(cfg) }.w()?;
         Ok(out)
     }
 }
 
-impl CustomOp1 for QkvHeads {
-    fn name(&self) -> &'static str {
-        Launch::name(self)
-    }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_refused(Launch::name(self))
-    }
-    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        let (storage, _) = self.run(&[(s, l)])?;
-        let shape = Shape::from((3, self.batch * self.heads, self.tokens, self.head_dim));
-        Ok((storage, shape))
-    }
-}
+custom_op!(1, QkvHeads);
 
 /// The `(3, B·heads, N, head_dim)` q, k, v heads of a `(B, N, 3·C)` projection, in one pass.
 pub fn qkv_heads(qkv: &Tensor, heads: usize) -> Result<Tensor> {
