@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use candle_nn::VarBuilder;
 use segany_clip::{ClipModel, Layout, LoadOptions, VisionMode};
 
@@ -21,11 +21,12 @@ fn clip_surgery_golden() {
     }
     let ts = common::load(&path);
     let weights = common::group(&ts, "weights");
-    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let dev = common::test_device();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &dev);
     assert_eq!(Layout::detect(&vb).unwrap(), Layout::OpenAi);
     let model = ClipModel::load(vb, &LoadOptions::default()).unwrap();
-    let px = &ts["inputs.pixel_values"];
-    let ids = &ts["inputs.token_ids"];
+    let px = &ts["inputs.pixel_values"].to_device(&dev).unwrap();
+    let ids = &ts["inputs.token_ids"].to_device(&dev).unwrap();
 
     let plain = model.encode_image_tokens(px, VisionMode::Plain).unwrap();
     common::assert_close("plain.image", &plain, &ts["outputs.plain.image"], TOL);

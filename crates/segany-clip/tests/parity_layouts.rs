@@ -34,7 +34,8 @@ fn run(name: &str, layout: Layout, sparse_key: &str, cfg: ClipConfig, act: Activ
     let ts = common::load(&dir.join(format!("{name}.safetensors")));
     assert_eq!(cfg.vision.activation, act);
     let weights = checkpoint(&ts, sparse_key, cfg.text.vocab_size);
-    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let dev = common::test_device();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &dev);
     assert_eq!(Layout::detect(&vb).unwrap(), layout, "{name}: layout");
     let model = ClipModel::load(
         vb,
@@ -44,8 +45,8 @@ fn run(name: &str, layout: Layout, sparse_key: &str, cfg: ClipConfig, act: Activ
         },
     )
     .unwrap();
-    let px = &ts["inputs.pixel_values"];
-    let ids = &ts["inputs.token_ids"];
+    let px = &ts["inputs.pixel_values"].to_device(&dev).unwrap();
+    let ids = &ts["inputs.token_ids"].to_device(&dev).unwrap();
     let out = |k: &str| &ts[&format!("outputs.{k}")];
 
     let img = model.encode_image(px).unwrap();

@@ -43,11 +43,27 @@ pub fn group(ts: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tens
         .collect()
 }
 
-/// `max |a - b| / max |b|`, after checking shapes agree.
+/// The device the parity tests run on: `SEGANY_TEST_DEVICE` (`cpu`, `cuda[:N]`, `metal[:N]`)
+/// when set, else the best one compiled in.
+pub fn test_device() -> Device {
+    match std::env::var("SEGANY_TEST_DEVICE") {
+        Ok(name) => segany_core::parse_device(&name)
+            .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE={name:?}: {e}")),
+        Err(_) => segany_core::best_device(),
+    }
+}
+
+/// `max |a - b| / max |b|`, after checking shapes agree (on the CPU, wherever they live).
 pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+    let host = |t: &Tensor| {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+    };
+    let a = host(a).flatten_all().unwrap();
+    let b = host(b).flatten_all().unwrap();
     let diff = (&a - &b).unwrap().abs().unwrap().max(0).unwrap();
     let scale = b.abs().unwrap().max(0).unwrap();
     diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap().max(1e-12)
