@@ -2,6 +2,8 @@
 //! shapes, the original-resolution mask, the box mapping, text errors and per-image caching.
 //! Numerical parity of the head is covered by `crates/segany-ssp/tests/golden.rs`.
 
+mod common;
+
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use segany::core::Error;
@@ -133,10 +135,14 @@ fn randomize(vm: &VarMap) {
     }
 }
 
-/// Builds a model twice: the first build creates the variables of a VarMap, which are then
-/// randomised; the second build reads those tensors (models may derive fused or transposed weights when
-/// built, so randomising after a single build would leave those at their init).
-fn random_model<M>(build: impl Fn(VarBuilder) -> candle_core::Result<M>) -> M {
+/// Builds a model twice, on each of `devices` with the same weights: the first build creates
+/// the variables of a VarMap, which are then randomised; the second build reads those tensors
+/// (models may derive fused or transposed weights when built, so randomising after a single
+/// build would leave those at their init).
+fn random_models<M, const N: usize>(
+    devices: [&Device; N],
+    build: impl Fn(VarBuilder) -> candle_core::Result<M>,
+) -> [M; N] {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     build(vb).expect("first build");
@@ -148,27 +154,84 @@ fn random_model<M>(build: impl Fn(VarBuilder) -> candle_core::Result<M>) -> M {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect();
-    build(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)).expect("second build")
+    devices.map(|dev| {
+        build(VarBuilder::from_tensors(tensors.clone(), DType::F32, dev)).expect("second build")
+    })
 }
 
 /// A narrow SAM encoder (64 wide, 2 blocks) that still embeds 256×64×64 at 1024 px, so the
 /// pipeline fits the SSP-SAM head while encoding stays cheap; all weights random.
 fn small_random_pipeline() -> ReferringSegmenter {
+    let [p] = small_random_pipelines([&Device::Cpu]);
+    p
+}
+
+/// [`small_random_pipeline`] on several devices with the same weights.
+fn small_random_pipelines<const N: usize>(devices: [&Device; N]) -> [ReferringSegmenter; N] {
     let mut cfg = SamConfig::vit_b();
     cfg.vision_config.hidden_size = 64;
     cfg.vision_config.num_hidden_layers = 2;
     cfg.vision_config.num_attention_heads = 2;
     cfg.vision_config.mlp_dim = Some(128);
     cfg.vision_config.global_attn_indexes = vec![1];
-    let sam = random_model(|vb| Sam::new(&cfg, vb));
+    let sams = random_models(devices, |vb| Sam::new(&cfg, vb));
     let mut ccfg = ClipConfig::vit_b_16();
     ccfg.vision.layers = 7;
     ccfg.text.layers = 2;
-    let clip = random_model(|vb| ClipModel::new(&ccfg, vb));
-    let ssp = random_model(|vb| SspSam::new(&SspSamConfig::vit_b16_224(), vb));
-    let tok = ClipTokenizer::openai().expect("tokenizer");
-    ReferringSegmenter::from_parts(sam, clip, tok, ssp, ReferringOptions::default())
-        .expect("parts fit")
+    let clips = random_models(devices, |vb| ClipModel::new(&ccfg, vb));
+    let ssps = random_models(devices, |vb| SspSam::new(&SspSamConfig::vit_b16_224(), vb));
+    let mut parts = sams.into_iter().zip(clips).zip(ssps);
+    std::array::from_fn(|_| {
+        let ((sam, clip), ssp) = parts.next().expect("one set per device");
+        let tok = ClipTokenizer::openai().expect("tokenizer");
+        ReferringSegmenter::from_parts(sam, clip, tok, ssp, ReferringOptions::default())
+            .expect("parts fit")
+    })
+}
+
+/// The whole referring pipeline (SAM, CLIP, SSP-SAM head, decoder, post-processing) on the
+/// device under test (`SEGANY_TEST_DEVICE`, e.g. `cuda`) against the CPU on the same random
+/// weights: 512² logits within 1e-3 of their std, boxes within 0.05 px, masks agreeing on
+/// ≥ 99.9% of the pixels. Without a GPU there is nothing to compare, and the test says so.
+#[test]
+fn device_pipeline_matches_cpu() {
+    let dev = common::test_device();
+    if dev.is_cpu() {
+        println!("NOTICE: the device under test is the CPU (build with --features cuda and set SEGANY_TEST_DEVICE=cuda); nothing to compare");
+        return;
+    }
+    let [mut cpu, mut gpu] = small_random_pipelines([&Device::Cpu, &dev]);
+    let img = image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([
+            (x * 5 % 256) as u8,
+            (y * 9 % 256) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    });
+    cpu.set_image(&img).expect("set_image on the CPU");
+    gpu.set_image(&img).expect("set_image on the device");
+    for text in ["the cat", "a man on the left wearing a red hat"] {
+        let a = cpu.segment_text(text).expect("CPU");
+        let b = gpu.segment_text(text).expect("device");
+        let reference = a.logits_512.to_dtype(DType::F32).expect("f32");
+        let got = b.logits_512.to_device(&Device::Cpu).expect("host");
+        let std = reference
+            .flatten_all()
+            .and_then(|t| t.var(0)?.sqrt()?.to_scalar::<f32>())
+            .expect("std");
+        let rel = max_abs(&got, &reference) / std.max(1e-12);
+        let dbox = a
+            .box_xyxy
+            .iter()
+            .zip(&b.box_xyxy)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let agree = a.mask.agreement(&b.mask).expect("same size");
+        println!("{text:?}: logits rel err {rel:.2e}, box max|Δ| {dbox:.2e} px, mask agreement {agree:.6}");
+        assert!(rel < 1e-3, "{text:?}: logits rel err {rel}");
+        assert!(dbox < 0.05, "{text:?}: box differs by {dbox} px");
+        assert!(agree >= 0.999, "{text:?}: masks agree on {agree}");
+    }
 }
 
 fn max_abs(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
