@@ -225,10 +225,7 @@ fn run_model(
 }
 
 fn main() -> anyhow::Result<()> {
-    let dev = match std::env::var("SEGANY_BENCH_DEVICE") {
-        Ok(name) => segany::core::parse_device(&name)?,
-        Err(_) => segany::core::best_device(),
-    };
+    let dev = segany::core::device_from_env("SEGANY_BENCH_DEVICE")?;
     if dev.is_cpu() {
         println!("gpu bench: no GPU (build with --features cuda or metal, or set SEGANY_BENCH_DEVICE); nothing to time");
         return Ok(());

@@ -165,12 +165,9 @@ pub fn check_prompt_case_agreeing(
     }
 }
 
-/// The device the device-parity tests run on: `SEGANY_TEST_DEVICE` (`cpu`, `cuda[:N]`,
-/// `metal[:N]`) when set, else the best one compiled in (CUDA, then Metal, then the CPU).
+/// The device the parity tests run on: `SEGANY_TEST_DEVICE` (`cpu`, `cuda[:N]`, `metal[:N]`)
+/// when set, else the best one compiled in.
 pub fn test_device() -> Device {
-    match std::env::var("SEGANY_TEST_DEVICE") {
-        Ok(name) => segany::core::parse_device(&name)
-            .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE={name:?}: {e}")),
-        Err(_) => segany::core::best_device(),
-    }
+    segany::core::device_from_env("SEGANY_TEST_DEVICE")
+        .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE: {e}"))
 }

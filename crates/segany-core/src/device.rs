@@ -64,6 +64,24 @@ pub fn best_device() -> Device {
     Device::Cpu
 }
 
+/// The device named by the environment variable `var` ([`parse_device`]), or [`best_device`]
+/// when it is unset (how segany's tests and benches pick theirs: `SEGANY_TEST_DEVICE`,
+/// `SEGANY_BENCH_DEVICE`).
+///
+/// ```
+/// std::env::set_var("MY_APP_DEVICE", "cpu");
+/// assert!(segany_core::device_from_env("MY_APP_DEVICE")?.is_cpu());
+/// std::env::set_var("MY_APP_DEVICE", "tpu");
+/// assert!(segany_core::device_from_env("MY_APP_DEVICE").is_err());
+/// # Ok::<(), segany_core::Error>(())
+/// ```
+pub fn device_from_env(var: &str) -> Result<Device> {
+    match std::env::var(var) {
+        Ok(name) => parse_device(&name),
+        Err(_) => Ok(best_device()),
+    }
+}
+
 /// Parses a dtype name: `f32`, `f16`, `bf16` (also `float32`, `half`, `bfloat16`).
 ///
 /// ```

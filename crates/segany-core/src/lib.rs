@@ -14,6 +14,6 @@ pub mod rename;
 pub mod viz;
 
 pub use checkpoint::{CheckpointSource, ResolvedCheckpoint, TensorStore};
-pub use device::{best_device, parse_cpu_matmul, parse_device, parse_dtype};
+pub use device::{best_device, device_from_env, parse_cpu_matmul, parse_device, parse_dtype};
 pub use error::{Error, Result, ShapeMismatch};
 pub use mask::BinaryMask;

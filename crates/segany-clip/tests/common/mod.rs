@@ -46,11 +46,8 @@ pub fn group(ts: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tens
 /// The device the parity tests run on: `SEGANY_TEST_DEVICE` (`cpu`, `cuda[:N]`, `metal[:N]`)
 /// when set, else the best one compiled in.
 pub fn test_device() -> Device {
-    match std::env::var("SEGANY_TEST_DEVICE") {
-        Ok(name) => segany_core::parse_device(&name)
-            .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE={name:?}: {e}")),
-        Err(_) => segany_core::best_device(),
-    }
+    segany_core::device_from_env("SEGANY_TEST_DEVICE")
+        .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE: {e}"))
 }
 
 /// `max |a - b| / max |b|`, after checking shapes agree (on the CPU, wherever they live).
