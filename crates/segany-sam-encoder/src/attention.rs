@@ -20,15 +20,16 @@ pub struct Attention {
     gathered: Option<RelTables>,
 }
 
-/// [`get_rel_pos`] of both tables and the [`key_indicators`] for one `size × size` grid
-/// (`rel_pos_len = 2·size − 1`). Made once per layer: on a GPU each is a copy between host and
-/// device, which stalls the queue of kernels.
+/// [`get_rel_pos`] of both tables and, off the CPU, the [`key_indicators`] for one
+/// `size × size` grid (`rel_pos_len = 2·size − 1`). Made once per layer: on a GPU each is a
+/// copy between host and device, which stalls the queue of kernels.
 #[derive(Debug, Clone)]
 struct RelTables {
     size: usize,
     rh: Tensor,
     rw: Tensor,
-    keys: Tensor,
+    /// `None` on the CPU, whose fused kernels add the terms themselves.
+    keys: Option<Tensor>,
 }
 
 impl RelTables {
@@ -38,7 +39,10 @@ impl RelTables {
             size: h,
             rh: get_rel_pos(h, h, table_h)?,
             rw: get_rel_pos(w, w, table_w)?,
-            keys: key_indicators(h, w, table_h.dtype(), table_h.device())?,
+            keys: match table_h.device().is_cpu() {
+                true => None,
+                false => Some(key_indicators(h, w, table_h.dtype(), table_h.device())?),
+            },
         })
     }
 }
@@ -198,9 +202,13 @@ impl Attention {
                 } else {
                     // The terms inside the product: one batched product writes the biased
                     // logits, instead of two broadcast passes over them.
+                    let keys = match t.keys {
+                        Some(keys) => keys,
+                        None => key_indicators(h, w, q.dtype(), q.device())?,
+                    };
                     let terms = (&terms_h, &terms_w);
                     segany_core::nn::softmax_last_dim(&rel_pos_logits(
-                        &q_scaled, &k, terms, &t.keys,
+                        &q_scaled, &k, terms, &keys,
                     )?)?
                 }
             }
