@@ -6,8 +6,11 @@
 //!   broadcast add, the activation, another add);
 //! - [`layer_norm`]: two-pass LayerNorm, one warp per row (candle's composition: 13 kernels;
 //!   its fused kernel takes the variance as `E[x²] − mean²`);
-//! - [`softmax_rows`]: softmax over the last dimension, one warp per row, with an online first
-//!   pass.
+//! - [`softmax_rows`]: softmax over the last dimension: rows of 1024 to 4096 values get a block
+//!   each and are read once into registers (the encoder's global attention); other rows get a
+//!   warp with an online first pass;
+//! - [`qkv_heads`]: a fused `qkv` projection split into per-head q, k, v in one pass (candle: a
+//!   5-D permute copy, then a copy per part).
 //!
 //! Callers dispatch here for CUDA tensors; every other device keeps its own path.
 
