@@ -13,7 +13,10 @@
 mod common;
 
 use candle_core::DType;
-use common::{check_prompt_case_agreeing, expected, fixture, get, rel_err, test_device};
+use common::{
+    check_mobilesam_cases, check_prompt_case_agreeing, expected, fixture, get, rel_err,
+    stored_embedding_channels, test_device,
+};
 use segany::core::image::load_rgb;
 use segany::{Sam, SamPredictor};
 
@@ -117,35 +120,13 @@ fn check_mobilesam(dtype: DType) {
     let label = format!("mobilesam {dtype:?} on {device:?}");
     let img = load_rgb(fixture("sam/images/chelsea.png")).unwrap();
     predictor.set_image(&img).unwrap();
-    // The fixture keeps every 8th channel of the embedding (or all of them).
-    let emb = predictor.embedding().unwrap().features.clone();
-    let (ours, reference) = match exp.get("chelsea.embedding") {
-        Some(full) => (emb, full.to_dtype(DType::F32).unwrap()),
-        None => {
-            let c = emb.dim(1).unwrap();
-            let idx: Vec<u32> = (0..c as u32).step_by(8).collect();
-            let idx = candle_core::Tensor::new(idx.as_slice(), emb.device()).unwrap();
-            let ours = emb.index_select(&idx, 1).unwrap();
-            (ours.squeeze(0).unwrap(), get(&exp, "chelsea.embedding_ch8"))
-        }
-    };
+    let emb = &predictor.embedding().unwrap().features;
+    let (ours, reference, _) = stored_embedding_channels(emb, &exp);
     let e = rel_err(&ours, &reference);
     println!("{label}: embedding rel err {e:.2e}");
     assert!(e < tol.embedding, "{label}: embedding rel err {e}");
-    let mut cases = 0;
-    for case in ["point", "two_points", "box", "box_point"] {
-        let key = format!("chelsea.{case}");
-        if exp.get(&format!("{key}.low_res")).is_none() {
-            continue;
-        }
-        cases += 1;
-        let tols = (tol.logits, tol.iou, tol.agreement);
-        check_prompt_case_agreeing(&predictor, &exp, &key, &label, tols);
-    }
-    assert!(
-        cases >= 3,
-        "expected at least 3 prompt cases, found {cases}"
-    );
+    let tols = (tol.logits, tol.iou, tol.agreement);
+    check_mobilesam_cases(&predictor, &exp, &label, tols);
 }
 
 #[test]

@@ -16,7 +16,9 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{check_prompt_case, expected, fixture, get, max_abs, rel_err};
+use common::{
+    check_mobilesam_cases, expected, fixture, max_abs, rel_err, stored_embedding_channels,
+};
 use segany::core::image::load_rgb;
 use segany::core::TensorStore;
 use segany::sam::EncoderKind;
@@ -28,14 +30,8 @@ const IOU_TOL: f64 = 1e-4;
 
 /// Embedding checks: the stored channels (all, or every 8th) and every channel's mean.
 fn check_embedding(emb: &Tensor, exp: &TensorStore) {
+    let (ours, channels, stride) = stored_embedding_channels(emb, exp);
     let emb = emb.to_device(&Device::Cpu).unwrap().i(0).unwrap();
-    let (channels, stride) = match exp.get("chelsea.embedding") {
-        Some(full) => (full.i(0).unwrap().to_dtype(DType::F32).unwrap(), 1),
-        None => (get(exp, "chelsea.embedding_ch8"), 8),
-    };
-    let idx: Vec<u32> = (0..emb.dim(0).unwrap() as u32).step_by(stride).collect();
-    let idx = Tensor::new(idx.as_slice(), &Device::Cpu).unwrap();
-    let ours = emb.index_select(&idx, 0).unwrap();
     let e = rel_err(&ours, &channels);
     println!("embedding (every {stride}th channel) rel err {e:.2e}");
     assert!(e < REL_TOL, "embedding rel err {e}");
@@ -59,19 +55,8 @@ fn check(model: &Path, exp: &TensorStore) {
     predictor.set_image(&img).unwrap();
     check_embedding(&predictor.embedding().unwrap().features, exp);
 
-    let mut cases = 0;
-    for case in ["point", "two_points", "box", "box_point"] {
-        let key = format!("chelsea.{case}");
-        if exp.get(&format!("{key}.low_res")).is_none() {
-            continue;
-        }
-        cases += 1;
-        check_prompt_case(&predictor, exp, &key, "mobilesam", REL_TOL, IOU_TOL);
-    }
-    assert!(
-        cases >= 3,
-        "expected at least 3 prompt cases, found {cases}"
-    );
+    let tols = (REL_TOL, IOU_TOL, 0.999);
+    check_mobilesam_cases(&predictor, exp, "mobilesam", tols);
 }
 
 #[test]

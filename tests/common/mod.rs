@@ -171,3 +171,46 @@ pub fn test_device() -> Device {
     segany::core::device_from_env("SEGANY_TEST_DEVICE")
         .unwrap_or_else(|e| panic!("SEGANY_TEST_DEVICE: {e}"))
 }
+
+/// MobileSAM fixtures keep the `chelsea` embedding whole or every 8th channel: our channels at
+/// that stride `(C', 64, 64)` on the CPU in f32, the reference's, and the stride.
+pub fn stored_embedding_channels(emb: &Tensor, exp: &TensorStore) -> (Tensor, Tensor, usize) {
+    use candle_core::IndexOp;
+    let emb = emb
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .i(0)
+        .unwrap();
+    let (reference, stride) = match exp.get("chelsea.embedding") {
+        Some(full) => (full.i(0).unwrap().to_dtype(DType::F32).unwrap(), 1),
+        None => (get(exp, "chelsea.embedding_ch8"), 8),
+    };
+    let idx: Vec<u32> = (0..emb.dim(0).unwrap() as u32).step_by(stride).collect();
+    let idx = Tensor::new(idx.as_slice(), &Device::Cpu).unwrap();
+    (emb.index_select(&idx, 0).unwrap(), reference, stride)
+}
+
+/// The MobileSAM fixture's `chelsea` prompt cases that it stores (at least 3), each through
+/// [`check_prompt_case_agreeing`].
+pub fn check_mobilesam_cases(
+    predictor: &SamPredictor,
+    exp: &TensorStore,
+    label: &str,
+    tols: (f64, f64, f64),
+) {
+    let mut cases = 0;
+    for case in ["point", "two_points", "box", "box_point"] {
+        let key = format!("chelsea.{case}");
+        if exp.get(&format!("{key}.low_res")).is_none() {
+            continue;
+        }
+        cases += 1;
+        check_prompt_case_agreeing(predictor, exp, &key, label, tols);
+    }
+    assert!(
+        cases >= 3,
+        "expected at least 3 prompt cases, found {cases}"
+    );
+}
