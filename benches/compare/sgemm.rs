@@ -4,10 +4,16 @@
 //! 768→3072 MLP weight; windowed QKᵀ of 25 windows × 12 heads × 196×64·64×196).
 //! Throughput is reported in FLOP (criterion prints it as elem/s: read G elem/s as GFLOP/s).
 //!
+//! `sgemm_split`: products of the shapes CLIP's text tower (77 rows) and the SSP-SAM head (325
+//! rows) run, and 2048³, into a reused buffer: through segany's `matmul_into` (one serial gemm
+//! call per column block and thread, up to 4 threads) and through the gemm crate's own split
+//! (`Parallelism::Rayon`), the choice `segany_core::nn::matmul` makes.
+//!
 //! `cargo bench --bench sgemm` (threads: `RAYON_NUM_THREADS`)
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use segany_core::nn::{matmul_into, MatRef};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
@@ -26,6 +32,56 @@ fn bench(c: &mut Criterion) {
         let w = Tensor::randn(0f32, 1.0, (b, k, n), &dev).expect("b");
         g.throughput(Throughput::Elements((2 * b * m * k * n) as u64));
         g.bench_function(name, |bch| bch.iter(|| a.matmul(&w).expect("matmul")));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("sgemm_split");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    let threads = rayon::current_num_threads();
+    for (m, k, n) in [
+        (77, 768, 3072),
+        (77, 3072, 768),
+        (325, 256, 2048),
+        (325, 2048, 256),
+        (2048, 2048, 2048),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 11) as f32 * 0.1).collect();
+        let mut out = vec![0f32; m * n];
+        let av = MatRef::row_major(&a, m, k).expect("a");
+        let bv = MatRef::row_major(&b, k, n).expect("b");
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        g.bench_function(format!("segany_{m}x{k}x{n}"), |bch| {
+            bch.iter(|| matmul_into(&mut out, n, av, bv, 1.0, true).expect("matmul"))
+        });
+        g.bench_function(format!("gemm_rayon_{m}x{k}x{n}"), |bch| {
+            // SAFETY: row-major m×k, k×n and m×n buffers of exactly those sizes.
+            bch.iter(|| unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(threads),
+                )
+            })
+        });
     }
     g.finish();
 }
