@@ -32,7 +32,7 @@ pub use linear::{linear, linear_no_bias, CpuMatmul, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
 pub use output::{min_rows_per_task, zeroed_output};
 pub use qkv_heads::qkv_heads;
-pub use reduce::{dot, gemv_t};
+pub use reduce::{dot, gemv_t, PackedGemv};
 pub use scratch::Scratch;
 pub use softmax::{
     exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised,

