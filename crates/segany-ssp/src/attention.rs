@@ -109,24 +109,52 @@ impl MultiheadAttention {
 
     /// `src + attention(q = k = src + pos, v = src)` for the first `rows` tokens (all when
     /// `None`): DETR's encoder self-attention with its residual, `(B, rows, D)`. Every token
-    /// is a key; only the returned rows are queries. On the CPU in f32 the attention runs
-    /// fused ([`fused_attention`]: no `(B, H, N, N)` scores) and the residual is added in
-    /// `out_proj`'s bias pass.
+    /// is a key; only the returned rows are queries. The same as
+    /// [`MultiheadAttention::self_attention_add_terms`] with
+    /// [`MultiheadAttention::position_terms`]`(pos)`.
     pub fn self_attention_add(
         &self,
         src: &Tensor,
         pos: &Tensor,
         rows: Option<usize>,
     ) -> Result<Tensor> {
+        self.self_attention_add_terms(src, &self.position_terms(pos)?, rows)
+    }
+
+    /// What the positions add to the packed projection of `src + pos`: `pos·W_qᵀ`, `pos·W_kᵀ`
+    /// and zeros for the values, `(1 or B, N, 3·D)` for `pos (1 or B, N, D)`. Fixed positions
+    /// (a learned embedding) give fixed terms: compute them once.
+    pub fn position_terms(&self, pos: &Tensor) -> Result<Tensor> {
+        let d = self.dim();
+        let (bp, n, _) = pos.dims3()?;
+        let w_qk = self.in_proj.weight().narrow(0, 0, 2 * d)?;
+        let qk = pos
+            .reshape((bp * n, d))?
+            .matmul(&w_qk.t()?)?
+            .reshape((bp, n, 2 * d))?;
+        let zeros = Tensor::zeros((bp, n, d), qk.dtype(), qk.device())?;
+        Tensor::cat(&[&qk, &zeros], D::Minus1)?.contiguous()
+    }
+
+    /// [`MultiheadAttention::self_attention_add`] given the positions'
+    /// [`MultiheadAttention::position_terms`]: queries, keys and values come from one product,
+    /// `in_proj(src) + terms` (`(src + pos)·W_qkᵀ = src·W_qkᵀ + pos·W_qkᵀ`, equal up to f32
+    /// rounding), the terms added in the product's bias pass. On the CPU in f32 the attention
+    /// runs fused ([`fused_attention`]: no `(B, H, N, N)` scores) and the residual is added
+    /// in `out_proj`'s bias pass.
+    pub fn self_attention_add_terms(
+        &self,
+        src: &Tensor,
+        terms: &Tensor,
+        rows: Option<usize>,
+    ) -> Result<Tensor> {
         let d = self.dim();
         let (b, n, _) = src.dims3()?;
         let rows = rows.unwrap_or(n).min(n);
-        let qk_in = src.broadcast_add(pos)?;
-        let qk = self.in_proj.forward_outputs(&qk_in, 0, 2 * d)?;
-        let v = self.in_proj.forward_outputs(src, 2 * d, d)?;
+        let terms = terms.broadcast_as((b, n, 3 * d))?.contiguous()?;
+        let qkv = self.in_proj.forward_add(src, &terms)?;
         let residual = src.narrow(1, 0, rows)?;
         if src.device().is_cpu() && src.dtype() == DType::F32 {
-            let qkv = Tensor::cat(&[&qk, &v], D::Minus1)?;
             let g = Geometry {
                 batch: b,
                 height: 1,
@@ -144,8 +172,9 @@ impl MultiheadAttention {
             };
             return self.out_proj.forward_add(&out, &residual);
         }
-        let q = qk.narrow(D::Minus1, 0, d)?.narrow(1, 0, rows)?;
-        let k = qk.narrow(D::Minus1, d, d)?;
+        let q = qkv.narrow(D::Minus1, 0, d)?.narrow(1, 0, rows)?;
+        let k = qkv.narrow(D::Minus1, d, d)?;
+        let v = qkv.narrow(D::Minus1, 2 * d, d)?;
         let out = self.attend(&q, &k, &v, None)?;
         residual + self.out_proj.forward(&out)?
     }

@@ -45,9 +45,27 @@ impl EncoderLayer {
     /// are skipped (the last layer, whose later rows nobody reads). Row for row the same as
     /// [`EncoderLayer::forward`].
     pub fn forward_first(&self, src: &Tensor, pos: &Tensor, rows: Option<usize>) -> Result<Tensor> {
+        self.forward_first_terms(src, &self.position_terms(pos)?, rows)
+    }
+
+    /// The terms fixed positions `pos (1 or B, N, D)` add to this layer's query and key
+    /// projections ([`MultiheadAttention::position_terms`]), for
+    /// [`EncoderLayer::forward_first_terms`].
+    pub fn position_terms(&self, pos: &Tensor) -> Result<Tensor> {
+        self.self_attn.position_terms(pos)
+    }
+
+    /// [`EncoderLayer::forward_first`] given [`EncoderLayer::position_terms`] (computed once
+    /// for a learned position embedding).
+    pub fn forward_first_terms(
+        &self,
+        src: &Tensor,
+        terms: &Tensor,
+        rows: Option<usize>,
+    ) -> Result<Tensor> {
         let x = self
             .norm1
-            .forward(&self.self_attn.self_attention_add(src, pos, rows)?)?;
+            .forward(&self.self_attn.self_attention_add_terms(src, terms, rows)?)?;
         let ff = self.linear1.forward_relu(&x)?;
         self.norm2.forward(&self.linear2.forward_add(&ff, &x)?)
     }

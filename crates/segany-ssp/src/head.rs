@@ -44,8 +44,10 @@ pub struct SspHead {
     mlp: Linear,
     reg_token: Tensor,
     prompt_token: Tensor,
-    pos_embed: Tensor,
     layers: Vec<EncoderLayer>,
+    /// Per layer, what `vl_pos_embed` adds to its query and key projections (fixed: computed
+    /// once at load).
+    position_terms: Vec<Tensor>,
     norm: LayerNorm,
     bbox_embed: Mlp,
 }
@@ -68,6 +70,14 @@ impl SspHead {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
+        let pos = vb
+            .pp("vl_pos_embed")
+            .get((cfg.sequence_len(), d), "weight")?
+            .unsqueeze(0)?;
+        let position_terms = layers
+            .iter()
+            .map(|l| l.position_terms(&pos))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
             linguistic: LinguisticAdapter::new(cfg.clip_dim, a, vb.clone())?,
@@ -75,10 +85,8 @@ impl SspHead {
             mlp: linear(a, d, vb.pp("mlp"))?,
             reg_token: vb.pp("reg_token").get((1, d), "weight")?,
             prompt_token: vb.pp("prompt_token").get((cfg.num_prompts, d), "weight")?,
-            pos_embed: vb
-                .pp("vl_pos_embed")
-                .get((cfg.sequence_len(), d), "weight")?,
             layers,
+            position_terms,
             norm: layer_norm(d, eps, vb.pp("norm"))?,
             bbox_embed: Mlp::new(d, d, 4, 3, true, vb.pp("bbox_embed"))?,
         })
@@ -181,13 +189,12 @@ impl SspHead {
             .unsqueeze(0)?
             .broadcast_as((b, self.cfg.num_prompts, d))?;
         let mut src = Tensor::cat(&[&reg, &prompts, &fused], 1)?;
-        let pos = self.pos_embed.unsqueeze(0)?;
         // Only the box token and the prompts are read from the last layer: its patch rows
         // (576 of 705 for the 336 head) are keys and values there but not computed as outputs.
         let read = 1 + self.cfg.num_prompts;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, (layer, terms)) in self.layers.iter().zip(&self.position_terms).enumerate() {
             let rows = (i + 1 == self.layers.len()).then_some(read);
-            src = layer.forward_first(&src, &pos, rows)?;
+            src = layer.forward_first_terms(&src, terms, rows)?;
         }
         let hs = self.norm.forward(&src)?;
         let boxes = self.bbox_embed.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;
