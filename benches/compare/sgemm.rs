@@ -4,6 +4,10 @@
 //! 768→3072 MLP weight; windowed QKᵀ of 25 windows × 12 heads × 196×64·64×196).
 //! Throughput is reported in FLOP (criterion prints it as elem/s: read G elem/s as GFLOP/s).
 //!
+//! `peak/fma_f32`: the machine's f32 multiply-add peak, twelve independent FMA chains per
+//! thread (AVX-512 where the CPU has it, else AVX2+FMA) on `RAYON_NUM_THREADS` threads, the
+//! ceiling the products are measured against; `FMA_FLOP_PER_THREAD` FLOP per thread and call.
+//!
 //! `sgemm_split`: products of the shapes CLIP's text tower (77 rows) and the SSP-SAM head (325
 //! rows) run, and 2048³, into a reused buffer: through segany's `matmul_into` (one serial gemm
 //! call per column block and thread, up to 4 threads) and through the gemm crate's own split
@@ -86,5 +90,71 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// FLOP of one thread in one call of `peak/fma_f32` (12 chains × 16 lanes × 2 per FMA).
+const FMA_FLOP_PER_THREAD: usize = FMA_ITERS * 12 * 16 * 2;
+const FMA_ITERS: usize = 2_000_000;
+
+/// Twelve chains of `FMA_ITERS` 16-lane FMAs (two 8-lane ones per step without AVX-512).
+fn fma_chains() -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512() -> f32 {
+            let mut acc = [_mm512_set1_ps(0.0); 12];
+            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            for _ in 0..FMA_ITERS {
+                for c in acc.iter_mut() {
+                    *c = _mm512_fmadd_ps(*c, a, b);
+                }
+            }
+            acc.iter().map(|&c| _mm512_reduce_add_ps(c)).sum()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2() -> f32 {
+            let mut acc = [_mm256_set1_ps(0.0); 12];
+            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            for _ in 0..2 * FMA_ITERS {
+                for c in acc.iter_mut() {
+                    *c = _mm256_fmadd_ps(*c, a, b);
+                }
+            }
+            let mut out = [0f32; 8];
+            acc.iter().fold(0.0, |s, &c| {
+                _mm256_storeu_ps(out.as_mut_ptr(), c);
+                s + out.iter().sum::<f32>()
+            })
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F.
+            return unsafe { avx512() };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2() };
+        }
+    }
+    f32::NAN
+}
+
+fn peak(c: &mut Criterion) {
+    let threads = rayon::current_num_threads();
+    let mut g = c.benchmark_group("peak");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements((threads * FMA_FLOP_PER_THREAD) as u64));
+    g.bench_function("fma_f32", |b| {
+        b.iter(|| {
+            use rayon::prelude::*;
+            (0..threads)
+                .into_par_iter()
+                .map(|_| fma_chains())
+                .sum::<f32>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, peak, bench);
 criterion_main!(benches);
