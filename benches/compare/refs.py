@@ -370,7 +370,9 @@ def sam_onnx(args):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     enc_sess = ort.InferenceSession(enc_path, so, providers=["CPUExecutionProvider"])
     xn = x.numpy()
-    enc = timeit(lambda: enc_sess.run(None, {"image": xn}), args.repeats)
+    # Three warm-up runs: the first timed run after one warm-up took 11-13 s against a steady
+    # 3.7-4.4 s on a Zen 5 EPYC (2026-11-23), which made ORT's median of two runs 7.7 s.
+    enc = timeit(lambda: enc_sess.run(None, {"image": xn}), args.repeats, warmup=3)
     emb = enc_sess.run(None, {"image": xn})[0]
     dec_sess = ort.InferenceSession(dec_path, so, providers=["CPUExecutionProvider"])
     # As the official notebook: the point plus a padding point (label -1), no mask input.
