@@ -15,7 +15,7 @@ use super::bf16_gemm::{bf16_supported, matmul_bf16_into, PackedBf16};
 use super::few_rows::{few_rows_preferred, matmul_few_rows_into};
 use super::gelu::{gelu_erf_in_place, quick_gelu_in_place};
 use super::matmul::{matmul_into, MatRef};
-use super::output::min_rows_per_task;
+use super::output::{min_rows_per_task, zeroed_output};
 use super::values::with_f32_values;
 
 /// `y = x·Wᵀ + b` over the last dimension (`nn.Linear`; `weight` is `(out, in)`).
@@ -287,7 +287,7 @@ impl Linear {
             Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
             None => None,
         };
-        let mut out = vec![0f32; rows * out_dim];
+        let mut out = zeroed_output(rows * out_dim);
         // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
         // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
         // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
