@@ -78,6 +78,7 @@ crit --bench ssp -- --quick --noplot ssp_head
 
 cat > "$OUT/machine.json" <<JSON
 {"cpu": "$(lscpu | sed -n 's/^Model name: *//p' | head -1)",
+ "cpu_family_model": "$(awk -F': ' '/^cpu family/ {f=$2} /^model\t/ {m=$2} END {print f "/" m}' /proc/cpuinfo)",
  "cores": $(nproc), "threads": $THREADS, "repeats": $REPEATS,
  "flags_avx512f": $(grep -q avx512f /proc/cpuinfo && echo true || echo false),
  "memory_gib": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),
