@@ -10,9 +10,10 @@
 /// A zeroed vector of `len` values for a large output that a kernel fills once per call (per-
 /// prompt image tokens: 268 MB per decoder batch of 64; a linear layer's output, such as the
 /// 50 MB MLP activations of SAM ViT-B's 4096 tokens: 370,000 faults per encoder pass on
-/// ordinary pages, ~95,000 with this, and the pass 10% faster on 2 Zen 5 cores). On Linux the pages get backed by
-/// transparent huge pages where the system allows it (`madvise(MADV_HUGEPAGE)`, a hint), so
-/// filling it takes one page fault per 2 MiB instead of one per 4 KiB.
+/// ordinary pages, ~95,000 with this, and the pass 10% faster on 2 Zen 5 cores). On Linux
+/// the pages get backed by transparent huge pages where the system allows it
+/// (`madvise(MADV_HUGEPAGE)`, a hint), so filling it takes one page fault per 2 MiB instead of
+/// one per 4 KiB.
 pub fn zeroed_output(len: usize) -> Vec<f32> {
     let v = vec![0f32; len];
     #[cfg(target_os = "linux")]
