@@ -9,7 +9,7 @@
 use candle_core::{DType, Result, Tensor};
 
 /// `softmax` over the last dimension, in f32 arithmetic for f16/bf16 on the CPU, with
-/// segany's kernel on CUDA ([`super::cuda::softmax_rows`]) and with
+/// segany's kernel on CUDA (`cuda::softmax_rows`, built with the `cuda` feature) and with
 /// `candle_nn::ops::softmax_last_dim` everywhere else.
 ///
 /// ```

@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 
 /// `(q, k, v)`, each `(B·heads, N, head_dim)` and contiguous, from a `(B, N, 3·C)` projection
 /// laid out `[q | k | v]` with heads inside each part (SAM's and CLIP's `qkv`). One kernel on
-/// CUDA ([`super::cuda::qkv_heads`]); a permute and copies elsewhere.
+/// CUDA (`cuda::qkv_heads`, built with the `cuda` feature); a permute and copies elsewhere.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
