@@ -117,6 +117,23 @@ fn random_weights(cfg: &SamConfig) -> anyhow::Result<TensorStore> {
 
 type Row = BTreeMap<String, f64>;
 
+/// The embedding's and the point prompt's low-res logits' distances to segment-anything's
+/// (`ref_<model>.safetensors`), into `row`, when that file is there.
+fn vs_torch(
+    row: &mut Row,
+    reference: Option<&TensorStore>,
+    embedding: &Tensor,
+    low_res: &Tensor,
+) -> anyhow::Result<()> {
+    if let Some(r) = reference {
+        let emb = r.get("embedding").expect("ref embedding");
+        let low = r.get("point.low_res").expect("ref low_res");
+        row.insert("embedding_vs_torch".into(), rel_err(embedding, emb)?);
+        row.insert("logits_vs_torch".into(), rel_err(low_res, low)?);
+    }
+    Ok(())
+}
+
 /// `SEGANY_GPU_DTYPES` (default `f32,f16,bf16`).
 fn dtypes() -> anyhow::Result<Vec<DType>> {
     let names = std::env::var("SEGANY_GPU_DTYPES").unwrap_or_else(|_| "f32,f16,bf16".into());
@@ -159,15 +176,12 @@ fn run_model(
     let cpu_pred = cpu.predict(&prompt, true)?;
     let mut row = Row::new();
     row.insert("encoder_ms".into(), cpu_encoder_ms);
-    if let Some(r) = &reference {
-        let emb = r.get("embedding").expect("ref embedding");
-        let low = r.get("point.low_res").expect("ref low_res");
-        row.insert("embedding_vs_torch".into(), rel_err(&cpu_emb, emb)?);
-        row.insert(
-            "logits_vs_torch".into(),
-            rel_err(&cpu_pred.low_res_logits, low)?,
-        );
-    }
+    vs_torch(
+        &mut row,
+        reference.as_ref(),
+        &cpu_emb,
+        &cpu_pred.low_res_logits,
+    )?;
     println!("{name} cpu f32: {row:?}");
     table.insert("cpu_f32".to_string(), row);
     drop(cpu);
@@ -199,15 +213,7 @@ fn run_model(
         row.insert("embedding_vs_cpu".into(), e);
         row.insert("logits_vs_cpu".into(), l);
         row.insert("mask_agreement_vs_cpu".into(), a);
-        if let Some(r) = &reference {
-            let emb_ref = r.get("embedding").expect("ref embedding");
-            let low_ref = r.get("point.low_res").expect("ref low_res");
-            row.insert("embedding_vs_torch".into(), rel_err(&emb, emb_ref)?);
-            row.insert(
-                "logits_vs_torch".into(),
-                rel_err(&pred.low_res_logits, low_ref)?,
-            );
-        }
+        vs_torch(&mut row, reference.as_ref(), &emb, &pred.low_res_logits)?;
         println!("{name} {label}: {row:?}");
         if e > tol.embedding || l > tol.logits || a < tol.agreement {
             failures.push(format!(
