@@ -5,7 +5,7 @@ use crate::config::{MaskDecoderConfig, TRANSFORMER_LAYER_NORM_EPS};
 use crate::fused;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::{layer_norm, linear, transpose_last2, LayerNorm, Linear};
+use segany_core::nn::{add, layer_norm, linear, transpose_last2, LayerNorm, Linear};
 use std::sync::{Arc, OnceLock};
 
 /// One `TwoWayAttentionBlock`.
@@ -92,7 +92,7 @@ impl TwoWayAttentionBlock {
                 Some(&owned)
             }
         };
-        let q = (&queries + query_pe)?;
+        let q = add(&queries, query_pe)?;
         let attn = match image {
             Some(p) if fast && p.token_to_image_keys.dim(0)? == 1 => fused::token_to_shared_image(
                 &self.cross_attn_token_to_image,
@@ -107,11 +107,11 @@ impl TwoWayAttentionBlock {
             )?,
             None => fused::token_to_image(&self.cross_attn_token_to_image, &q, keys, key_pe)?,
         };
-        let queries = (&queries + attn)?;
+        let queries = add(&queries, &attn)?;
         let queries = self.norm2.forward(&queries)?;
         let queries = self.mlp(&queries)?;
 
-        let q = (&queries + query_pe)?;
+        let q = add(&queries, query_pe)?;
         if fast {
             let keys = fused::image_to_token(
                 &self.cross_attn_image_to_token,
@@ -145,16 +145,17 @@ impl TwoWayAttentionBlock {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)?
         } else {
-            let q = (queries + query_pe)?;
-            (queries + self.self_attn.forward(&q, &q, queries)?)?
+            let q = add(queries, query_pe)?;
+            add(queries, &self.self_attn.forward(&q, &q, queries)?)?
         };
         self.norm1.forward(&queries)
     }
 
     /// The tokens' MLP, residual and `norm3`.
     fn mlp(&self, queries: &Tensor) -> Result<Tensor> {
-        let mlp = self.lin2.forward(&self.lin1.forward(queries)?.relu()?)?;
-        self.norm3.forward(&(queries + mlp)?)
+        let hidden = self.lin1.forward_relu(queries)?;
+        self.norm3
+            .forward(&self.lin2.forward_add(&hidden, queries)?)
     }
 
     /// [`Self::forward_with`] on the fused CPU path for a batch of prompts sharing one image,
@@ -174,7 +175,7 @@ impl TwoWayAttentionBlock {
         write: bool,
     ) -> Result<(Tensor, Option<Vec<f32>>, fused::ImageUpdate)> {
         let queries = self.self_attention(queries, query_pe)?;
-        let q = (&queries + query_pe)?;
+        let q = add(&queries, query_pe)?;
         let (attn, image_queries) = match image {
             FactoredImage::First(p) => (
                 fused::token_to_shared_image(
@@ -195,9 +196,9 @@ impl TwoWayAttentionBlock {
                 fused::ImageQueries::Factored(shared_queries, low_rank),
             ),
         };
-        let queries = self.norm2.forward(&(&queries + attn)?)?;
+        let queries = self.norm2.forward(&add(&queries, &attn)?)?;
         let queries = self.mlp(&queries)?;
-        let q = (&queries + query_pe)?;
+        let q = add(&queries, query_pe)?;
         let (b, nt, _) = queries.dims3()?;
         let (_, n, d) = key_pe.dims3()?;
         let hn = self.cross_attn_image_to_token.num_heads() * nt;
@@ -361,14 +362,14 @@ impl TwoWayTransformer {
             queries = q;
             keys = k;
         }
-        let q = (&queries + tokens)?;
+        let q = add(&queries, tokens)?;
         let attn = if use_kernels(&keys, &image.key_pe)? {
             fused::token_to_image(&self.final_attn_token_to_image, &q, &keys, &image.key_pe)?
         } else {
             let k = keys.broadcast_add(&image.key_pe)?;
             self.final_attn_token_to_image.forward(&q, &k, &keys)?
         };
-        let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
+        let queries = self.norm_final_attn.forward(&add(&queries, &attn)?)?;
         Ok((queries, ImageTokens::Dense(keys)))
     }
 }
@@ -483,7 +484,7 @@ impl TwoWayTransformer {
             }
             updates.push(update);
         }
-        let q = (&queries + tokens)?;
+        let q = add(&queries, tokens)?;
         let Some(last) = shared.t2i.last() else {
             candle_core::bail!("two-way transformer: no shared projection for the final attention")
         };
@@ -493,7 +494,7 @@ impl TwoWayTransformer {
             last,
             fused::LowRankKeys::new(&updates)?,
         )?;
-        let queries = self.norm_final_attn.forward(&(queries + attn)?)?;
+        let queries = self.norm_final_attn.forward(&add(&queries, &attn)?)?;
         let factored = FactoredTokens {
             image: image.keys.clone(),
             updates: Arc::new(updates),

@@ -3,6 +3,7 @@
 pub mod bf16_gemm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod elementwise;
 mod few_rows;
 pub mod fused_attention;
 mod gelu;
@@ -20,6 +21,7 @@ mod softmax;
 mod transpose;
 mod values;
 
+pub use elementwise::add;
 pub use few_rows::{few_rows_preferred, matmul_few_rows_into};
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use half_softmax::softmax_last_dim;
