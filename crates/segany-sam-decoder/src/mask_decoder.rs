@@ -22,7 +22,8 @@ pub struct PreparedImage {
 /// ([`MaskDecoder::decode_tokens`]).
 #[derive(Debug, Clone)]
 pub struct DecodedTokens {
-    /// Tokens after the transformer `(B, T, D)`.
+    /// The IoU token and the `n` mask tokens after the transformer, `(B, 1 + n, D)` (the
+    /// prompts' own tokens are not taken through the final attention: nothing reads them).
     hs: Tensor,
     /// Image tokens after the transformer: `(B, h·w, D)` (batch 1 when shared), or
     /// factored per prompt.
@@ -151,9 +152,12 @@ impl MaskDecoder {
             &[&output_tokens, &sparse.to_dtype(output_tokens.dtype())?],
             1,
         )?;
-        let (hs, src) = self
-            .transformer
-            .forward_prepared_tokens(&image.keys, &tokens)?;
+        // Only the IoU and mask tokens are read from the transformer's output.
+        let (hs, src) = self.transformer.forward_prepared_leading(
+            &image.keys,
+            &tokens,
+            1 + self.num_mask_tokens,
+        )?;
         let iou = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;
         Ok(DecodedTokens { hs, src, iou })
     }

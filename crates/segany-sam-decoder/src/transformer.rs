@@ -345,13 +345,30 @@ impl TwoWayTransformer {
         image: &PreparedKeys,
         tokens: &Tensor,
     ) -> Result<(Tensor, ImageTokens)> {
+        self.forward_prepared_leading(image, tokens, tokens.dim(1)?)
+    }
+
+    /// [`Self::forward_prepared_tokens`] returning only the first `outputs` tokens
+    /// `(B, outputs, D)`: the final attention runs for those queries alone. Each query's
+    /// attention is its own, so they are the same values as the first `outputs` rows of the
+    /// whole result. (The mask decoder reads the IoU and mask tokens, not the prompts' own.)
+    pub fn forward_prepared_leading(
+        &self,
+        image: &PreparedKeys,
+        tokens: &Tensor,
+        outputs: usize,
+    ) -> Result<(Tensor, ImageTokens)> {
+        let nt = tokens.dim(1)?;
+        if outputs == 0 || outputs > nt {
+            candle_core::bail!("two-way transformer: {outputs} output tokens of {nt}")
+        }
         if let Some(first) = &image.first {
             if tokens.dim(0)? >= FACTORED_MIN_BATCH
                 && image.keys.dim(0)? == 1
                 && use_kernels(&image.keys, &image.key_pe)?
                 && fused::applies(tokens)
             {
-                return self.forward_factored(image, first, tokens);
+                return self.forward_factored(image, first, tokens, outputs);
             }
         }
         let mut queries = tokens.clone();
@@ -362,7 +379,8 @@ impl TwoWayTransformer {
             queries = q;
             keys = k;
         }
-        let q = add(&queries, tokens)?;
+        let queries = queries.narrow(1, 0, outputs)?;
+        let q = add(&queries, &tokens.narrow(1, 0, outputs)?)?;
         let attn = if use_kernels(&keys, &image.key_pe)? {
             fused::token_to_image(&self.final_attn_token_to_image, &q, &keys, &image.key_pe)?
         } else {
@@ -439,6 +457,7 @@ impl TwoWayTransformer {
         image: &PreparedKeys,
         first: &ImageProjections,
         tokens: &Tensor,
+        outputs: usize,
     ) -> Result<(Tensor, ImageTokens)> {
         if image.factored.get().is_none() {
             let shared = self.shared_projections(&image.keys, &image.key_pe)?;
@@ -484,7 +503,8 @@ impl TwoWayTransformer {
             }
             updates.push(update);
         }
-        let q = add(&queries, tokens)?;
+        let queries = queries.narrow(1, 0, outputs)?;
+        let q = add(&queries, &tokens.narrow(1, 0, outputs)?)?;
         let Some(last) = shared.t2i.last() else {
             candle_core::bail!("two-way transformer: no shared projection for the final attention")
         };
@@ -590,6 +610,37 @@ mod tests {
                 spread > 1e-2,
                 "depth {depth}: prompts 0 and 1 differ by {spread} only"
             );
+        }
+        Ok(())
+    }
+
+    /// Only the leading tokens through the final attention: the same values as the leading
+    /// rows of the whole result, on the factored path (a batch) and the plain one (one
+    /// prompt); no tokens or more than there are is an error.
+    #[test]
+    fn leading_outputs_equal_the_leading_rows() -> Result<()> {
+        let cfg = MaskDecoderConfig {
+            hidden_size: 32,
+            mlp_dim: 64,
+            ..Default::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+        randomise(&varmap, 0.5)?;
+        let t = TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+        let image = pseudo_random(&[1, 32, 6, 5], 1, 1.0)?;
+        let pe = pseudo_random(&[1, 32, 6, 5], 2, 1.0)?;
+        let prepared = t.prepare(&image, &pe)?;
+        for batch in [FACTORED_MIN_BATCH + 1, 1] {
+            let tokens = pseudo_random(&[batch, 7, 32], 3, 1.0)?;
+            let (all, _) = t.forward_prepared_tokens(&prepared, &tokens)?;
+            let (lead, _) = t.forward_prepared_leading(&prepared, &tokens, 5)?;
+            assert_eq!(lead.dims(), [batch, 5, 32]);
+            let d = max_diff(&lead, &all.narrow(1, 0, 5)?)?;
+            assert!(d == 0.0, "batch {batch}: {d}");
+            assert!(t.forward_prepared_leading(&prepared, &tokens, 0).is_err());
+            assert!(t.forward_prepared_leading(&prepared, &tokens, 8).is_err());
         }
         Ok(())
     }
