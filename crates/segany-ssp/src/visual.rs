@@ -73,8 +73,9 @@ impl VisualAdapter {
     /// The Gaussian verification score `(B, P², 1)` of each patch:
     /// `tf_scale · exp(−(1 − cos(ie, te))² / (2·tf_sigma²))`, the cosine with
     /// `F.cosine_similarity`'s clamped norms. On the CPU in f32 one pass over the rows (the
-    /// composition's operations in its order; from 64K values on they would also wake candle's
-    /// element-wise thread pool, whose worker then spins beside the next products).
+    /// composition's operations, sums in sequence; from 64K values on candle's operations
+    /// would also wake its element-wise thread pool, whose worker then spins beside the next
+    /// products).
     fn verification(&self, ie: &Tensor, te: &Tensor) -> Result<Tensor> {
         if !(cpu_f32(ie) && cpu_f32(te) && cpu_f32(&self.tf_sigma) && cpu_f32(&self.tf_scale)) {
             let unit = |x: &Tensor| -> Result<Tensor> {
