@@ -564,24 +564,29 @@ mod tests {
         (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
     }
 
+    /// A 32-wide transformer of `depth` blocks on random weights.
+    fn random_transformer(depth: usize) -> Result<TwoWayTransformer> {
+        let cfg = MaskDecoderConfig {
+            hidden_size: 32,
+            mlp_dim: 64,
+            num_hidden_layers: depth,
+            ..Default::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+        randomise(&varmap, 0.5)?;
+        // Built after the weights are set: `Linear` copies its weight at build time.
+        TwoWayTransformer::new(&cfg, vb.pp("t"))
+    }
+
     /// A batch of prompts on one image through the factored path equals the layer composition
     /// (fused kernels off) for one, two and three blocks: the factored form is built for any
     /// depth, not just SAM's two.
     #[test]
     fn factored_path_matches_composition_at_any_depth() -> Result<()> {
         for depth in [1, 2, 3] {
-            let cfg = MaskDecoderConfig {
-                hidden_size: 32,
-                mlp_dim: 64,
-                num_hidden_layers: depth,
-                ..Default::default()
-            };
-            let varmap = VarMap::new();
-            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-            TwoWayTransformer::new(&cfg, vb.pp("t"))?;
-            randomise(&varmap, 0.5)?;
-            // Built after the weights are set: `Linear` copies its weight at build time.
-            let t = TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+            let t = random_transformer(depth)?;
             let image = pseudo_random(&[1, 32, 6, 5], 1, 1.0)?;
             let pe = pseudo_random(&[1, 32, 6, 5], 2, 1.0)?;
             let tokens = pseudo_random(&[FACTORED_MIN_BATCH + 1, 7, 32], 3, 1.0)?;
@@ -619,16 +624,7 @@ mod tests {
     /// prompt); no tokens or more than there are is an error.
     #[test]
     fn leading_outputs_equal_the_leading_rows() -> Result<()> {
-        let cfg = MaskDecoderConfig {
-            hidden_size: 32,
-            mlp_dim: 64,
-            ..Default::default()
-        };
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        TwoWayTransformer::new(&cfg, vb.pp("t"))?;
-        randomise(&varmap, 0.5)?;
-        let t = TwoWayTransformer::new(&cfg, vb.pp("t"))?;
+        let t = random_transformer(2)?;
         let image = pseudo_random(&[1, 32, 6, 5], 1, 1.0)?;
         let pe = pseudo_random(&[1, 32, 6, 5], 2, 1.0)?;
         let prepared = t.prepare(&image, &pe)?;
