@@ -5,8 +5,8 @@ use crate::rel_pos::{get_rel_pos, key_indicators, rel_pos_logits, rel_pos_terms}
 use crate::window::{window_partition, window_unpartition};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::fused_attention::{fused_attention, Geometry};
-use segany_core::nn::{linear, linear_no_bias, CpuMatmul, Linear};
+use segany_core::nn::fused_attention::{fused_attention, fused_attention_into, Geometry};
+use segany_core::nn::{linear, linear_no_bias, with_f32_values, Activation, CpuMatmul, Linear};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
 #[derive(Debug, Clone)]
@@ -118,6 +118,19 @@ impl Attention {
         }
     }
 
+    /// Whether [`Attention::forward_grid_add_into`] can run: f32 CPU projections (and
+    /// tables, which the fused kernel reads as f32).
+    pub(crate) fn buffers_supported(&self) -> bool {
+        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        [&self.qkv, &self.proj]
+            .iter()
+            .all(|l| l.weight_t().is_some() && l.bias().is_none_or(f32_cpu))
+            && self
+                .rel_pos
+                .as_ref()
+                .is_none_or(|(h, w)| f32_cpu(h) && f32_cpu(w))
+    }
+
     /// The arithmetic of the `qkv` and `proj` products on the CPU ([`CpuMatmul`]); whether
     /// bf16 is on.
     pub fn set_cpu_matmul(&mut self, mode: CpuMatmul) -> Result<bool> {
@@ -137,6 +150,57 @@ impl Attention {
     /// the output projection's bias pass on the CPU (the same values).
     pub fn forward_grid_add(&self, x: &Tensor, window: usize, shortcut: &Tensor) -> Result<Tensor> {
         self.forward_grid_inner(x, window, Some(shortcut))
+    }
+
+    /// The CPU f32 path of [`Attention::forward_grid_add`] on buffers the caller reuses:
+    /// `y` holds the normalised tokens of `B` `h × w` grids (`(B·h·w, C)` row-major) and is
+    /// overwritten with the attention's output before `proj`; `qkv` (at least `B·h·w·3C`
+    /// values) is scratch; `out` receives `shortcut + proj(attention)`. The values are
+    /// `forward_grid_add`'s.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_grid_add_into(
+        &self,
+        y: &mut [f32],
+        (b, h, w): (usize, usize, usize),
+        window: usize,
+        shortcut: &[f32],
+        qkv: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let rows = b * h * w;
+        let c = y.len() / rows.max(1);
+        let qkv = qkv
+            .get_mut(..rows * 3 * c)
+            .ok_or_else(|| candle_core::Error::msg("attention: qkv scratch too small"))?;
+        self.qkv
+            .forward_into(y, rows, Activation::Identity, None, qkv)?;
+        let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
+        let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
+        let geometry = Geometry {
+            batch: b,
+            height: h,
+            width: w,
+            window,
+            heads: self.num_heads,
+            head_dim: c / self.num_heads,
+            causal: false,
+        };
+        let mut attend = |bias: Option<&[f32]>| {
+            fused_attention_into(
+                qkv,
+                bias,
+                rel.as_ref().map(|(a, b)| (a, b)),
+                geometry,
+                self.scale as f32,
+                y,
+            )
+        };
+        match self.qkv.bias() {
+            Some(bias) => with_f32_values(bias, |bias| attend(Some(bias)))?,
+            None => attend(None)?,
+        }
+        self.proj
+            .forward_into(y, rows, Activation::Identity, Some(shortcut), out)
     }
 
     fn forward_grid_inner(

@@ -1,9 +1,9 @@
 //! The ViT image encoder: patch embedding, position embedding, blocks, neck.
 
-use crate::block::Block;
+use crate::block::{Block, Buffers};
 use crate::ImageEncoderConfig;
 use crate::Neck;
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use segany_core::nn::CpuMatmul;
 
@@ -142,12 +142,93 @@ impl ImageEncoderViT {
     }
 }
 
+impl ImageEncoderViT {
+    /// The blocks on embedded tokens `(B, g, g, C)`: on the CPU in f32 through buffers
+    /// reused by every block ([`Block::forward_buffers`]), elsewhere block by block.
+    fn run_blocks(&self, x: Tensor) -> Result<Tensor> {
+        let buffered = x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.blocks.iter().all(Block::buffers_supported);
+        if !buffered {
+            let mut x = x;
+            for blk in &self.blocks {
+                x = blk.forward(&x)?;
+            }
+            return Ok(x);
+        }
+        let (b, h, w, c) = x.dims4()?;
+        let mut buf = Buffers::new(x.flatten_all()?.to_vec1()?, c, self.cfg.mlp_dim());
+        for blk in &self.blocks {
+            blk.forward_buffers(&mut buf, (b, h, w))?;
+        }
+        Tensor::from_vec(buf.x, (b, h, w, c), x.device())
+    }
+}
+
 impl Module for ImageEncoderViT {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.embed(x)?;
-        for blk in &self.blocks {
-            x = blk.forward(&x)?;
+        let x = self.embed(x)?;
+        self.neck(&self.run_blocks(x)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageEncoderViT;
+    use crate::ImageEncoderConfig;
+    use candle_core::{DType, Device, Module, Result, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    /// An encoder with random weights (set before the layers are built: `Linear` copies its
+    /// weight at build time).
+    fn random_encoder(cfg: &ImageEncoderConfig) -> Result<ImageEncoderViT> {
+        let varmap = VarMap::new();
+        ImageEncoderViT::new(
+            cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )?;
+        let tensors = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    Tensor::randn(0f32, 0.3, v.shape(), &Device::Cpu)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        ImageEncoderViT::new(
+            cfg,
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        )
+    }
+
+    /// The blocks through reused buffers give the values of the blocks one by one: windows
+    /// with padding (a 10 × 10 grid in windows of 4) and global attention, two images, an MLP
+    /// narrower and one wider than the `qkv` projection (the shared scratch's two sizes).
+    #[test]
+    fn reused_buffers_match_block_by_block() -> Result<()> {
+        for mlp_dim in [128, 256] {
+            let cfg = ImageEncoderConfig {
+                mlp_dim: Some(mlp_dim),
+                ..ImageEncoderConfig::tiny_for_tests()
+            };
+            let encoder = random_encoder(&cfg)?;
+            let g = cfg.grid_size();
+            let x = Tensor::randn(0f32, 1.0, (2, g, g, cfg.hidden_size), &Device::Cpu)?;
+            let mut expected = x.clone();
+            for block in encoder.blocks() {
+                expected = block.forward(&expected)?;
+            }
+            let ours = encoder.run_blocks(x.clone())?;
+            assert_eq!(ours.dims(), expected.dims());
+            let d: f32 = (ours - &expected)?.abs()?.max_all()?.to_scalar()?;
+            let moved: f32 = (expected - x)?.abs()?.max_all()?.to_scalar()?;
+            assert_eq!(d, 0.0, "MLP {mlp_dim}: max |Δ| {d}");
+            assert!(moved > 0.1, "the blocks change the tokens ({moved})");
         }
-        self.neck(&x)
+        Ok(())
     }
 }

@@ -221,6 +221,38 @@ pub fn fused_attention_first(
     run(qkv, None, rel, g, scale, Some(queries))
 }
 
+/// [`fused_attention`] on plain slices, into a caller's buffer: `qkv` holds the `(B, H·W, 3C)`
+/// projection row-major, `qkv_bias` its `3C` bias (`None`: zero), and `out` receives the
+/// `(B, H, W, C)` result. For a model that runs its layers through buffers it reuses (see
+/// [`super::Linear::forward_into`]); the values are [`fused_attention`]'s.
+pub fn fused_attention_into(
+    qkv: &[f32],
+    qkv_bias: Option<&[f32]>,
+    rel: Option<(&Tensor, &Tensor)>,
+    g: Geometry,
+    scale: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    let (c, n) = (g.channels(), g.height * g.width);
+    if qkv.len() != g.batch * n * 3 * c || out.len() != g.batch * n * c {
+        bail!(
+            "fused attention: {} qkv and {} output values for {} images of {n} tokens and {c} channels",
+            qkv.len(),
+            out.len(),
+            g.batch
+        )
+    }
+    let zeros;
+    let bias = match qkv_bias {
+        Some(b) => b,
+        None => {
+            zeros = vec![0f32; 3 * c];
+            &zeros
+        }
+    };
+    body(qkv, bias, rel, g, scale, n, out)
+}
+
 /// The shared body: every token as a query, or the first `queries` ones (global only);
 /// `(B, queries or N, C)`.
 fn run(
@@ -231,9 +263,7 @@ fn run(
     scale: f32,
     queries: Option<usize>,
 ) -> Result<Tensor> {
-    let (c, hd) = (g.channels(), g.head_dim);
-    let n = g.height * g.width;
-    let (wh, ww) = g.window_hw();
+    let (c, n) = (g.channels(), g.height * g.width);
     if qkv.dims() != [g.batch, n, 3 * c] {
         bail!(
             "fused attention: qkv {:?}, expected {:?}",
@@ -245,6 +275,32 @@ fn run(
         Some(b) => cpu_f32(b, "qkv bias")?,
         None => vec![0f32; 3 * c],
     };
+    let qkv = qkv.contiguous()?;
+    let (storage, layout) = qkv.storage_and_layout();
+    let data = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+        _ => bail!("fused attention: qkv must be a contiguous f32 CPU tensor"),
+    };
+    let rows = queries.unwrap_or(n);
+    let mut out = vec![0f32; g.batch * rows * c];
+    body(data, &bias, rel, g, scale, rows, &mut out)?;
+    drop(storage);
+    Tensor::from_vec(out, (g.batch, rows, c), qkv.device())
+}
+
+/// Checks the bias and tables, lays the tables out for [`gemv_t`] and runs the items:
+/// `data` `(B, N, 3C)`, `out` `(B, queries, C)`.
+fn body(
+    data: &[f32],
+    bias: &[f32],
+    rel: Option<(&Tensor, &Tensor)>,
+    g: Geometry,
+    scale: f32,
+    queries: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let (c, hd) = (g.channels(), g.head_dim);
+    let (wh, ww) = g.window_hw();
     let tables = match rel {
         Some((rh, rw)) => {
             if rh.dims() != [wh, wh, hd] || rw.dims() != [ww, ww, hd] {
@@ -287,31 +343,21 @@ fn run(
             3 * c
         )
     }
-    let qkv = qkv.contiguous()?;
-    let (storage, layout) = qkv.storage_and_layout();
-    let data = match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
-        _ => bail!("fused attention: qkv must be a contiguous f32 CPU tensor"),
-    };
     if g.causal && g.window > 0 {
         bail!(
             "fused attention: causal attention is global only (window {})",
             g.window
         )
     }
-    let rows = queries.unwrap_or(n);
-    let mut out = vec![0f32; g.batch * rows * c];
     let shared = SharedOut {
         ptr: out.as_mut_ptr(),
         len: out.len(),
     };
     if g.window == 0 {
-        global(data, &g, rel.as_ref(), scale, &shared, rows)?;
+        global(data, &g, rel.as_ref(), scale, &shared, queries)
     } else {
-        windowed(data, &bias, &g, rel.as_ref(), scale, &shared)?;
+        windowed(data, bias, &g, rel.as_ref(), scale, &shared)
     }
-    drop(storage);
-    Tensor::from_vec(out, (g.batch, rows, c), qkv.device())
 }
 
 /// Queries per global-attention item: enough that packing the keys and values for each

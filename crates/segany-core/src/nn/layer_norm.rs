@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::output::min_rows_per_task;
 use super::reduce::lane_sum;
 use super::simd::avx2_dispatch;
+use super::values::with_f32_values;
 
 /// LayerNorm over the last dimension with weight and bias (`nn.LayerNorm`).
 #[derive(Debug, Clone)]
@@ -36,6 +37,52 @@ impl LayerNorm {
     /// The epsilon added to the variance.
     pub fn eps(&self) -> f64 {
         self.eps
+    }
+
+    /// Normalises the rows of `x` (row-major, `dim` values each) into `out` on the CPU, rows
+    /// in parallel: the values [`Module::forward`] gives an f32 CPU tensor, into a caller's
+    /// buffer (see [`super::Linear::forward_into`]). Fails unless the weight and bias are
+    /// f32 CPU tensors and `x` and `out` hold the same whole number of rows.
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// use segany_core::nn::LayerNorm;
+    /// let dev = Device::Cpu;
+    /// let (w, b) = (Tensor::new(&[1f32, 2.0], &dev)?, Tensor::new(&[0f32, 1.0], &dev)?);
+    /// let norm = LayerNorm::new(w, b, 1e-6);
+    /// let x = [1f32, 3.0, -4.0, 4.0];
+    /// let mut out = [0f32; 4];
+    /// norm.forward_into(&x, &mut out)?;
+    /// let expected = norm.forward(&Tensor::new(&x[..], &dev)?.reshape((2, 2))?)?;
+    /// assert_eq!(out.to_vec(), expected.flatten_all()?.to_vec1::<f32>()?);
+    /// assert!((out[0] + 1.0).abs() < 1e-5 && (out[1] - 3.0).abs() < 1e-5);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn forward_into(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if !on_cpu_f32(&self.weight) || !on_cpu_f32(&self.bias) {
+            candle_core::bail!(
+                "layer-norm: forward_into needs f32 CPU parameters, found {:?}",
+                self.weight.dtype()
+            )
+        }
+        let dim = self.weight.elem_count();
+        if dim == 0 || !x.len().is_multiple_of(dim) || out.len() != x.len() {
+            candle_core::bail!(
+                "layer-norm: {} input and {} output values are not the same whole rows of {dim}",
+                x.len(),
+                out.len()
+            )
+        }
+        with_f32_values(&self.weight, |w| {
+            with_f32_values(&self.bias, |b| {
+                out.par_chunks_mut(dim)
+                    .zip(x.par_chunks(dim))
+                    .with_min_len(min_rows_per_task(dim))
+                    .for_each(|(d, s)| layer_norm_row(s, d, w, b, self.eps));
+                Ok::<(), candle_core::Error>(())
+            })
+        })
     }
 }
 

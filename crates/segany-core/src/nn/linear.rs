@@ -71,14 +71,20 @@ impl PackedOutputs {
     }
 }
 
-/// The activation fused into the bias pass.
+/// The activation applied in the bias pass of [`Linear::forward_into`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Act {
+pub enum Activation {
+    /// None: `x·Wᵀ + b`.
     Identity,
+    /// Exact GELU (`nn.GELU()`), as [`Linear::forward_gelu`].
     GeluErf,
+    /// QuickGELU `y · sigmoid(1.702 y)`, as [`Linear::forward_quick_gelu`].
     QuickGelu,
+    /// `max(y, 0)`, as [`Linear::forward_relu`].
     Relu,
 }
+
+use Activation as Act;
 
 impl Linear {
     /// Builds the layer from `weight (out, in)` and an optional `bias (out)`. An f32 weight
@@ -243,11 +249,11 @@ impl Linear {
                 let y = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
                 #[cfg(feature = "cuda")]
                 if super::cuda::supported(&y) {
-                    use super::cuda::{bias_act, Activation};
+                    use super::cuda::{bias_act, Activation as CudaAct};
                     let act = match act {
-                        Act::Identity => Some(Activation::Identity),
-                        Act::GeluErf => Some(Activation::GeluErf),
-                        Act::Relu => Some(Activation::Relu),
+                        Act::Identity => Some(CudaAct::Identity),
+                        Act::GeluErf => Some(CudaAct::GeluErf),
+                        Act::Relu => Some(CudaAct::Relu),
                         Act::QuickGelu => None,
                     };
                     if let Some(act) = act {
@@ -275,53 +281,124 @@ impl Linear {
                 };
             }
         };
-        let (full_dim, in_dim) = self.weight.dims2()?;
-        let out_dim = len;
+        let (_, in_dim) = self.weight.dims2()?;
         let x = x.contiguous()?;
         let dims = x.dims();
         if dims.last() != Some(&in_dim) {
             candle_core::bail!("linear: input {dims:?} does not end in {in_dim} features")
         }
         let rows = x.elem_count() / in_dim.max(1);
-        let bias: Option<Vec<f32>> = match &self.bias {
-            Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
-            None => None,
-        };
-        let mut out = zeroed_output(rows * out_dim);
-        // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
-        // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
-        // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
-        with_f32_values(&x, |xv| {
-            if let Some(packed) = self.packed_bf16.as_ref().and_then(|p| p.get(start, len)) {
-                return matmul_bf16_into(
-                    &mut out,
-                    out_dim,
-                    (xv, in_dim),
-                    rows,
-                    packed,
-                    false,
-                    true,
-                );
-            }
-            with_f32_values(wt, |wv| {
-                let wv = wv.get(start..).unwrap_or_default();
-                if few_rows_preferred(rows) {
-                    return few_rows_product(&mut out, (xv, rows, in_dim), (wv, full_dim, len));
-                }
-                let a = MatRef::row_major(xv, rows, in_dim)?;
-                let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
-                matmul_into(&mut out, out_dim, a, w, 1.0, true)
-            })
-        })?;
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
-            *last = out_dim;
+            *last = len;
         }
         if let Some(r) = residual.filter(|r| r.dims() != out_dims.as_slice()) {
             candle_core::bail!(
                 "linear: residual {:?} does not match the output {out_dims:?}",
                 r.dims()
             )
+        }
+        let mut out = zeroed_output(rows * len);
+        with_f32_values(&x, |xv| match residual {
+            Some(r) => with_f32_values(r, |res| {
+                self.cpu_into(wt, (xv, rows), act, Some(res), &mut out, outputs.clone())
+            }),
+            None => self.cpu_into(wt, (xv, rows), act, None, &mut out, outputs.clone()),
+        })?;
+        Tensor::from_vec(out, out_dims, x.device())
+    }
+
+    /// `act(x·Wᵀ + b) (+ residual)` of `rows` rows into a caller's buffer, on the CPU in f32:
+    /// `x` is `rows × in`, `out` and `residual` are `rows × out`, all row-major. The
+    /// arithmetic of the tensor methods ([`Module::forward`], [`Linear::forward_gelu`],
+    /// [`Linear::forward_add`], …), for a model that runs its layers through a few buffers
+    /// it reuses: a fresh output of tens of megabytes per layer costs page faults and the
+    /// kernel's zeroing of every page (≈ 5% of SAM ViT-B's encoder). Fails for a layer that
+    /// is not an f32 CPU layer, and for slices of other lengths.
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// use segany_core::nn::{Activation, Linear};
+    /// let w = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu)?; // (out 3, in 2)
+    /// let b = Tensor::new(&[0.5f32, -0.5, 0.0], &Device::Cpu)?;
+    /// let layer = Linear::new(w, Some(b));
+    /// let x = [1f32, 1.0, 0.0, 1.0]; // 2 rows
+    /// let residual = [10f32; 6];
+    /// let mut out = [0f32; 6];
+    /// layer.forward_into(&x, 2, Activation::Identity, Some(&residual), &mut out)?;
+    /// assert_eq!(out, [13.5, 16.5, 21.0, 12.5, 13.5, 16.0]);
+    /// let expected = layer.forward(&Tensor::new(&x[..], &Device::Cpu)?.reshape((2, 2))?)?;
+    /// assert_eq!(expected.flatten_all()?.to_vec1::<f32>()?, [3.5, 6.5, 11.0, 2.5, 3.5, 6.0]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn forward_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        act: Activation,
+        residual: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let Some(wt) = &self.weight_t else {
+            candle_core::bail!(
+                "linear: forward_into needs an f32 CPU layer, found {:?} on {:?}",
+                self.weight.dtype(),
+                self.weight.device().location()
+            )
+        };
+        if self.bias.as_ref().is_some_and(|b| b.dtype() != DType::F32) {
+            candle_core::bail!("linear: forward_into needs an f32 bias")
+        }
+        let out_dim = self.weight.dim(0)?;
+        self.cpu_into(wt, (x, rows), act, residual, out, 0..out_dim)
+    }
+
+    /// The CPU f32 body: the product of `x` (`rows × in`) with the weight columns
+    /// `outputs`, the bias, `act` and `residual`, into `out` (`rows × outputs.len()`).
+    fn cpu_into(
+        &self,
+        wt: &Tensor,
+        (xv, rows): (&[f32], usize),
+        act: Act,
+        residual: Option<&[f32]>,
+        out: &mut [f32],
+        outputs: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let (full_dim, in_dim) = self.weight.dims2()?;
+        let (start, len) = (outputs.start, outputs.len());
+        let out_dim = len;
+        if xv.len() != rows * in_dim
+            || out.len() != rows * out_dim
+            || residual.is_some_and(|r| r.len() != rows * out_dim)
+        {
+            candle_core::bail!(
+                "linear: {rows} rows need {} input, {} output and residual values, found {}, {} and {:?}",
+                rows * in_dim,
+                rows * out_dim,
+                xv.len(),
+                out.len(),
+                residual.map(<[f32]>::len)
+            )
+        }
+        let bias: Option<Vec<f32>> = match &self.bias {
+            Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
+            None => None,
+        };
+        // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
+        // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
+        // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
+        if let Some(packed) = self.packed_bf16.as_ref().and_then(|p| p.get(start, len)) {
+            matmul_bf16_into(out, out_dim, (xv, in_dim), rows, packed, false, true)?;
+        } else {
+            with_f32_values(wt, |wv| {
+                let wv = wv.get(start..).unwrap_or_default();
+                if few_rows_preferred(rows) {
+                    return few_rows_product(out, (xv, rows, in_dim), (wv, full_dim, len));
+                }
+                let a = MatRef::row_major(xv, rows, in_dim)?;
+                let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
+                matmul_into(out, out_dim, a, w, 1.0, true)
+            })?;
         }
         let epilogue = |row: &mut [f32], res: Option<&[f32]>| {
             if let Some(b) = &bias {
@@ -343,20 +420,18 @@ impl Linear {
         };
         let width = out_dim.max(1);
         match residual {
-            Some(r) => with_f32_values(r, |res| {
-                out.par_chunks_mut(width)
-                    .zip(res.par_chunks(width))
-                    .with_min_len(min_rows_per_task(width))
-                    .for_each(|(row, res)| epilogue(row, Some(res)));
-                Ok::<(), candle_core::Error>(())
-            })?,
+            Some(res) => out
+                .par_chunks_mut(width)
+                .zip(res.par_chunks(width))
+                .with_min_len(min_rows_per_task(width))
+                .for_each(|(row, res)| epilogue(row, Some(res))),
             None if bias.is_some() || act != Act::Identity => out
                 .par_chunks_mut(width)
                 .with_min_len(min_rows_per_task(width))
                 .for_each(|row| epilogue(row, None)),
             None => {}
         }
-        Tensor::from_vec(out, out_dims, x.device())
+        Ok(())
     }
 }
 
@@ -453,6 +528,57 @@ mod tests {
     fn rel_diff(reference: &Tensor, ours: &Tensor) -> Result<f32> {
         let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
         Ok((reference - ours)?.abs()?.max_all()?.to_scalar::<f32>()? / scale)
+    }
+
+    /// `forward_into` writes what the tensor methods return, over stale buffer contents, for
+    /// gemm-sized and few-row inputs, and rejects other layers and slice lengths.
+    #[test]
+    fn forward_into_equals_the_tensor_methods() -> Result<()> {
+        let layer = Linear::new(hashed(&[48, 40], 1)?, Some(hashed(&[48], 2)?));
+        for rows in [3, 300] {
+            let x = hashed(&[rows, 40], 3)?;
+            let res = hashed(&[rows, 48], 4)?;
+            let (xv, rv) = (
+                x.flatten_all()?.to_vec1::<f32>()?,
+                res.flatten_all()?.to_vec1::<f32>()?,
+            );
+            let cases = [
+                (Activation::Identity, None, layer.forward(&x)?),
+                (Activation::GeluErf, None, layer.forward_gelu(&x)?),
+                (Activation::QuickGelu, None, layer.forward_quick_gelu(&x)?),
+                (Activation::Relu, None, layer.forward_relu(&x)?),
+                (
+                    Activation::Identity,
+                    Some(&rv[..]),
+                    layer.forward_add(&x, &res)?,
+                ),
+            ];
+            for (act, residual, expected) in cases {
+                let mut out = vec![f32::NAN; rows * 48];
+                layer.forward_into(&xv, rows, act, residual, &mut out)?;
+                let expected = expected.flatten_all()?.to_vec1::<f32>()?;
+                assert_eq!(
+                    out,
+                    expected,
+                    "{rows} rows, {act:?}, residual {}",
+                    residual.is_some()
+                );
+            }
+            let mut short = vec![0f32; rows * 48 - 1];
+            assert!(layer
+                .forward_into(&xv, rows, Activation::Identity, None, &mut short)
+                .is_err());
+        }
+        let f64_layer = Linear::new(hashed(&[4, 2], 5)?.to_dtype(DType::F64)?, None);
+        let err = f64_layer
+            .forward_into(&[0.0; 2], 1, Activation::Identity, None, &mut [0.0; 4])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f32 CPU layer") && err.contains("F64"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

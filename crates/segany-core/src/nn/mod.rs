@@ -30,7 +30,7 @@ pub use layer_norm::{
     layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,
     residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
-pub use linear::{linear, linear_no_bias, CpuMatmul, Linear};
+pub use linear::{linear, linear_no_bias, Activation, CpuMatmul, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
 pub use output::{min_rows_per_task, zeroed_output};
 pub use qkv_heads::qkv_heads;
