@@ -9,6 +9,14 @@
 #[macro_export]
 macro_rules! avx2_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
+        $crate::avx2_dispatch! {
+            $(#[$meta])* $vis fn $name($($arg: $ty),*) $(-> $ret)? => $body, baseline $body
+        }
+    };
+    // `$body` in the AVX-512 and AVX2/FMA copies, `$base` in the baseline build: for loops
+    // that use fused multiply-adds (`f32::mul_add`), which are one instruction where FMA is
+    // available and a library call where it is not.
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:expr, baseline $base:expr) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
@@ -35,7 +43,7 @@ macro_rules! avx2_dispatch {
                     return unsafe { wide($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            $base($($arg),*)
         }
     };
 }

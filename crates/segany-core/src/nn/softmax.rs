@@ -5,7 +5,9 @@
 //! reduction `eˣ = 2ⁿ·eʳ` (`n = round(x·log₂e)`, `r = x − n·ln 2` in two parts, `|r| ≤ ln2/2`)
 //! with a degree-6 polynomial for `eʳ` (Cephes' `expf` coefficients), built from multiplies,
 //! adds and integer bit operations only. Its relative error against `exp` in f64 is below
-//! 3e-7 on the range softmax uses (asserted below).
+//! 3e-7 on the range softmax uses (asserted below). The softmax loops' AVX-512 and AVX2 builds
+//! evaluate its multiply-adds fused (one FMA instruction each, rounded once), the baseline
+//! build and the scalar [`exp`] as a multiply then an add.
 
 use super::reduce::{lane_sum, LANES};
 use super::simd::avx2_dispatch;
@@ -32,18 +34,52 @@ const P: [f32; 6] = [
 /// needs). NaN propagates.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    exp_with::<Separate>(x)
+}
+
+/// How [`exp_with`] evaluates its multiply-adds.
+pub(crate) trait MulAdd {
+    /// `a·b + c`.
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// `a·b + c` rounded once (`f32::mul_add`): one instruction in the builds for CPUs with FMA
+/// (half the instructions of [`exp`]'s polynomial), a library call elsewhere.
+pub(crate) struct Fused;
+
+/// `a·b + c` rounded twice, as written: the baseline build's arithmetic.
+pub(crate) struct Separate;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// [`exp`] with its multiply-adds evaluated as `M` says. The fused form rounds once where the
+/// separate one rounds twice; both stay within [`exp`]'s error bound (tested).
+#[inline(always)]
+pub(crate) fn exp_with<M: MulAdd>(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     // `t`'s low mantissa bits hold the integer `n` (|n| ≤ 127 ≪ 2²²): 2ⁿ is built from them
     // with integer operations, because a float-to-int cast (`n as i32`, saturating) does not
     // vectorise.
-    let t = x * LOG2E + ROUND;
+    let t = M::mul_add(x, LOG2E, ROUND);
     let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = M::mul_add(n, -LN2_LO, M::mul_add(n, -LN2_HI, x));
     let mut p = P[0];
     for &c in &P[1..] {
-        p = p * r + c;
+        p = M::mul_add(p, r, c);
     }
-    let e = p * (r * r) + r + 1.0;
+    let e = M::mul_add(p, r * r, r) + 1.0;
     let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits() - 127) << 23);
     e * scale
 }
@@ -51,12 +87,12 @@ pub fn exp(x: f32) -> f32 {
 avx2_dispatch! {
     /// `row ← softmax(row)`: the maximum subtracted, [`exp`], then divided by the sum (as
     /// `torch.softmax`, up to the exponential's rounding).
-    pub fn softmax_in_place(xs: &mut [f32]) => softmax_loop
+    pub fn softmax_in_place(xs: &mut [f32]) => softmax_loop::<Fused>, baseline softmax_loop::<Separate>
 }
 
 #[inline(always)]
-fn softmax_loop(row: &mut [f32]) {
-    let inv = 1.0 / rel_softmax_loop(row, None);
+fn softmax_loop<M: MulAdd>(row: &mut [f32]) {
+    let inv = 1.0 / rel_softmax_loop::<M>(row, None);
     for v in row.iter_mut() {
         *v *= inv;
     }
@@ -70,11 +106,11 @@ avx2_dispatch! {
     /// where it costs `head_dim` instead of `row.len()` divisions). With `rel` `None` the row
     /// is taken as it is (plain attention).
     pub fn rel_softmax_unnormalised(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32
-        => rel_softmax_loop
+        => rel_softmax_loop::<Fused>, baseline rel_softmax_loop::<Separate>
 }
 
 #[inline(always)]
-fn rel_softmax_loop(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32 {
+fn rel_softmax_loop<M: MulAdd>(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32 {
     if let Some((th, tw)) = rel {
         for (chunk, &h) in row.chunks_exact_mut(tw.len().max(1)).zip(th) {
             for (o, &w) in chunk.iter_mut().zip(tw) {
@@ -83,7 +119,7 @@ fn rel_softmax_loop(row: &mut [f32], rel: Option<(&[f32], &[f32])>) -> f32 {
         }
     }
     let max = lane_max(row);
-    exp_minus_max(row, max)
+    exp_minus_max::<M>(row, max)
 }
 
 avx2_dispatch! {
@@ -94,19 +130,19 @@ avx2_dispatch! {
     /// earlier chunks must be scaled (0 for the first chunk). After the last chunk the
     /// probabilities are the accumulated values divided by `running.1`.
     pub fn softmax_chunk_unnormalised(chunk: &mut [f32], running: &mut (f32, f32)) -> f32
-        => softmax_chunk_loop
+        => softmax_chunk_loop::<Fused>, baseline softmax_chunk_loop::<Separate>
 }
 
 #[inline(always)]
-fn softmax_chunk_loop(chunk: &mut [f32], running: &mut (f32, f32)) -> f32 {
+fn softmax_chunk_loop<M: MulAdd>(chunk: &mut [f32], running: &mut (f32, f32)) -> f32 {
     let (old, sum) = *running;
     let chunk_max = lane_max(chunk);
     let max = if chunk_max > old { chunk_max } else { old };
-    let s = exp_minus_max(chunk, max);
+    let s = exp_minus_max::<M>(chunk, max);
     let alpha = if old == f32::NEG_INFINITY {
         0.0
     } else {
-        exp(old - max)
+        exp_with::<M>(old - max)
     };
     *running = (max, sum * alpha + s);
     alpha
@@ -114,19 +150,19 @@ fn softmax_chunk_loop(chunk: &mut [f32], running: &mut (f32, f32)) -> f32 {
 
 /// `row ← exp(row − max)`; returns the sum.
 #[inline(always)]
-fn exp_minus_max(row: &mut [f32], max: f32) -> f32 {
+fn exp_minus_max<M: MulAdd>(row: &mut [f32], max: f32) -> f32 {
     let mut chunks = row.chunks_exact_mut(LANES);
     let mut acc = [0f32; LANES];
     for c in &mut chunks {
         for l in 0..LANES {
-            let e = exp(c[l] - max);
+            let e = exp_with::<M>(c[l] - max);
             c[l] = e;
             acc[l] += e;
         }
     }
     let mut tail = 0f32;
     for v in chunks.into_remainder() {
-        *v = exp(*v - max);
+        *v = exp_with::<M>(*v - max);
         tail += *v;
     }
     acc.iter().sum::<f32>() + tail
@@ -140,11 +176,11 @@ avx2_dispatch! {
     ///
     /// Panics if the block does not fit `data` (`stride < cols`, or the last row past its end).
     pub fn softmax_columns_in_place(data: &mut [f32], stride: usize, rows: usize, cols: usize)
-        => softmax_columns_loop
+        => softmax_columns_loop::<Fused>, baseline softmax_columns_loop::<Separate>
 }
 
 #[inline(always)]
-fn softmax_columns_loop(data: &mut [f32], stride: usize, rows: usize, cols: usize) {
+fn softmax_columns_loop<M: MulAdd>(data: &mut [f32], stride: usize, rows: usize, cols: usize) {
     if rows == 0 || cols == 0 {
         return;
     }
@@ -157,9 +193,9 @@ fn softmax_columns_loop(data: &mut [f32], stride: usize, rows: usize, cols: usiz
     while j0 < cols {
         let w = LANES.min(cols - j0);
         if w == LANES {
-            softmax_column_block(data, stride, rows, j0, LANES);
+            softmax_column_block::<M>(data, stride, rows, j0, LANES);
         } else {
-            softmax_column_block(data, stride, rows, j0, w);
+            softmax_column_block::<M>(data, stride, rows, j0, w);
         }
         j0 += w;
     }
@@ -167,7 +203,13 @@ fn softmax_columns_loop(data: &mut [f32], stride: usize, rows: usize, cols: usiz
 
 /// Columns `j0..j0 + w` (`w ≤ LANES`) of [`softmax_columns_in_place`].
 #[inline(always)]
-fn softmax_column_block(data: &mut [f32], stride: usize, rows: usize, j0: usize, w: usize) {
+fn softmax_column_block<M: MulAdd>(
+    data: &mut [f32],
+    stride: usize,
+    rows: usize,
+    j0: usize,
+    w: usize,
+) {
     let mut max = [f32::NEG_INFINITY; LANES];
     for i in 0..rows {
         let r = &data[i * stride + j0..i * stride + j0 + w];
@@ -179,7 +221,7 @@ fn softmax_column_block(data: &mut [f32], stride: usize, rows: usize, j0: usize,
     for i in 0..rows {
         let r = &mut data[i * stride + j0..i * stride + j0 + w];
         for l in 0..w {
-            let e = exp(r[l] - max[l]);
+            let e = exp_with::<M>(r[l] - max[l]);
             r[l] = e;
             sum[l] += e;
         }
@@ -218,11 +260,11 @@ avx2_dispatch! {
     /// Softmax of every `row_len`-long row of `data` in place (`data.len()` a multiple of
     /// `row_len`). For many short rows (attention over a few tokens) the exponentials run as
     /// one vectorised pass over all of `data` instead of one short loop per row.
-    pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) => softmax_rows_loop
+    pub fn softmax_rows_in_place(data: &mut [f32], row_len: usize) => softmax_rows_loop::<Fused>, baseline softmax_rows_loop::<Separate>
 }
 
 #[inline(always)]
-fn softmax_rows_loop(data: &mut [f32], row_len: usize) {
+fn softmax_rows_loop<M: MulAdd>(data: &mut [f32], row_len: usize) {
     if row_len == 0 {
         return;
     }
@@ -257,13 +299,13 @@ fn softmax_rows_loop(data: &mut [f32], row_len: usize) {
 
 avx2_dispatch! {
     /// `v ← exp(v)` for every value of `xs`.
-    pub fn exp_in_place(xs: &mut [f32]) => exp_loop
+    pub fn exp_in_place(xs: &mut [f32]) => exp_loop::<Fused>, baseline exp_loop::<Separate>
 }
 
 #[inline(always)]
-fn exp_loop(xs: &mut [f32]) {
+fn exp_loop<M: MulAdd>(xs: &mut [f32]) {
     for v in xs.iter_mut() {
-        *v = exp(*v);
+        *v = exp_with::<M>(*v);
     }
 }
 
@@ -273,13 +315,24 @@ mod tests {
 
     #[test]
     fn exp_matches_f64_reference() {
-        let mut worst = 0f64;
+        // Both forms of the multiply-adds (fused in the vector builds, separate in the
+        // baseline build and in `exp`).
+        let (mut worst, mut worst_fused, mut differ) = (0f64, 0f64, 0usize);
         for i in -870_000..=880_000 {
             let x = i as f32 * 1e-4; // [-87, 88]
             let e = (x as f64).exp();
             worst = worst.max(((exp(x) as f64) - e).abs() / e);
+            let fused = exp_with::<Fused>(x);
+            worst_fused = worst_fused.max(((fused as f64) - e).abs() / e);
+            differ += usize::from(fused != exp(x));
         }
         assert!(worst < 3e-7, "max relative error {worst}");
+        assert!(
+            worst_fused < 3e-7,
+            "fused: max relative error {worst_fused}"
+        );
+        assert!(differ > 0, "the fused form is a different computation");
+        assert_eq!(exp_with::<Fused>(0.0), 1.0);
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1.3e-38);
         assert!(exp(f32::NAN).is_nan());
@@ -300,7 +353,7 @@ mod tests {
             let mut fast = row.clone();
             softmax_in_place(&mut fast);
             let mut baseline = row.clone();
-            softmax_loop(&mut baseline);
+            softmax_loop::<Separate>(&mut baseline);
             // The same row three times through the many-rows version.
             let mut rows: Vec<f32> = row.iter().chain(&row).chain(&row).copied().collect();
             softmax_rows_in_place(&mut rows, len);
@@ -392,7 +445,7 @@ mod tests {
             let mut col: Vec<f32> = (0..rows).map(|i| data[i * stride + j]).collect();
             let inside = j >= first && j < first + cols;
             if inside {
-                softmax_loop(&mut col);
+                softmax_loop::<Separate>(&mut col);
             }
             for i in 0..rows {
                 let (g, e) = (got[i * stride + j], col[i]);
@@ -425,7 +478,7 @@ mod tests {
             let mut fast = row.clone();
             let mut baseline = row.clone();
             let s_fast = rel_softmax_unnormalised(&mut fast, rel);
-            let s_base = rel_softmax_loop(&mut baseline, rel);
+            let s_base = rel_softmax_loop::<Separate>(&mut baseline, rel);
             let (want, want_sum): (Vec<f64>, f64) = match rel {
                 Some(_) => (biased.iter().map(|v| (v - max).exp()).collect(), sum),
                 None => {
