@@ -344,6 +344,12 @@ mod fused_tests {
         let x = Tensor::randn(0f32, 1.0, (2, 5, 4, 16), &Device::Cpu)?;
         let d = max_diff(&attn.forward_grid(&x, 0)?, &attn.forward(&x)?)?;
         assert!(d < 1e-5, "relative max diff {d}");
+        // A grid of over 1024 tokens (the kernel's path for many keys: items of 48 queries,
+        // cutting across grid rows), tables resized to 2·33 − 1 and 2·34 − 1.
+        let attn = attention(16, 2, 9, true)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 33, 34, 16), &Device::Cpu)?;
+        let d = max_diff(&attn.forward_grid(&x, 0)?, &attn.forward(&x)?)?;
+        assert!(d < 1e-5, "33×34 grid: relative max diff {d}");
         Ok(())
     }
 }
