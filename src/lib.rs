@@ -1,6 +1,6 @@
 //! # segany
 //!
-//! Promptable, semantic and referring image segmentation on [candle]: Segment Anything (SAM)
+//! Promptable, semantic and referring image segmentation on [candle](https://github.com/huggingface/candle): Segment Anything (SAM)
 //! with exact reference pre/post-processing, loading both the transformers
 //! (`facebook/sam-vit-*`) and Meta checkpoint layouts from the Hugging Face hub or local files.
 //!

@@ -8,7 +8,7 @@
 //! 2. candidate names: the close-set branches' majority class under the mask (SSA: OneFormer
 //!    ADE20K + COCO; here any [`CloseSetBranch`], e.g. the SegFormer
 //!    branch's class map), the caller's vocabulary, and — with a [`Captioner`] and
-//!    [`EngineConfig::captions`] — the noun phrases ([`segany_blip::noun_phrases`]) of the BLIP
+//!    [`EngineConfig::captions`] — the noun phrases ([`segany_blip::noun_phrases()`]) of the BLIP
 //!    caption of the large crop;
 //! 3. CLIP's class-proposal filter on the small crop ([`ClipFilter`]): softmax over the
 //!    candidates of the scaled cosine logits, no prompt template; the top

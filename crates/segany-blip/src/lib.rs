@@ -5,7 +5,7 @@
 //!   / `-large`) with transformers' greedy `generate` as SSA calls it ([`GenerationConfig`]).
 //! * [`blip_preprocess`]: `BlipImageProcessor` (384², Pillow bicubic, CLIP mean/std).
 //! * [`CaptionDecoder`]: ids → text with the checkpoint's BERT `tokenizer.json`.
-//! * [`noun_phrases`]: a deterministic stand-in for spaCy's `noun_chunks`.
+//! * [`noun_phrases()`]: a deterministic stand-in for spaCy's `noun_chunks`.
 //!
 //! Like every segany model crate this one reads no files: weights arrive as a `VarBuilder`
 //! (after [`tie_lm_head`] on the checkpoint's tensors), the config and tokenizer as text/bytes.

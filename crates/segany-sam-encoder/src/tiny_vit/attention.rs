@@ -111,7 +111,7 @@ impl TinyAttention {
 impl TinyAttention {
     /// `x + attention(x)` over the `window`×`window` windows of the `h`×`w` token grid
     /// `x (B, H·W, C)` (zero-padded bottom/right, the padding cropped), on the CPU in f32 with
-    /// [`window_attention`]; `None` elsewhere (the caller partitions and uses `forward`).
+    /// a fused windowed-attention kernel; `None` elsewhere (the caller partitions and uses `forward`).
     pub fn forward_grid_add(&self, x: &Tensor, h: usize, w: usize) -> Result<Option<Tensor>> {
         let Some(bias) = &self.bias_host else {
             return Ok(None);
