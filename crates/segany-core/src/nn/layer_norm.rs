@@ -62,8 +62,12 @@ impl LayerNorm {
         let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
         if !on_cpu_f32(&self.weight) || !on_cpu_f32(&self.bias) {
             candle_core::bail!(
-                "layer-norm: forward_into needs f32 CPU parameters, found {:?}",
-                self.weight.dtype()
+                "layer-norm: forward_into needs f32 CPU parameters, found weight {:?} on {:?} \
+                 and bias {:?} on {:?}",
+                self.weight.dtype(),
+                self.weight.device().location(),
+                self.bias.dtype(),
+                self.bias.device().location()
             )
         }
         let dim = self.weight.elem_count();
@@ -419,6 +423,44 @@ mod tests {
         let mut out = vec![f32::NAN; rows * d];
         residual_layer_norm_rows(&o0, &x, &bias, &w, &b, 1e-5, &mut out, &mut [], &mut []);
         assert_eq!(out, want);
+    }
+
+    /// `forward_into` writes what `forward` returns, row for row, over a NaN-filled buffer
+    /// (rows split over the threads); wrong lengths and f64 parameters are errors that say
+    /// what was found.
+    #[test]
+    fn forward_into_equals_forward() -> Result<()> {
+        let dev = Device::Cpu;
+        let (rows, d) = (300usize, 48usize);
+        let f = |k: usize, i: usize| ((i * k % 31) as f32 - 15.0) * 0.05 + (i % 7) as f32;
+        let x: Vec<f32> = (0..rows * d).map(|i| f(7, i)).collect();
+        let w = Tensor::from_vec((0..d).map(|i| 0.5 + f(5, i) * 0.1).collect(), d, &dev)?;
+        let b = Tensor::from_vec((0..d).map(|i| f(3, i) * 0.2).collect(), d, &dev)?;
+        let norm = LayerNorm::new(w.clone(), b.clone(), 1e-5);
+        let mut out = vec![f32::NAN; rows * d];
+        norm.forward_into(&x, &mut out)?;
+        let want: Vec<f32> = norm
+            .forward(&Tensor::from_vec(x.clone(), (rows, d), &dev)?)?
+            .flatten_all()?
+            .to_vec1()?;
+        assert_eq!(out, want);
+        let err = norm
+            .forward_into(&x[..d + 1], &mut out[..d + 1])
+            .unwrap_err();
+        assert!(err.to_string().contains("whole rows of 48"), "{err}");
+        let err = norm.forward_into(&x, &mut out[..d]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} input and 48 output", rows * d)),
+            "{err}"
+        );
+        let f64_norm = LayerNorm::new(w.to_dtype(DType::F64)?, b, 1e-5);
+        let err = f64_norm.forward_into(&x, &mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("weight F64 on Cpu") && err.contains("bias F32 on Cpu"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]
