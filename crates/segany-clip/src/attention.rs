@@ -1,8 +1,9 @@
 //! Multi-head self-attention with fused `in_proj` weights, plus CLIP Surgery's v-v path.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, Geometry};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{linear, Linear};
 
 /// Which keys each query attends to.
@@ -97,7 +98,7 @@ impl Attention {
             Mask::Causal => Some(true),
             Mask::Additive(_) => None,
         };
-        if let (Some(causal), true) = (fused, x.device().is_cpu() && x.dtype() == DType::F32) {
+        if let (Some(causal), true) = (fused, is_cpu_f32(x)) {
             let (b, n, w) = x.dims3()?;
             let g = Geometry {
                 batch: b,
@@ -146,6 +147,7 @@ pub fn causal_mask(n: usize, device: &candle_core::Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_core::Device;
     use candle_nn::VarMap;
 

@@ -1,8 +1,9 @@
 //! Attention of the two-way transformer, with optional down-projection of q/k/v.
 
 use crate::fused::values;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{linear, Linear};
 use std::sync::{Arc, OnceLock};
 
@@ -211,8 +212,7 @@ const FEW_TOKEN_SCORES: usize = 1 << 15;
 /// Whether [`attend_few`] takes `q (B, Nq, D)`, `k`, `v (B, Nk, D)`: f32 on the CPU, one batch
 /// size, few scores.
 fn few_tokens(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<bool> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu_f32(q) && cpu_f32(k) && cpu_f32(v)) || q.rank() != 3 || k.rank() != 3 {
+    if !(is_cpu_f32(q) && is_cpu_f32(k) && is_cpu_f32(v)) || q.rank() != 3 || k.rank() != 3 {
         return Ok(false);
     }
     let (bq, nq, _) = q.dims3()?;

@@ -3,9 +3,10 @@
 use crate::fused_softmax::rel_pos_softmax;
 use crate::rel_pos::{get_rel_pos, key_indicators, rel_pos_logits, rel_pos_terms};
 use crate::window::{window_partition, window_unpartition};
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, fused_attention_into, Geometry};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{linear, linear_no_bias, with_f32_values, Activation, CpuMatmul, Linear};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
@@ -121,14 +122,13 @@ impl Attention {
     /// Whether [`Attention::forward_grid_add_into`] can run: f32 CPU projections (and
     /// tables, which the fused kernel reads as f32).
     pub(crate) fn buffers_supported(&self) -> bool {
-        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
         [&self.qkv, &self.proj]
             .iter()
-            .all(|l| l.weight_t().is_some() && l.bias().is_none_or(f32_cpu))
+            .all(|l| l.weight_t().is_some() && l.bias().is_none_or(is_cpu_f32))
             && self
                 .rel_pos
                 .as_ref()
-                .is_none_or(|(h, w)| f32_cpu(h) && f32_cpu(w))
+                .is_none_or(|(h, w)| is_cpu_f32(h) && is_cpu_f32(w))
     }
 
     /// The arithmetic of the `qkv` and `proj` products on the CPU ([`CpuMatmul`]); whether
@@ -210,7 +210,7 @@ impl Attention {
         shortcut: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
+        if is_cpu_f32(x) {
             let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
             let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
             let geometry = Geometry {

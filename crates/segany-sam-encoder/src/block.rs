@@ -2,8 +2,9 @@
 
 use crate::attention::Attention;
 use crate::ImageEncoderConfig;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{
     layer_norm, linear, zeroed_output, Activation, CpuMatmul, LayerNorm, Linear,
 };
@@ -60,14 +61,13 @@ impl Block {
 
     /// Whether [`Block::forward_buffers`] can run this block: its layers are f32 CPU layers.
     pub(crate) fn buffers_supported(&self) -> bool {
-        let f32_cpu = |t: &candle_core::Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
         [&self.lin1, &self.lin2]
             .iter()
-            .all(|l| l.weight_t().is_some() && l.bias().is_none_or(f32_cpu))
+            .all(|l| l.weight_t().is_some() && l.bias().is_none_or(is_cpu_f32))
             && self.attn.buffers_supported()
             && [&self.norm1, &self.norm2]
                 .iter()
-                .all(|n| f32_cpu(n.weight()) && f32_cpu(n.bias()))
+                .all(|n| is_cpu_f32(n.weight()) && is_cpu_f32(n.bias()))
     }
 
     /// The block on the CPU in f32 through reused buffers: `buf.x` holds the `(B·h·w, C)`

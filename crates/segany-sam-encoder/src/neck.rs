@@ -1,8 +1,9 @@
 //! SAM's encoder neck (`image_encoder.neck`), shared by the ViT and TinyViT encoders.
 
 use crate::dense_conv::DenseConv;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{layer_norm_2d, LayerNorm2d};
 
 /// `Conv1×1 → LayerNorm2d → Conv3×3 → LayerNorm2d`, no biases, eps 1e-6: `(B, C_in, g, g)` →
@@ -28,7 +29,7 @@ impl Neck {
         let conv1 = candle_nn::conv2d_no_bias(i, o, 1, Default::default(), vb.pp("0"))?;
         let conv2 = candle_nn::conv2d_no_bias(o, o, 3, conv3, vb.pp("2"))?;
         let w = conv1.weight();
-        let dense = if w.device().is_cpu() && w.dtype() == DType::F32 {
+        let dense = if is_cpu_f32(w) {
             Some((
                 DenseConv::new(w, None, 1, 0)?,
                 DenseConv::new(conv2.weight(), None, 1, 1)?,
@@ -48,9 +49,7 @@ impl Neck {
 
 impl Module for Neck {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let (Some((c1, c2)), true) =
-            (&self.dense, x.device().is_cpu() && x.dtype() == DType::F32)
-        {
+        if let (Some((c1, c2)), true) = (&self.dense, is_cpu_f32(x)) {
             let y = self.ln1.forward(&c1.forward(x, false)?)?;
             return self.ln2.forward(&c2.forward(&y, false)?);
         }

@@ -1,7 +1,8 @@
 //! Vectorisable gate functions (`σ`, `tanh` on core's polynomial [`exp`]) and the head's
 //! `tanh(visual) ⊙ tanh(sentence)` fusion built on them.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{exp, with_f32_values};
 
 /// `1 / (1 + e⁻ˣ)` on the vectorisable [`exp`] (relative error < 3e-7).
@@ -33,7 +34,7 @@ fn tanh_times_loop(x: &mut [f32], t: &[f32]) {
 /// `N` rows. On the CPU in f32 one vectorised pass (tanh within 3e-7 of the exact one);
 /// elsewhere candle's operations.
 pub(crate) fn tanh_fusion(visual: &Tensor, sentence: &Tensor) -> Result<Tensor> {
-    if !(visual.device().is_cpu() && visual.dtype() == DType::F32) {
+    if !is_cpu_f32(visual) {
         return visual
             .tanh()?
             .broadcast_mul(&sentence.tanh()?.unsqueeze(1)?);
@@ -60,6 +61,7 @@ pub(crate) fn tanh_fusion(visual: &Tensor, sentence: &Tensor) -> Result<Tensor> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     /// The gate functions against f64 over the range a cell meets, and at the extremes.
     #[test]

@@ -6,6 +6,7 @@ use crate::key_subset::attend_valid_keys;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, fused_attention_first, Geometry};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{linear, CpuMatmul, Linear};
 
 /// `nn.MultiheadAttention(dim, heads)` (bias on, `kdim = vdim = dim`).
@@ -71,7 +72,7 @@ impl MultiheadAttention {
         let q = self.in_proj.forward_outputs(query, 0, d)?;
         let k = self.in_proj.forward_outputs(key, d, d)?;
         let v = self.in_proj.forward_outputs(value, 2 * d, d)?;
-        let out = if query.device().is_cpu() && query.dtype() == DType::F32 {
+        let out = if is_cpu_f32(query) {
             attend_valid_keys(&q, &k, &v, key_valid, self.num_heads)?
         } else {
             self.attend(&q, &k, &v, key_valid)?
@@ -154,7 +155,7 @@ impl MultiheadAttention {
         let terms = terms.broadcast_as((b, n, 3 * d))?.contiguous()?;
         let qkv = self.in_proj.forward_add(src, &terms)?;
         let residual = src.narrow(1, 0, rows)?;
-        if src.device().is_cpu() && src.dtype() == DType::F32 {
+        if is_cpu_f32(src) {
             let g = Geometry {
                 batch: b,
                 height: 1,

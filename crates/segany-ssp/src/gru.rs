@@ -10,8 +10,9 @@
 //! elsewhere it is a composition of tensor operations per step.
 
 use crate::activation::{sigmoid, tanh};
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{gemv_t, with_f32_values, CpuMatmul, Linear, PackedGemv};
 
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ impl Direction {
             .get((3 * hidden, hidden), &format!("weight_hh_l0{suffix}"))?
             .t()?
             .contiguous()?;
-        let w_hh_packed = if w_hh_t.device().is_cpu() && w_hh_t.dtype() == DType::F32 {
+        let w_hh_packed = if is_cpu_f32(&w_hh_t) {
             Some(with_f32_values(&w_hh_t, |w| {
                 PackedGemv::new(w, hidden, 3 * hidden)
             })?)
@@ -160,7 +161,7 @@ impl BiGru {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gi_f = self.forward.w_ih.forward(x)?;
         let gi_b = self.backward.w_ih.forward(x)?;
-        if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        if !is_cpu_f32(x) {
             let f = self.forward.run(&gi_f, self.hidden, false)?;
             let b = self.backward.run(&gi_b, self.hidden, true)?;
             return Tensor::cat(&[&f, &b], D::Minus1);
@@ -198,6 +199,7 @@ impl BiGru {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_core::Device;
     use std::collections::HashMap;
 

@@ -2,7 +2,8 @@
 //! trained weights expect), the text embedding normalised over channels, their similarity
 //! min-max normalised per sample over the patches.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::with_f32_values;
 
 /// L2-normalises `x` along `dim` (no epsilon, as `x / x.norm(dim, keepdim=True)`).
@@ -11,7 +12,7 @@ use segany_core::nn::with_f32_values;
 /// sums (candle's operations would, from 64K values on, also wake candle's element-wise thread
 /// pool, whose worker then spins beside the next products).
 pub fn l2_normalize_along(x: &Tensor, dim: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if is_cpu_f32(x) {
         return normalize_cpu(x, dim);
     }
     let norm = x.sqr()?.sum_keepdim(dim)?.sqrt()?;
@@ -63,6 +64,7 @@ pub fn similarity_map(image_tokens: &Tensor, text: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_core::Device;
 
     /// The CPU pass against candle's composition, along the middle and the last axis: within

@@ -3,8 +3,9 @@
 //! rescales `norm_img(patches)`.
 
 use crate::attention::MultiheadAttention;
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{layer_norm, with_f32_values, CpuMatmul, LayerNorm};
 use segany_sam_decoder::Mlp;
 
@@ -77,7 +78,11 @@ impl VisualAdapter {
     /// would also wake its element-wise thread pool, whose worker then spins beside the next
     /// products).
     fn verification(&self, ie: &Tensor, te: &Tensor) -> Result<Tensor> {
-        if !(cpu_f32(ie) && cpu_f32(te) && cpu_f32(&self.tf_sigma) && cpu_f32(&self.tf_scale)) {
+        if !(is_cpu_f32(ie)
+            && is_cpu_f32(te)
+            && is_cpu_f32(&self.tf_sigma)
+            && is_cpu_f32(&self.tf_scale))
+        {
             let unit = |x: &Tensor| -> Result<Tensor> {
                 let n = x
                     .sqr()?
@@ -124,14 +129,10 @@ impl VisualAdapter {
     }
 }
 
-fn cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
-
 /// `x (B, N, C) ⊙ w (B, N, 1)`, each row scaled by its weight: on the CPU in f32 one pass
 /// (candle's broadcast product would, from 64K values on, wake its element-wise thread pool).
 fn scale_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if !(cpu_f32(x) && cpu_f32(w)) {
+    if !(is_cpu_f32(x) && is_cpu_f32(w)) {
         return x.broadcast_mul(w);
     }
     let (b, n, c) = x.dims3()?;
@@ -155,6 +156,7 @@ fn scale_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_core::Device;
     use candle_nn::{VarBuilder, VarMap};
 

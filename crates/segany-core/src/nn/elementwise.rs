@@ -9,8 +9,9 @@
 //! sums here are of token-sized tensors (a decoder batch of 64 prompts: 115K values), cheap on
 //! the calling thread.
 
+use super::is_cpu_f32;
 use super::values::with_f32_values;
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 /// Values from which [`add`] splits the sum over rayon's threads, in chunks of `CHUNK`.
@@ -30,8 +31,7 @@ const CHUNK: usize = 1 << 16;
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu_f32(a) && cpu_f32(b)) || a.shape() != b.shape() {
+    if !(is_cpu_f32(a) && is_cpu_f32(b)) || a.shape() != b.shape() {
         return a + b;
     }
     let out = with_f32_values(a, |x| {

@@ -3,7 +3,8 @@
 //! `src = max(scale·(i + 0.5) − 0.5, 0)`, and `(x00·w0 + x01·w1)·h0 + (x10·w0 + x11·w1)·h1`.
 //! Bands of rows are processed in parallel; non-CPU devices use candle's `upsample_bilinear2d`.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use super::is_cpu_f32;
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Source indices and weights along one axis: `(i0, i1, w0, w1)` per output position.
@@ -115,7 +116,7 @@ pub fn resize_bilinear_crop(
     if keep_h > out_h || keep_w > out_w {
         candle_core::bail!("resize: crop {keep_h}×{keep_w} exceeds the output {out_h}×{out_w}")
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 && h > 0 && w > 0 {
+    if is_cpu_f32(x) && h > 0 && w > 0 {
         x.contiguous()?.apply_op1_no_bwd(&Bilinear {
             out_h,
             out_w,

@@ -1,6 +1,7 @@
 //! Layer normalisation computed as PyTorch does: mean first, then the variance of the
 //! centred values (two passes), so activations with a large mean keep their precision.
 
+use super::is_cpu_f32;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -59,8 +60,7 @@ impl LayerNorm {
     /// # Ok::<(), candle_core::Error>(())
     /// ```
     pub fn forward_into(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-        if !on_cpu_f32(&self.weight) || !on_cpu_f32(&self.bias) {
+        if !is_cpu_f32(&self.weight) || !is_cpu_f32(&self.bias) {
             candle_core::bail!(
                 "layer-norm: forward_into needs f32 CPU parameters, found weight {:?} on {:?} \
                  and bias {:?} on {:?}",

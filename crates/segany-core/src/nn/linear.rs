@@ -7,6 +7,7 @@
 //! the activation with the vectorisable `erf` / `exp` of [`super::gelu`] (within 1e-6 of
 //! candle's scalar `erf_f32` / `exp`, tested). Other devices and dtypes use the composition.
 
+use super::is_cpu_f32;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -93,7 +94,7 @@ impl Linear {
     /// on a `VarMap`) do not reach the layer: load or set weights before building.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         let transposed = || -> Result<Tensor> { weight.t()?.contiguous() };
-        let cpu_f32 = weight.device().is_cpu() && weight.dtype() == DType::F32;
+        let cpu_f32 = is_cpu_f32(&weight);
         match (cpu_f32 && weight.rank() == 2).then(transposed) {
             Some(Ok(wt)) => match wt.t() {
                 Ok(view) => Self {
@@ -227,7 +228,7 @@ impl Linear {
         let fast = x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
-            && residual.is_none_or(|r| r.device().is_cpu() && r.dtype() == DType::F32);
+            && residual.is_none_or(is_cpu_f32);
         let wt = match &self.weight_t {
             Some(wt) if fast => wt,
             _ => {

@@ -21,6 +21,12 @@ pub fn with_f32_values<R, E: From<candle_core::Error>>(
     f(&copy)
 }
 
+/// Whether `t` is an f32 tensor on the CPU: the condition under which the plain-slice kernels
+/// of this crate (and the models' fused CPU paths) take over from candle's operations.
+pub fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +40,7 @@ mod tests {
         // A transposed view and another dtype go through a row-major f32 copy.
         assert_eq!(sum(&t.t()?)?, vec![0., 3., 1., 4., 2., 5.]);
         assert_eq!(sum(&t.to_dtype(DType::F64)?)?, vec![0., 1., 2., 3., 4., 5.]);
+        assert!(is_cpu_f32(&t) && !is_cpu_f32(&t.to_dtype(DType::F64)?));
         Ok(())
     }
 }

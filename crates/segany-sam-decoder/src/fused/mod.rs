@@ -53,6 +53,7 @@ pub use token_to_shared_image::token_to_shared_image;
 pub use upscale::{upscale_factored_masks, upscale_masks};
 
 use candle_core::{DType, Result, Tensor};
+use segany_core::nn::is_cpu_f32;
 
 /// Whether the kernels apply: CPU tensors in f32.
 pub fn applies(t: &Tensor) -> bool {
@@ -60,7 +61,7 @@ pub fn applies(t: &Tensor) -> bool {
     if DISABLED.with(|d| d.get()) {
         return false;
     }
-    t.device().is_cpu() && t.dtype() == DType::F32
+    is_cpu_f32(t)
 }
 
 #[cfg(test)]

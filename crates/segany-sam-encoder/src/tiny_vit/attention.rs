@@ -3,6 +3,7 @@
 use super::window_attention::{window_attention, WindowGrid};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{layer_norm, linear, with_f32_values, LayerNorm, Linear};
 
 /// `attention_bias_idxs` for a `rows`×`cols` window: entry `(i, j)` is the index of the offset
@@ -89,7 +90,7 @@ impl TinyAttention {
         let bias = biases
             .index_select(&idx, 1)?
             .reshape((1, num_heads, n, n))?;
-        let bias_host = if bias.device().is_cpu() && bias.dtype() == DType::F32 {
+        let bias_host = if is_cpu_f32(&bias) {
             Some(bias.flatten_all()?.to_vec1()?)
         } else {
             None
@@ -116,7 +117,7 @@ impl TinyAttention {
         let Some(bias) = &self.bias_host else {
             return Ok(None);
         };
-        if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        if !is_cpu_f32(x) {
             return Ok(None);
         }
         let (b, l, c) = x.dims3()?;

@@ -6,6 +6,7 @@ use super::pointwise::{pointwise_conv, Pointwise};
 use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::with_f32_values;
 
 /// Geometry of a [`Conv2dBN`].
@@ -172,10 +173,7 @@ impl Conv2dBN {
         if l != h * w {
             candle_core::bail!("Conv2d_BN: {l} tokens do not form a {h}×{w} grid");
         }
-        if let (Some(op), true) = (
-            &self.depthwise,
-            x.device().is_cpu() && x.dtype() == DType::F32,
-        ) {
+        if let (Some(op), true) = (&self.depthwise, is_cpu_f32(x)) {
             let out = with_f32_values(x, |v| op.forward_tokens(v, (b, h, w, c)))?;
             let n = out.len() / (b * c).max(1);
             return Tensor::from_vec(out, (b, n, c), x.device());
@@ -207,16 +205,15 @@ impl Conv2dBN {
     }
 
     fn forward_with(&self, x: &Tensor, residual: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
-        let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-        if let (Some((w, b)), true) = (&self.pointwise, cpu_f32(x)) {
-            if residual.is_none_or(cpu_f32) {
+        if let (Some((w, b)), true) = (&self.pointwise, is_cpu_f32(x)) {
+            if residual.is_none_or(is_cpu_f32) {
                 return pointwise_conv(x, (w, b), residual, gelu);
             }
         }
         if let (Some(op), None) = (&self.depthwise, residual) {
             return depthwise_conv(x, op, (&self.weight, &self.bias), gelu);
         }
-        if let (Some(conv), None, true) = (&self.dense, residual, cpu_f32(x)) {
+        if let (Some(conv), None, true) = (&self.dense, residual, is_cpu_f32(x)) {
             return conv.forward(x, gelu);
         }
         let y = self.composed(x)?;

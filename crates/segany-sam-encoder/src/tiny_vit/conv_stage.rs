@@ -3,8 +3,9 @@
 use super::config::scaled;
 use super::conv_bn::{Conv2dBN, ConvBnSpec};
 use super::mbconv_bands::mbconv_bands;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use segany_core::nn::is_cpu_f32;
 use segany_core::nn::with_f32_values;
 
 /// `PatchEmbed` (`patch_embed.seq.{0,2}`): two 3×3 stride-2 Conv2d_BN with GELU between,
@@ -67,7 +68,7 @@ impl Module for MBConv {
             self.conv1.cpu_pointwise(),
             self.conv2.cpu_depthwise(),
             self.conv3.cpu_pointwise(),
-            x.device().is_cpu() && x.dtype() == DType::F32,
+            is_cpu_f32(x),
         ) {
             let dims = x.dims4()?;
             let out = with_f32_values(x, |v| mbconv_bands(v, dims, conv1, dw, conv3))?;

@@ -209,7 +209,7 @@ pub(crate) fn depthwise_conv(
     (weight, bias): (&Tensor, &Tensor),
     gelu: bool,
 ) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if segany_core::nn::is_cpu_f32(x) {
         return x
             .contiguous()?
             .apply_op1_no_bwd(&DepthwiseOp { conv: op, gelu });

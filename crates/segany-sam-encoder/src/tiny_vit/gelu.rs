@@ -4,9 +4,10 @@
 //! 5e-7 of `erf` in f64, where candle's `gelu_erf` calls a scalar `erff` per value), split
 //! across rayon threads: TinyViT's first stages apply it to maps of 16M values.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::gelu_erf_in_place;
+use segany_core::nn::is_cpu_f32;
 
 struct ParallelGelu;
 
@@ -29,7 +30,7 @@ impl CustomOp1 for ParallelGelu {
 /// `x · Φ(x)` elementwise: `Tensor::gelu_erf` up to the `erf` approximation's 5e-7 (CPU f32),
 /// `Tensor::gelu_erf` itself elsewhere.
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if is_cpu_f32(x) {
         x.contiguous()?.apply_op1_no_bwd(&ParallelGelu)
     } else {
         x.gelu_erf()
