@@ -3,7 +3,7 @@
 use crate::block::{Block, Buffers};
 use crate::ImageEncoderConfig;
 use crate::Neck;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use segany_core::nn::CpuMatmul;
 
@@ -146,9 +146,8 @@ impl ImageEncoderViT {
     /// The blocks on embedded tokens `(B, g, g, C)`: on the CPU in f32 through buffers
     /// reused by every block ([`Block::forward_buffers`]), elsewhere block by block.
     fn run_blocks(&self, x: Tensor) -> Result<Tensor> {
-        let buffered = x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && self.blocks.iter().all(Block::buffers_supported);
+        let buffered =
+            segany_core::nn::is_cpu_f32(&x) && self.blocks.iter().all(Block::buffers_supported);
         if !buffered {
             let mut x = x;
             for blk in &self.blocks {

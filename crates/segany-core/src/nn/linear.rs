@@ -225,8 +225,7 @@ impl Linear {
         outputs: std::ops::Range<usize>,
     ) -> Result<Tensor> {
         let (start, len) = (outputs.start, outputs.len());
-        let fast = x.device().is_cpu()
-            && x.dtype() == DType::F32
+        let fast = is_cpu_f32(x)
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32)
             && residual.is_none_or(is_cpu_f32);
         let wt = match &self.weight_t {
