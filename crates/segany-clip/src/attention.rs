@@ -3,8 +3,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, Geometry};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{linear, Linear};
+use segany_core::nn::{is_cpu_f32, linear, Linear};
 
 /// Which keys each query attends to.
 #[derive(Debug, Clone, Copy)]
@@ -147,8 +146,7 @@ pub fn causal_mask(n: usize, device: &candle_core::Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
     /// The fused kernel (unmasked, causal) against the composition with an explicit additive

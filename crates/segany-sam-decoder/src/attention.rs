@@ -3,8 +3,7 @@
 use crate::fused::values;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{linear, Linear};
+use segany_core::nn::{is_cpu_f32, linear, Linear};
 use std::sync::{Arc, OnceLock};
 
 /// `q_proj`, `k_proj`, `v_proj` to `dim / downsample_rate`, multi-head softmax attention,

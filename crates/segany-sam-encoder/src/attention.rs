@@ -6,8 +6,9 @@ use crate::window::{window_partition, window_unpartition};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, fused_attention_into, Geometry};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{linear, linear_no_bias, with_f32_values, Activation, CpuMatmul, Linear};
+use segany_core::nn::{
+    is_cpu_f32, linear, linear_no_bias, with_f32_values, Activation, CpuMatmul, Linear,
+};
 
 /// Self-attention over a `(B, H, W, C)` token grid (`attn.qkv`, `attn.proj`, `attn.rel_pos_{h,w}`).
 #[derive(Debug, Clone)]

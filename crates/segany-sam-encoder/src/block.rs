@@ -4,9 +4,8 @@ use crate::attention::Attention;
 use crate::ImageEncoderConfig;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
 use segany_core::nn::{
-    layer_norm, linear, zeroed_output, Activation, CpuMatmul, LayerNorm, Linear,
+    is_cpu_f32, layer_norm, linear, zeroed_output, Activation, CpuMatmul, LayerNorm, Linear,
 };
 
 /// `norm1 → attn (windowed if window_size > 0) → residual → norm2 → mlp (lin1, GELU, lin2) → residual`.

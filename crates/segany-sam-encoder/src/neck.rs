@@ -3,8 +3,7 @@
 use crate::dense_conv::DenseConv;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{layer_norm_2d, LayerNorm2d};
+use segany_core::nn::{is_cpu_f32, layer_norm_2d, LayerNorm2d};
 
 /// `Conv1×1 → LayerNorm2d → Conv3×3 → LayerNorm2d`, no biases, eps 1e-6: `(B, C_in, g, g)` →
 /// `(B, C_out, g, g)`. Keys `neck.0` … `neck.3`.

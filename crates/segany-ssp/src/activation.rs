@@ -2,8 +2,7 @@
 //! `tanh(visual) ⊙ tanh(sentence)` fusion built on them.
 
 use candle_core::{Device, Result, Tensor};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{exp, with_f32_values};
+use segany_core::nn::{exp, is_cpu_f32, with_f32_values};
 
 /// `1 / (1 + e⁻ˣ)` on the vectorisable [`exp`] (relative error < 3e-7).
 #[inline(always)]

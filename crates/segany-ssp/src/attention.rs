@@ -6,8 +6,7 @@ use crate::key_subset::attend_valid_keys;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use segany_core::nn::fused_attention::{fused_attention, fused_attention_first, Geometry};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{linear, CpuMatmul, Linear};
+use segany_core::nn::{is_cpu_f32, linear, CpuMatmul, Linear};
 
 /// `nn.MultiheadAttention(dim, heads)` (bias on, `kdim = vdim = dim`).
 #[derive(Debug, Clone)]

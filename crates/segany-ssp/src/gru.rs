@@ -12,8 +12,7 @@
 use crate::activation::{sigmoid, tanh};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{gemv_t, with_f32_values, CpuMatmul, Linear, PackedGemv};
+use segany_core::nn::{gemv_t, is_cpu_f32, with_f32_values, CpuMatmul, Linear, PackedGemv};
 
 #[derive(Debug, Clone)]
 struct Direction {
@@ -199,8 +198,7 @@ impl BiGru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use std::collections::HashMap;
 
     /// Fixed values in about `[-scale, scale]`, different per `seed`.

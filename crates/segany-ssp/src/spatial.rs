@@ -3,8 +3,7 @@
 //! min-max normalised per sample over the patches.
 
 use candle_core::{Result, Tensor, D};
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::with_f32_values;
+use segany_core::nn::{is_cpu_f32, with_f32_values};
 
 /// L2-normalises `x` along `dim` (no epsilon, as `x / x.norm(dim, keepdim=True)`).
 ///
@@ -64,8 +63,7 @@ pub fn similarity_map(image_tokens: &Tensor, text: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     /// The CPU pass against candle's composition, along the middle and the last axis: within
     /// two f32 roundings of values of at most 1 (candle sums a last axis in another order),

@@ -5,8 +5,7 @@
 use crate::attention::MultiheadAttention;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{layer_norm, with_f32_values, CpuMatmul, LayerNorm};
+use segany_core::nn::{is_cpu_f32, layer_norm, with_f32_values, CpuMatmul, LayerNorm};
 use segany_sam_decoder::Mlp;
 
 /// `clip_img_proj`, `img2text_attn`, `imgtext_proj`, `img_proj`, `tf_scale`, `tf_sigma`,
@@ -156,8 +155,7 @@ fn scale_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
 
     /// The CPU verification score and row scaling against the formula in f64, for rows with

@@ -3,8 +3,7 @@
 use super::window_attention::{window_attention, WindowGrid};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::{layer_norm, linear, with_f32_values, LayerNorm, Linear};
+use segany_core::nn::{is_cpu_f32, layer_norm, linear, with_f32_values, LayerNorm, Linear};
 
 /// `attention_bias_idxs` for a `rows`×`cols` window: entry `(i, j)` is the index of the offset
 /// `(|Δrow|, |Δcol|)` between tokens `i` and `j` (row-major), offsets numbered in the order

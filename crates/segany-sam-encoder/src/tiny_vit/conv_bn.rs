@@ -6,8 +6,7 @@ use super::pointwise::{pointwise_conv, Pointwise};
 use crate::dense_conv::DenseConv;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::with_f32_values;
+use segany_core::nn::{is_cpu_f32, with_f32_values};
 
 /// Geometry of a [`Conv2dBN`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

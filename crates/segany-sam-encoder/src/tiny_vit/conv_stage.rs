@@ -5,8 +5,7 @@ use super::conv_bn::{Conv2dBN, ConvBnSpec};
 use super::mbconv_bands::mbconv_bands;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::is_cpu_f32;
-use segany_core::nn::with_f32_values;
+use segany_core::nn::{is_cpu_f32, with_f32_values};
 
 /// `PatchEmbed` (`patch_embed.seq.{0,2}`): two 3×3 stride-2 Conv2d_BN with GELU between,
 /// `(B, C_in, S, S)` → `(B, dim, S/4, S/4)`.

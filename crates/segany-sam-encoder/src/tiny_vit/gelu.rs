@@ -6,8 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::gelu_erf_in_place;
-use segany_core::nn::is_cpu_f32;
+use segany_core::nn::{gelu_erf_in_place, is_cpu_f32};
 
 struct ParallelGelu;
 
