@@ -1,6 +1,7 @@
 //! Layer normalisation computed as PyTorch does: mean first, then the variance of the
 //! centred values (two passes), so activations with a large mean keep their precision.
 
+use super::channel_norm::layer_norm_channels;
 use super::is_cpu_f32;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::VarBuilder;
@@ -140,8 +141,38 @@ pub fn layer_norm_2d(channels: usize, eps: f64, vb: VarBuilder) -> Result<LayerN
     Ok(LayerNorm2d(layer_norm(channels, eps, vb)?))
 }
 
+impl LayerNorm2d {
+    /// The norm over the last dimension it applies to each pixel's channels (for
+    /// channels-last tokens).
+    pub fn as_layer_norm(&self) -> &LayerNorm {
+        &self.0
+    }
+}
+
 impl Module for LayerNorm2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let n = &self.0;
+        if xs.rank() == 4 && is_cpu_f32(xs) && is_cpu_f32(&n.weight) && is_cpu_f32(&n.bias) {
+            // Normalised where the channels lie ([`layer_norm_channels`]).
+            let (_, c, h, w) = xs.dims4()?;
+            if c != n.weight.elem_count() || c != n.bias.elem_count() {
+                candle_core::bail!(
+                    "layer-norm 2d: {c} channels for {} weights and {} shifts",
+                    n.weight.elem_count(),
+                    n.bias.elem_count()
+                )
+            }
+            let mut out = vec![0f32; xs.elem_count()];
+            with_f32_values(xs, |x| {
+                with_f32_values(&n.weight, |wt| {
+                    with_f32_values(&n.bias, |bs| {
+                        layer_norm_channels(x, &mut out, h * w, wt, bs, n.eps);
+                        Ok::<(), candle_core::Error>(())
+                    })
+                })
+            })?;
+            return Tensor::from_vec(out, xs.dims(), xs.device());
+        }
         // NCHW -> NHWC, normalise the contiguous channel vectors, back to NCHW.
         xs.permute((0, 2, 3, 1))?
             .apply(&self.0)?
@@ -460,6 +491,33 @@ mod tests {
             err.contains("weight F64 on Cpu") && err.contains("bias F32 on Cpu"),
             "{err}"
         );
+        Ok(())
+    }
+
+    /// `LayerNorm2d` on the CPU in f32 (normalised in place over the channels) against the
+    /// permuting composition in f64, and refusing weights of the wrong width.
+    #[test]
+    fn layer_norm_2d_matches_composition() -> Result<()> {
+        let dev = Device::Cpu;
+        let c = 6;
+        let x = Tensor::randn(0f32, 1.0, (2, c, 5, 7), &dev)?.affine(2.0, 3.0)?;
+        let w = Tensor::randn(0f32, 1.0, c, &dev)?;
+        let b = Tensor::randn(0f32, 1.0, c, &dev)?;
+        let ours = LayerNorm2d(LayerNorm::new(w.clone(), b.clone(), 1e-6)).forward(&x)?;
+        let f64_norm = LayerNorm2d(LayerNorm::new(
+            w.to_dtype(DType::F64)?,
+            b.to_dtype(DType::F64)?,
+            1e-6,
+        ));
+        let want = f64_norm.forward(&x.to_dtype(DType::F64)?)?;
+        let d: f64 = (ours.to_dtype(DType::F64)? - want)?
+            .abs()?
+            .max_all()?
+            .to_scalar()?;
+        assert!(d < 1e-5, "max |Δ| {d}");
+        let narrow = LayerNorm2d(LayerNorm::new(w.narrow(0, 0, 5)?, b, 1e-6));
+        let err = narrow.forward(&x).unwrap_err().to_string();
+        assert!(err.contains("6 channels for 5 weights"), "{err}");
         Ok(())
     }
 

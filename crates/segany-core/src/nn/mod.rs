@@ -1,6 +1,7 @@
 //! Small layers shared by several models.
 
 pub mod bf16_gemm;
+mod channel_norm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod elementwise;
@@ -21,6 +22,7 @@ mod softmax;
 mod transpose;
 mod values;
 
+pub use channel_norm::layer_norm_channels;
 pub use elementwise::add;
 pub use few_rows::{few_rows_preferred, matmul_few_rows_into};
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
