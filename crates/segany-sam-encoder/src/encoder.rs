@@ -1,17 +1,18 @@
 //! The ViT image encoder: patch embedding, position embedding, blocks, neck.
 
 use crate::block::{Block, Buffers};
+use crate::patch_embed::PatchEmbed;
 use crate::ImageEncoderConfig;
 use crate::Neck;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 use segany_core::nn::CpuMatmul;
 
 /// SAM's `ImageEncoderViT`. Input `(B, 3, S, S)` normalised pixels, output
 /// `(B, output_channels, S/16, S/16)`.
 #[derive(Debug, Clone)]
 pub struct ImageEncoderViT {
-    patch_embed: Conv2d,
+    patch_embed: PatchEmbed,
     pos_embed: Option<Tensor>,
     blocks: Vec<Block>,
     neck: Neck,
@@ -23,16 +24,10 @@ impl ImageEncoderViT {
     pub fn new(cfg: &ImageEncoderConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::msg)?;
         let e = cfg.hidden_size;
-        let p = cfg.patch_size;
-        let patch_cfg = Conv2dConfig {
-            stride: p,
-            ..Default::default()
-        };
-        let patch_embed = candle_nn::conv2d(
+        let patch_embed = PatchEmbed::new(
             cfg.num_channels,
             e,
-            p,
-            patch_cfg,
+            cfg.patch_size,
             vb.pp("patch_embed").pp("proj"),
         )?;
         let pos_embed = if cfg.use_abs_pos {
@@ -113,21 +108,23 @@ impl ImageEncoderViT {
 
     /// Patch embedding plus absolute position embedding: `(B, g, g, C)`.
     pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
-        match &self.pos_embed {
-            None => x.contiguous(),
+        let pos = match &self.pos_embed {
+            None => None,
             Some(pos) => {
-                let (_, gh, gw, _) = x.dims4()?;
-                let pos = if pos.dim(1)? != gh || pos.dim(2)? != gw {
-                    pos.permute((0, 3, 1, 2))?
-                        .upsample_bilinear2d(gh, gw, false)?
-                        .permute((0, 2, 3, 1))?
+                let p = self.cfg.patch_size;
+                let (gh, gw) = (x.dim(2)? / p, x.dim(3)? / p);
+                if pos.dim(1)? != gh || pos.dim(2)? != gw {
+                    Some(
+                        pos.permute((0, 3, 1, 2))?
+                            .upsample_bilinear2d(gh, gw, false)?
+                            .permute((0, 2, 3, 1))?,
+                    )
                 } else {
-                    pos.clone()
-                };
-                x.broadcast_add(&pos)
+                    Some(pos.clone())
+                }
             }
-        }
+        };
+        self.patch_embed.forward_tokens(x, pos.as_ref())
     }
 
     /// Runs the transformer blocks on embedded tokens `(B, g, g, C)`.
@@ -137,8 +134,7 @@ impl ImageEncoderViT {
 
     /// The neck: `(B, g, g, C)` tokens → `(B, output_channels, g, g)`.
     pub fn neck(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
-        self.neck.forward(&x)
+        self.neck.forward_tokens(x)
     }
 }
 

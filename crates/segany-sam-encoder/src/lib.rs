@@ -29,6 +29,7 @@ mod dense_conv;
 mod encoder;
 mod fused_softmax;
 mod neck;
+mod patch_embed;
 mod rel_pos;
 pub mod tiny_vit;
 mod window;
@@ -39,6 +40,7 @@ pub use config::ImageEncoderConfig;
 pub use encoder::ImageEncoderViT;
 pub use fused_softmax::rel_pos_softmax;
 pub use neck::Neck;
+pub use patch_embed::PatchEmbed;
 pub use rel_pos::{add_decomposed_rel_pos, get_rel_pos, interpolate_linear, rel_pos_terms};
 /// The fused CPU attention kernel (moved to [`segany_core::nn::fused_attention`], shared with CLIP).
 pub use segany_core::nn::fused_attention;
