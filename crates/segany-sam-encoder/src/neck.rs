@@ -58,6 +58,18 @@ impl Neck {
     /// the 1×1 convolution multiplies the tokens where they lie and its norm runs over their
     /// rows, so only its `C_out`-channel result is transposed, instead of the `C_in`-channel
     /// input; elsewhere this permutes and calls `forward`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use segany_sam_encoder::Neck;
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let neck = Neck::new(16, 8, vb)?; // SAM ViT-B: Neck::new(768, 256, ..)
+    /// let tokens = Tensor::zeros((1, 5, 5, 16), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(neck.forward_tokens(&tokens)?.dims(), [1, 8, 5, 5]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
     pub fn forward_tokens(&self, x: &Tensor) -> Result<Tensor> {
         let (Some((_, c2)), Some(c1), true) = (&self.dense, &self.conv1_tokens, is_cpu_f32(x))
         else {

@@ -55,6 +55,18 @@ impl PatchEmbed {
     /// `(B, C_in, H, W)` pixels → `(B, H/p, W/p, C_out)` tokens (`p` the patch; a partial last
     /// row or column of pixels is dropped, as by the convolution), plus `pos (1, H/p, W/p,
     /// C_out)` when given.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use segany_sam_encoder::PatchEmbed;
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let embed = PatchEmbed::new(3, 8, 4, vb)?; // SAM: PatchEmbed::new(3, 768, 16, ..)
+    /// let px = Tensor::zeros((1, 3, 16, 12), DType::F32, &Device::Cpu)?;
+    /// assert_eq!(embed.forward_tokens(&px, None)?.dims(), [1, 4, 3, 8]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
     pub fn forward_tokens(&self, x: &Tensor, pos: Option<&Tensor>) -> Result<Tensor> {
         let Some(linear) = self.linear.as_ref().filter(|_| is_cpu_f32(x)) else {
             let tokens = self.conv.forward(x)?.permute((0, 2, 3, 1))?;

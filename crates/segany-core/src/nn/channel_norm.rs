@@ -19,6 +19,15 @@ const BAND: usize = 256;
 /// with `inv = 1/sqrt(var + eps)`, images and bands of pixels in parallel.
 ///
 /// Panics if `x` and `out` differ in length or do not hold whole images of `C × pixels`.
+///
+/// ```
+/// use segany_core::nn::layer_norm_channels;
+/// // One image, 2 channels × 3 pixels: each pixel's pair becomes (−1, 1) (eps 0).
+/// let x = [1f32, 5.0, 0.0, 3.0, 1.0, 2.0];
+/// let mut out = [0f32; 6];
+/// layer_norm_channels(&x, &mut out, 3, &[1.0, 1.0], &[0.0, 0.0], 0.0);
+/// assert_eq!(out, [-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]);
+/// ```
 pub fn layer_norm_channels(
     x: &[f32],
     out: &mut [f32],
