@@ -78,6 +78,9 @@ impl PatchEmbed {
         let p = self.patch;
         let (b, c, h, w) = x.dims4()?;
         let (gh, gw) = (h / p, w / p);
+        if gh == 0 || gw == 0 {
+            candle_core::bail!("patch embedding: a {h}×{w} image is smaller than one {p}×{p} patch")
+        }
         let (k, e) = (c * p * p, linear.weight().dim(0)?);
         if c * p * p != linear.weight().dim(1)? {
             candle_core::bail!(
@@ -92,7 +95,7 @@ impl PatchEmbed {
                 .par_chunks_mut(gw * k)
                 .enumerate()
                 .for_each(|(image_row, dst)| {
-                    let (bi, gy) = (image_row / gh.max(1), image_row % gh.max(1));
+                    let (bi, gy) = (image_row / gh, image_row % gh);
                     for (gx, patch) in dst.chunks_exact_mut(k).enumerate() {
                         for (ci, channel) in patch.chunks_exact_mut(p * p).enumerate() {
                             let plane = (bi * c + ci) * h * w;
@@ -135,8 +138,8 @@ mod tests {
 
     /// The gathered product against the convolution, permuted, plus the position embedding:
     /// two images of 3 channels whose sides are not multiples of the patch (the last pixels
-    /// dropped), with and without the position embedding, and a position embedding of the
-    /// wrong grid refused.
+    /// dropped), with and without the position embedding; a position embedding of the wrong
+    /// grid and an image narrower than a patch refused.
     #[test]
     fn matches_the_convolution() -> Result<()> {
         let dev = Device::Cpu;
@@ -167,6 +170,13 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string().contains("[1, 4, 2, 24] for 4×3 tokens"),
+            "{err}"
+        );
+        let small = Tensor::zeros((1, c, 8, p - 1), DType::F32, &dev)?;
+        let err = embed.forward_tokens(&small, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("8×3 image is smaller than one 4×4 patch"),
             "{err}"
         );
         Ok(())

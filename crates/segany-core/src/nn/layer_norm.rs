@@ -152,7 +152,8 @@ impl LayerNorm2d {
 impl Module for LayerNorm2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let n = &self.0;
-        if xs.rank() == 4 && is_cpu_f32(xs) && is_cpu_f32(&n.weight) && is_cpu_f32(&n.bias) {
+        let cpu_f32 = is_cpu_f32(xs) && is_cpu_f32(&n.weight) && is_cpu_f32(&n.bias);
+        if xs.rank() == 4 && xs.elem_count() > 0 && cpu_f32 {
             // Normalised where the channels lie ([`layer_norm_channels`]).
             let (_, c, h, w) = xs.dims4()?;
             if c != n.weight.elem_count() || c != n.bias.elem_count() {
