@@ -175,17 +175,7 @@ impl Attention {
             .ok_or_else(|| candle_core::Error::msg("attention: qkv scratch too small"))?;
         self.qkv
             .forward_into(y, rows, Activation::Identity, None, qkv)?;
-        let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
-        let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
-        let geometry = Geometry {
-            batch: b,
-            height: h,
-            width: w,
-            window,
-            heads: self.num_heads,
-            head_dim: c / self.num_heads,
-            causal: false,
-        };
+        let (geometry, rel) = self.fused_setup((b, h, w, c), window)?;
         let mut attend = |bias: Option<&[f32]>| {
             fused_attention_into(
                 qkv,
@@ -204,6 +194,27 @@ impl Attention {
             .forward_into(y, rows, Activation::Identity, Some(shortcut), out)
     }
 
+    /// The fused kernel's geometry for `b` grids of `h × w` tokens of `c` channels, and the
+    /// relative-position tables of its attention window (the window, or the whole grid).
+    fn fused_setup(
+        &self,
+        (b, h, w, c): (usize, usize, usize, usize),
+        window: usize,
+    ) -> Result<(Geometry, Option<(Tensor, Tensor)>)> {
+        let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
+        let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
+        let geometry = Geometry {
+            batch: b,
+            height: h,
+            width: w,
+            window,
+            heads: self.num_heads,
+            head_dim: c / self.num_heads,
+            causal: false,
+        };
+        Ok((geometry, rel))
+    }
+
     fn forward_grid_inner(
         &self,
         x: &Tensor,
@@ -212,17 +223,7 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, h, w, c) = x.dims4()?;
         if is_cpu_f32(x) {
-            let (wh, ww) = if window > 0 { (window, window) } else { (h, w) };
-            let rel = self.rel_tables(wh, ww)?.map(|t| (t.rh, t.rw));
-            let geometry = Geometry {
-                batch: b,
-                height: h,
-                width: w,
-                window,
-                heads: self.num_heads,
-                head_dim: c / self.num_heads,
-                causal: false,
-            };
+            let (geometry, rel) = self.fused_setup((b, h, w, c), window)?;
             let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3 * c))?;
             let out = fused_attention(
                 &qkv,
