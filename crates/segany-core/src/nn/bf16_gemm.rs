@@ -12,6 +12,7 @@
 //! per call into blocks of [`MR`] rows. A register tile of `MR × NR` sums runs over the whole
 //! depth; threads take column blocks.
 
+use super::disjoint::DisjointOut;
 use candle_core::{bail, Result};
 use rayon::prelude::*;
 
@@ -165,10 +166,7 @@ pub fn matmul_bf16_into(
     } else {
         ap.chunks_mut(pairs * MR).enumerate().for_each(pack_rows);
     }
-    let out = SharedDst {
-        ptr: dst.as_mut_ptr(),
-        len: dst.len(),
-    };
+    let out = DisjointOut::new(dst);
     let column_block = |blk: usize| {
         let bp = &b.data[blk * pairs * NR..(blk + 1) * pairs * NR];
         let j0 = blk * NR;
@@ -181,7 +179,7 @@ pub fn matmul_bf16_into(
             let i0 = mb * MR;
             for r in 0..MR.min(m - i0) {
                 let off = (i0 + r) * dst_stride + j0;
-                out.row(off, &tile[r * NR..r * NR + cols], accumulate);
+                store_row(&out, off, &tile[r * NR..r * NR + cols], accumulate);
             }
         }
     };
@@ -194,32 +192,17 @@ pub fn matmul_bf16_into(
     Ok(())
 }
 
-/// The result buffer, written by column blocks in parallel (disjoint column ranges).
-struct SharedDst {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the column blocks write disjoint cells (checked ranges in `row`), and the buffer
-// outlives the parallel loop.
-unsafe impl Sync for SharedDst {}
-
-impl SharedDst {
-    fn row(&self, offset: usize, values: &[f32], accumulate: bool) {
-        assert!(
-            offset + values.len() <= self.len,
-            "bf16 matmul: result overrun"
-        );
-        // SAFETY: in bounds (asserted); no other block touches these columns, and nothing reads
-        // the buffer until the loop has finished.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), values.len()) };
-        if accumulate {
-            for (d, &v) in dst.iter_mut().zip(values) {
-                *d += v;
-            }
-        } else {
-            dst.copy_from_slice(values);
+/// One row of a column block's tile into the result at `offset`, added or stored.
+fn store_row(out: &DisjointOut, offset: usize, values: &[f32], accumulate: bool) {
+    // SAFETY: the column blocks write disjoint column ranges, and nothing reads the result
+    // until the loop has finished.
+    let dst = unsafe { out.piece(offset, values.len()) };
+    if accumulate {
+        for (d, &v) in dst.iter_mut().zip(values) {
+            *d += v;
         }
+    } else {
+        dst.copy_from_slice(values);
     }
 }
 

@@ -8,6 +8,7 @@
 //! passes (mean, then the mean square of the centred values) in f32; only the order of each
 //! pixel's sum over the channels differs.
 
+use super::disjoint::DisjointOut;
 use super::simd::avx2_dispatch;
 use rayon::prelude::*;
 
@@ -47,9 +48,8 @@ pub fn layer_norm_channels(
         b.len()
     );
     let bands = pixels.div_ceil(BAND);
-    // Each task writes one band of every channel row of one image: disjoint, but strided, so
-    // the output is handed out as a raw pointer.
-    let base = SharedOut(out.as_mut_ptr());
+    // Each task writes one band of every channel row of one image: disjoint, but strided.
+    let base = DisjointOut::new(out);
     (0..x.len() / plane * bands)
         .into_par_iter()
         .for_each(|task| {
@@ -60,30 +60,12 @@ pub fn layer_norm_channels(
             let mut rows: Vec<&mut [f32]> = (0..c)
                 .map(|ch| {
                     // SAFETY: this task alone touches the cells `image·plane + ch·pixels + p0
-                    // ..+ len` of `out` (in bounds: asserted above); nothing else reads or
-                    // writes them until the loop ends.
-                    unsafe {
-                        std::slice::from_raw_parts_mut(
-                            base.at(image * plane + ch * pixels + p0),
-                            len,
-                        )
-                    }
+                    // ..+ len` of `out`; nothing else reads or writes them until the loop ends.
+                    unsafe { base.piece(image * plane + ch * pixels + p0, len) }
                 })
                 .collect();
             norm_band(src, &mut rows, pixels, p0, w, b, eps as f32);
         });
-}
-
-struct SharedOut(*mut f32);
-
-// SAFETY: the tasks write disjoint cells (see `layer_norm_channels`).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(&self, offset: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the buffer the pointer came from.
-        unsafe { self.0.add(offset) }
-    }
 }
 
 avx2_dispatch! {

@@ -18,6 +18,7 @@
 //! writes the result straight into the `(B, H, W, C)` output. Items run in parallel; each
 //! product is a serial gemm on views of the `qkv` buffer or of small gathered windows.
 
+use super::disjoint::DisjointOut;
 use super::matmul::{matmul_into, MatRef};
 use super::scratch::Scratch as Spare;
 use candle_core::{bail, DType, Result, Storage, Tensor};
@@ -25,7 +26,7 @@ use rayon::prelude::*;
 
 use super::reduce::gemv_t;
 use super::softmax::rel_softmax_unnormalised;
-use super::transpose::transpose_into;
+use super::transpose::{transpose_into, transpose_strided_into};
 
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -72,28 +73,12 @@ struct RelPos<'a> {
     ld_w: usize,
 }
 
-/// Output buffer shared by the work items, which write disjoint `(token, head)` cells.
-struct SharedOut {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: items write disjoint ranges (checked in `write`), and the buffer outlives the
-// parallel loop.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn write(&self, offset: usize, values: &[f32]) {
-        assert!(
-            offset + values.len() <= self.len,
-            "attention output overrun"
-        );
-        // SAFETY: in bounds (asserted); no two items write the same cells, and nothing reads
-        // the buffer until the loop has finished.
-        unsafe {
-            std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), values.len())
-        }
-    }
+/// Writes one item's `values` at `offset` of the shared output.
+fn write(out: &DisjointOut, offset: usize, values: &[f32]) {
+    // SAFETY: the items write disjoint `(token, head)` cells, and nothing reads the buffer
+    // until the parallel loop has finished.
+    let piece = unsafe { out.piece(offset, values.len()) };
+    piece.copy_from_slice(values);
 }
 
 /// Per-thread scratch buffers.
@@ -350,10 +335,7 @@ fn body(
             g.window
         )
     }
-    let shared = SharedOut {
-        ptr: out.as_mut_ptr(),
-        len: out.len(),
-    };
+    let shared = DisjointOut::new(out);
     if g.window == 0 {
         global(data, &g, rel.as_ref(), scale, &shared, queries)
     } else {
@@ -374,7 +356,7 @@ fn global(
     g: &Geometry,
     rel: Option<&RelPos>,
     scale: f32,
-    out: &SharedOut,
+    out: &DisjointOut,
     queries: usize,
 ) -> Result<()> {
     let (c, hd, n, w) = (g.channels(), g.head_dim, g.height * g.width, g.width.max(1));
@@ -429,7 +411,7 @@ fn global(
             )?;
             let first = b * queries + t0;
             for (t, o) in s.out.chunks_exact(hd).enumerate() {
-                out.write((first + t) * c + head * hd, o);
+                write(out, (first + t) * c + head * hd, o);
             }
             Ok(())
         })
@@ -446,16 +428,6 @@ const UNPACKED_MIN_KEYS: usize = 1024;
 /// on 2 Zen 4 cores 337 → 320 ms, packing 13% of it before).
 const UNPACKED_QUERIES: usize = 48;
 
-/// Writes the transpose of the `rows × cols` matrix whose rows start `stride` values apart
-/// in `src` into `dst` (`cols × rows`, row-major).
-fn transpose_strided_into(src: &[f32], stride: usize, dst: &mut [f32], rows: usize, cols: usize) {
-    for (r, row) in src.chunks(stride).take(rows).enumerate() {
-        for (c, &v) in row[..cols].iter().enumerate() {
-            dst[c * rows + r] = v;
-        }
-    }
-}
-
 /// Windowed attention: one item per (image, window, head); the window's queries, keys and
 /// values are gathered, with the bias for keys and values of padding tokens.
 fn windowed(
@@ -464,7 +436,7 @@ fn windowed(
     g: &Geometry,
     rel: Option<&RelPos>,
     scale: f32,
-    out: &SharedOut,
+    out: &DisjointOut,
 ) -> Result<()> {
     let (c, hd, n, ws) = (g.channels(), g.head_dim, g.height * g.width, g.window);
     let (nwh, nww) = (g.height.div_ceil(ws), g.width.div_ceil(ws));
@@ -507,7 +479,11 @@ fn windowed(
             let vm = MatRef::row_major(&v, ws * ws, hd)?;
             attend(&q, hd, &pos, km, vm, rel, (ws, ws), scale, false, s)?;
             for (&(i, j), o) in pos.iter().zip(s.out.chunks_exact(hd)) {
-                out.write((b * n + (y0 + i) * g.width + x0 + j) * c + head * hd, o);
+                write(
+                    out,
+                    (b * n + (y0 + i) * g.width + x0 + j) * c + head * hd,
+                    o,
+                );
             }
             (s.q, s.k, s.v) = (q, k, v);
             Ok(())

@@ -4,6 +4,7 @@ pub mod bf16_gemm;
 mod channel_norm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod disjoint;
 mod elementwise;
 mod few_rows;
 pub mod fused_attention;

@@ -16,12 +16,26 @@ struct TransposeLast2;
 /// row-major), tile by tile so that both sides are read and written in cache-sized pieces.
 /// Both slices must hold `rows · cols` values.
 pub fn transpose_into<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
-    debug_assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    transpose_strided_into(src, cols, dst, rows, cols);
+}
+
+/// [`transpose_into`] of a `rows × cols` matrix whose rows start `stride` values apart in
+/// `src` (a view into wider rows, such as one head's keys in a fused `qkv` projection).
+pub(crate) fn transpose_strided_into<T: Copy>(
+    src: &[T],
+    stride: usize,
+    dst: &mut [T],
+    rows: usize,
+    cols: usize,
+) {
+    debug_assert!(
+        (rows == 0 || src.len() >= (rows - 1) * stride + cols) && dst.len() >= rows * cols
+    );
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {
                 for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
+                    dst[c * rows + r] = src[r * stride + c];
                 }
             }
         }
@@ -85,5 +99,29 @@ pub fn transpose_last2(x: &Tensor) -> Result<Tensor> {
     } else {
         x.transpose(n.saturating_sub(2), n.saturating_sub(1))?
             .contiguous()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view of 70 × 45 values inside rows of 50 (the tiles' edges cut both ways), against
+    /// the transpose by definition; the unstrided form is the same with the stride = width.
+    #[test]
+    fn strided_transpose_matches_definition() {
+        let (rows, cols, stride) = (70usize, 45usize, 50usize);
+        let src: Vec<f32> = (0..rows * stride).map(|i| i as f32).collect();
+        let mut dst = vec![f32::NAN; rows * cols];
+        transpose_strided_into(&src, stride, &mut dst, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(dst[c * rows + r], src[r * stride + c], "({r}, {c})");
+            }
+        }
+        let dense: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let mut t = vec![f32::NAN; rows * cols];
+        transpose_into(&dense, &mut t, rows, cols);
+        assert!((0..rows * cols).all(|i| t[(i % cols) * rows + i / cols] == dense[i]));
     }
 }
