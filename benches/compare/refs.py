@@ -61,6 +61,19 @@ def timeit(fn, repeats, warmup=1):
     return {"median_s": statistics.median(ts), "min_s": min(ts), "runs_s": ts}
 
 
+def flop_count(fn):
+    """The products' floating-point operations of one call of ``fn`` (2 per multiply-add), as
+    ``torch.utils.flop_counter.FlopCounterMode`` counts them (matmuls, linear layers,
+    convolutions; element-wise work is not counted). Run with autograd on: the counter's module
+    tracker refuses ``inference_mode``/``no_grad``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def save(args, name, data):
     data = {"name": name, "threads": args.threads, "torch": torch.__version__, **data}
     path = os.path.join(args.out, f"{name}.json")
@@ -458,6 +471,11 @@ def clip(args):
                 lambda: hf.get_image_features(pixel_values=px), args.repeats)
             res["transformers_text_bf16"] = timeit(lambda: hf.get_text_features(input_ids=ids),
                                                    max(5, args.repeats))
+    # What the products cost: the image tower and the 8 ids unpadded (the work segany does for
+    # one text), for the report's floor at the machine's FMA peak.
+    res["flop"] = {"image": flop_count(lambda: hf.get_image_features(pixel_values=px)),
+                   "text_8_ids": flop_count(
+                       lambda: hf.get_text_features(input_ids=ids[:, :len(CLIP_IDS)]))}
     del hf
     oc = open_clip.create_model("ViT-L-14-336-quickgelu", pretrained=None).eval()
     oc.load_state_dict(load_file(os.path.join(clip_dir, "open_clip_random.safetensors.src")))
@@ -501,6 +519,8 @@ def ssp(args):
                     **timeit(lambda: head(*inputs), max(10, args.repeats)),
                     "prompts_max_abs": float((p.float() - prompts).abs().max()),
                     "boxes_max_abs": float((b.float() - boxes).abs().max())}
+        # The reference's product count (report.py checks its own formula against it).
+        res[name]["flop"] = flop_count(lambda: head(*inputs))
     save(args, "ssp_head", res)
 
 
