@@ -61,13 +61,15 @@ def timeit(fn, repeats, warmup=1):
     return {"median_s": statistics.median(ts), "min_s": min(ts), "runs_s": ts}
 
 
-def flop_count(fn):
+def flop_count(model, fn):
     """The products' floating-point operations of one call of ``fn`` (2 per multiply-add), as
     ``torch.utils.flop_counter.FlopCounterMode`` counts them (matmuls, linear layers,
-    convolutions; element-wise work is not counted). Run with autograd on: the counter's module
-    tracker refuses ``inference_mode``/``no_grad``."""
+    convolutions; element-wise work is not counted). The counter's module tracker refuses
+    ``inference_mode``/``no_grad``, so ``model``'s parameters stop requiring gradients instead
+    (no autograd graph is kept); the inputs must not be inference tensors."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    model.requires_grad_(False)
     counter = FlopCounterMode(display=False)
     with counter:
         fn()
@@ -266,7 +268,11 @@ def sam_official(args):
     pred.set_image(img)
     pts, lbl = np.array([POINT]), np.array([1])
     dec = timeit(lambda: pred.predict(pts, lbl, multimask_output=True), max(10, args.repeats))
-    save(args, "sam_official", {"encoder": enc, "encoder_bf16": enc_bf16, "decoder": dec})
+    # The official encoder's product count in its own layout (windowed blocks on the padded
+    # 70x70 grid), beside report.py's counts.
+    flop = flop_count(sam, lambda: sam.image_encoder(x.clone()))
+    save(args, "sam_official", {"encoder": enc, "encoder_bf16": enc_bf16, "decoder": dec,
+                                "encoder_flop": flop})
 
 
 def meta_to_hf(sd):
@@ -473,9 +479,11 @@ def clip(args):
                                                    max(5, args.repeats))
     # What the products cost: the image tower and the 8 ids unpadded (the work segany does for
     # one text), for the report's floor at the machine's FMA peak.
-    res["flop"] = {"image": flop_count(lambda: hf.get_image_features(pixel_values=px)),
-                   "text_8_ids": flop_count(
-                       lambda: hf.get_text_features(input_ids=ids[:, :len(CLIP_IDS)]))}
+    res["flop"] = {
+        "image": flop_count(hf, lambda: hf.get_image_features(pixel_values=px)),
+        "text_8_ids": flop_count(
+            hf, lambda: hf.get_text_features(input_ids=ids[:, :len(CLIP_IDS)])),
+        "text_77_ids": flop_count(hf, lambda: hf.get_text_features(input_ids=ids))}
     del hf
     oc = open_clip.create_model("ViT-L-14-336-quickgelu", pretrained=None).eval()
     oc.load_state_dict(load_file(os.path.join(clip_dir, "open_clip_random.safetensors.src")))
@@ -520,7 +528,7 @@ def ssp(args):
                     "prompts_max_abs": float((p.float() - prompts).abs().max()),
                     "boxes_max_abs": float((b.float() - boxes).abs().max())}
         # The reference's product count (report.py checks its own formula against it).
-        res[name]["flop"] = flop_count(lambda: head(*inputs))
+        res[name]["flop"] = flop_count(head, lambda: head(*inputs))
     save(args, "ssp_head", res)
 
 

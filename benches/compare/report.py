@@ -19,6 +19,16 @@ _MAC = (8 * (NP * 4 * D * D + NP * 2 * W * D + N * 8 * D * D)
         + 4 * (N * 4 * D * D + 2 * N * N * D + N * 8 * D * D)
         + N * 768 * D + N * D * 256 + N * 256 * 256 * 9)
 VIT_B_FLOP = 2 * _MAC
+# What segany's ViT-B encoder multiplies: every linear layer on the 4,096 tokens (windowed
+# blocks too: the padded tokens' projection is the bias), global attention with its
+# decomposed relative positions, windowed attention for the real queries only against each
+# window's 196 keys, patch embedding and neck.
+_C, _HEADS, _G, _WS = 64, 12, 64, 14
+_SEGANY_MAC = (12 * N * 12 * D * D
+               + 4 * (2 * N * N * D + _HEADS * N * 2 * _G * _C)
+               + 8 * (2 * N * W * D + _HEADS * N * 2 * _WS * _C)
+               + N * 768 * D + N * D * 256 + N * 256 * 256 * 9)
+VIT_B_SEGANY_FLOP = 2 * _SEGANY_MAC
 
 
 def ssp_head_flop(clip_dim, grid, last_rows=None, a=512, d=256, ffn=2048, layers=6, prompts=128,
@@ -142,10 +152,17 @@ def main():
         rows.append({"what": what, "segany_s": segany, "refs_s": refs, "fastest_ref": fastest,
                      "ratio": ratio, "target": target, "note": note})
 
+    enc_refs = [t for t in (torch_enc, med(hf, "encoder"), med(onnx, "encoder")) if t]
+    official_flop = (off or {}).get("encoder_flop")
     row("SAM ViT-B image encoder, 1024²", enc,
         {"candle-transformers": c("sam_vit_b", "candle_transformers_encoder_1024"),
          "segment-anything": torch_enc, "transformers": med(hf, "encoder"),
-         "ONNX Runtime": med(onnx, "encoder")}, "≤ 0.65× fastest of ORT / transformers / official")
+         "ONNX Runtime": med(onnx, "encoder")}, "≤ 0.65× fastest of ORT / transformers / official",
+        floor("vit_b_encoder", VIT_B_SEGANY_FLOP, min(enc_refs) if enc_refs else None, 0.65,
+              "report.py's count of segany's encoder"
+              + (f"; FlopCounterMode counts {official_flop / 1e12:.3f} TFLOP in the official "
+                 "encoder, whose windowed blocks run on the padded 70×70 grid"
+                 if official_flop else "")))
     tiny_vit = c("sam_vit_t", "segany_tiny_vit_encoder_1024")
     row("MobileSAM TinyViT-5M image encoder, 1024² (beside ViT-B's)", tiny_vit,
         {"PyTorch": med(raw(a.out, "mobilesam_official"), "encoder")},
@@ -213,10 +230,14 @@ def main():
         c("clip_vit_l14_336", "text_one"),
         {"transformers": med(clip, "transformers_text_unpadded")}, "≤ 0.5× PyTorch",
         "the same embedding as the padded row; transformers given only the 8 ids")
+    text77_refs = [t for t in (med(clip, "transformers_text"), med(clip, "open_clip_text")) if t]
     row("CLIP ViT-L/14@336 one text, all 77 positions (token features, as SSP-SAM reads them)",
         c("clip_vit_l14_336", "text_one_all_tokens"),
         {"transformers": med(clip, "transformers_text"), "open_clip": med(clip, "open_clip_text")},
-        "≤ 0.5× PyTorch")
+        "≤ 0.5× PyTorch",
+        floor("clip_text_77", clip_flop.get("text_77_ids"),
+              min(text77_refs) if text77_refs else None, 0.5,
+              "counted by torch's FlopCounterMode in transformers' text tower on 77 ids"))
     for what, name, ref, f32_ref in [
             ("image embedding", "image_embedding_bf16", "transformers_image_bf16",
              "transformers_image"),
