@@ -477,8 +477,8 @@ def clip(args):
                 lambda: hf.get_image_features(pixel_values=px), args.repeats)
             res["transformers_text_bf16"] = timeit(lambda: hf.get_text_features(input_ids=ids),
                                                    max(5, args.repeats))
-    # What the products cost: the image tower and the 8 ids unpadded (the work segany does for
-    # one text), for the report's floor at the machine's FMA peak.
+    # What the products cost, for the report's floors at the machine's FMA peak: the image
+    # tower, the 8 ids unpadded (segany's work for one text) and all 77 positions.
     res["flop"] = {
         "image": flop_count(hf, lambda: hf.get_image_features(pixel_values=px)),
         "text_8_ids": flop_count(
