@@ -161,22 +161,20 @@ impl TwoWayAttentionBlock {
     /// [`Self::forward_with`] on the fused CPU path for a batch of prompts sharing one image,
     /// keeping the image side factored: the token-to-image attention reads the image through
     /// `image` (the first block's shared projections, or the factored tokens of the later
-    /// blocks), and the image-to-token step returns its update ([`fused::ImageUpdate`])
-    /// beside the new image tokens.
-    #[allow(clippy::too_many_arguments)]
+    /// blocks), and the image-to-token step returns only its update ([`fused::ImageUpdate`]):
+    /// no block materialises the image tokens over the shared image `keys (1, N, D)`.
     fn forward_factored(
         &self,
         queries: &Tensor,
-        keys: fused::ImageIn,
+        keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
         image: FactoredImage,
         pool: &fused::BufferPool,
-        write: bool,
-    ) -> Result<(Tensor, Option<Vec<f32>>, fused::ImageUpdate)> {
+    ) -> Result<(Tensor, fused::ImageUpdate)> {
         let queries = self.self_attention(queries, query_pe)?;
         let q = add(&queries, query_pe)?;
-        let (attn, image_queries) = match image {
+        let (attn, image_queries, earlier) = match image {
             FactoredImage::First(p) => (
                 fused::token_to_shared_image(
                     &self.cross_attn_token_to_image,
@@ -185,6 +183,7 @@ impl TwoWayAttentionBlock {
                     &p.token_to_image_values,
                 )?,
                 fused::ImageQueries::Shared(&p.image_to_token_queries),
+                None,
             ),
             FactoredImage::Later(shared, shared_queries, low_rank) => (
                 fused::token_to_low_rank_image(
@@ -194,25 +193,26 @@ impl TwoWayAttentionBlock {
                     low_rank,
                 )?,
                 fused::ImageQueries::Factored(shared_queries, low_rank),
+                Some(low_rank),
             ),
         };
         let queries = self.norm2.forward(&add(&queries, &attn)?)?;
         let queries = self.mlp(&queries)?;
         let q = add(&queries, query_pe)?;
         let (b, nt, _) = queries.dims3()?;
-        let (_, n, d) = key_pe.dims3()?;
+        let n = key_pe.dim(1)?;
         let hn = self.cross_attn_image_to_token.num_heads() * nt;
-        let (keys, update) = fused::image_to_token_tracked(
+        let update = fused::image_to_token_factored(
             &self.cross_attn_image_to_token,
             &self.norm4,
             keys,
+            earlier,
             key_pe,
             image_queries,
             (&q, &queries),
-            write.then(|| pool.take(b * n * d)),
             (pool.take(b * n * hn), Some(pool)),
         )?;
-        Ok((queries, keys, update))
+        Ok((queries, update))
     }
 }
 
@@ -468,10 +468,6 @@ impl TwoWayTransformer {
             candle_core::bail!("two-way transformer: shared projections missing")
         };
         let mut queries = tokens.clone();
-        // The image tokens between blocks, `(B, N, D)` values from the pool (the first block
-        // reads the shared image).
-        let mut keys: Option<Vec<f32>> = None;
-        let (b, n, d) = (tokens.dim(0)?, image.keys.dim(1)?, image.keys.dim(2)?);
         let mut updates: Vec<fused::ImageUpdate> = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let side = match i {
@@ -482,25 +478,15 @@ impl TwoWayTransformer {
                     fused::LowRankKeys::new(&updates)?,
                 ),
             };
-            // The last block's tokens stay factored: only the next block reads them dense.
-            let last = i + 1 == self.layers.len();
-            let input = match &keys {
-                Some(v) => fused::ImageIn::Values(v, (b, n, d)),
-                None => fused::ImageIn::Tensor(&image.keys),
-            };
-            let (q, k, update) = layer.forward_factored(
+            let (q, update) = layer.forward_factored(
                 &queries,
-                input,
+                &image.keys,
                 tokens,
                 &image.key_pe,
                 side,
                 &image.pool,
-                !last,
             )?;
             queries = q;
-            if let Some(old) = std::mem::replace(&mut keys, k) {
-                image.pool.give(old);
-            }
             updates.push(update);
         }
         let queries = queries.narrow(1, 0, outputs)?;

@@ -1,7 +1,8 @@
 //! The image attending to the tokens, residual and layer norm, in row tiles.
 
+use super::norm_stats::{NormStats, PromptStats};
 use super::tile_scores::{factored_keys, tile_scores, TileQueries};
-use super::{values, BufferPool, ImageIn, ImageUpdate, LowRankKeys, SharedQueries};
+use super::{values, BufferPool, ImageUpdate, LowRankKeys, SharedQueries};
 use crate::attention::Attention;
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
@@ -40,7 +41,7 @@ pub fn image_to_token(
     let (out, _) = run(
         attn,
         norm,
-        ImageIn::Tensor(image),
+        (image, Residual::Dense),
         pe,
         queries,
         (tokens_k, tokens_v),
@@ -58,11 +59,14 @@ pub fn image_to_token(
 /// tokens `(B, N, D)` are written to `out` when given (any contents; every value is
 /// overwritten) and returned, else only recorded that way. The probabilities go to `probs`
 /// (`B·N·heads·Nt` values, overwritten); the update gives it back to `pool` when dropped.
+/// (The decoder uses [`image_to_token_factored`]; the tests check the records against this
+/// one's, made from the tokens themselves.)
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn image_to_token_tracked(
     attn: &Attention,
     norm: &LayerNorm,
-    image: ImageIn,
+    image: &Tensor,
     pe: &Tensor,
     queries: ImageQueries,
     (tokens_k, tokens_v): (&Tensor, &Tensor),
@@ -72,7 +76,7 @@ pub fn image_to_token_tracked(
     let (out, update) = run(
         attn,
         norm,
-        image,
+        (image, Residual::Dense),
         pe,
         queries,
         (tokens_k, tokens_v),
@@ -86,6 +90,50 @@ pub fn image_to_token_tracked(
         }
         None => bail!("image-to-token: update not recorded"),
     }
+}
+
+/// [`image_to_token_tracked`] for image tokens kept factored over the shared image
+/// `image (1, N, D)`: the image itself (`earlier` `None`, the first block) or the earlier
+/// blocks' updates over it. Only the record is made: the norm's statistics come from the
+/// factored form ([`super::norm_stats`]), and no token is materialised.
+#[allow(clippy::too_many_arguments)]
+pub fn image_to_token_factored(
+    attn: &Attention,
+    norm: &LayerNorm,
+    image: &Tensor,
+    earlier: Option<LowRankKeys>,
+    pe: &Tensor,
+    queries: ImageQueries,
+    (tokens_k, tokens_v): (&Tensor, &Tensor),
+    (probs, pool): (Vec<f32>, Option<&BufferPool>),
+) -> Result<ImageUpdate> {
+    let (_, update) = run(
+        attn,
+        norm,
+        (image, Residual::Factored(earlier)),
+        pe,
+        queries,
+        (tokens_k, tokens_v),
+        None,
+        Some(probs),
+    )?;
+    match update {
+        Some(mut u) => {
+            u.pool = pool.cloned();
+            Ok(u)
+        }
+        None => bail!("image-to-token: update not recorded"),
+    }
+}
+
+/// What the residual and norm of a step read.
+#[derive(Clone, Copy)]
+enum Residual<'a> {
+    /// The image tokens given.
+    Dense,
+    /// The earlier blocks' updates over the shared image given (`None`: the image itself);
+    /// only the norm's statistics are computed.
+    Factored(Option<LowRankKeys<'a>>),
 }
 
 /// Where an image-to-token step gets the image tokens' queries from.
@@ -106,6 +154,17 @@ pub enum ImageQueries<'a> {
 struct TileOut<'a> {
     o: Option<&'a mut [f32]>,
     track: Option<TileTrack<'a>>,
+    /// With factored image tokens, what their norm statistics come from (`o` is `None`).
+    stats: Option<FactoredNorm<'a>>,
+}
+
+/// One prompt's part of a factored step's norm statistics.
+struct FactoredNorm<'a> {
+    stats: &'a NormStats<'a>,
+    prompt: &'a PromptStats,
+    /// The prompt's token values `(Nt, heads·c)`.
+    v: &'a [f32],
+    bb: usize,
 }
 
 /// Per tile: where the probabilities and norm statistics go.
@@ -119,7 +178,7 @@ struct TileTrack<'a> {
 fn run(
     attn: &Attention,
     norm: &LayerNorm,
-    image: ImageIn,
+    (image, residual): (&Tensor, Residual),
     pe: &Tensor,
     queries: ImageQueries,
     (tokens_k, tokens_v): (&Tensor, &Tensor),
@@ -133,7 +192,7 @@ fn run(
     let kp = attn.k_proj().forward(tokens_k)?;
     let vp = attn.v_proj().forward(tokens_v)?;
     let (b, nt, di) = kp.dims3()?;
-    let (bi, n, d) = image.dims()?;
+    let (bi, n, d) = image.dims3()?;
     let h = attn.num_heads();
     let c = di / h;
     if (bi != 1 && bi != b) || pe.dims() != [1, n, d] || vp.dims() != [b, nt, di] {
@@ -204,6 +263,24 @@ fn run(
     let hn = h * nt;
     let write = out.is_some();
     let track = probs.is_some();
+    let stats = match residual {
+        Residual::Dense => None,
+        Residual::Factored(earlier) => {
+            if bi != 1 || write || !track {
+                bail!(
+                    "image-to-token: factored tokens need one shared image ({bi} given), \
+                     a record and no output"
+                )
+            }
+            if earlier.is_some() && fold {
+                bail!("image-to-token: queries of factored tokens projected from the image")
+            }
+            let stats = with_f32_values(image, |x| {
+                NormStats::new(x, earlier, (wo, bo), (h, nt), norm.eps())
+            })?;
+            Some(stats)
+        }
+    };
     let mut out = out.unwrap_or_default();
     let mut a = probs.unwrap_or_default();
     if (write && out.len() != b * n * d) || (track && a.len() != b * n * hn) {
@@ -227,6 +304,7 @@ fn run(
                 .map(|_| TileOut {
                     o: None,
                     track: None,
+                    stats: None,
                 })
                 .collect()
         })
@@ -250,7 +328,7 @@ fn run(
         }
     }
     let mut run = |shared_q: Option<&[f32]>| -> Result<()> {
-        image.with_values(|x| {
+        with_f32_values(image, |x| {
             with_f32_values(pe, |p| {
                 std::mem::take(&mut per_tile)
                     .into_par_iter()
@@ -262,6 +340,11 @@ fn run(
                         let k = &kv[bb * nt * di..(bb + 1) * nt * di];
                         let shared_q = shared_q.map(|q| &q[xb * h * n * c..(xb + 1) * h * n * c]);
                         let norm = (&nw[..], &nb[..], norm.eps());
+                        let prompt_stats = match &stats {
+                            Some(s) => Some((s, s.prompt(bb, &side.r)?)),
+                            None => None,
+                        };
+                        let v = &vv[bb * nt * di..(bb + 1) * nt * di];
                         outs.into_par_iter().enumerate().try_for_each(|(ti, out)| {
                             let r0 = ti * TILE_ROWS;
                             let rows = TILE_ROWS.min(n - r0);
@@ -278,6 +361,13 @@ fn run(
                                 }
                                 (None, None) => TileScores::Fold,
                             };
+                            let stats = prompt_stats.as_ref().map(|(s, ps)| FactoredNorm {
+                                stats: s,
+                                prompt: ps,
+                                v,
+                                bb,
+                            });
+                            let out = TileOut { stats, ..out };
                             one_tile(&tile, scores, side, &dims, n, scale, bo, norm, out)
                         })
                     })
@@ -433,10 +523,7 @@ fn one_tile_body(
     (nw, nb, eps): (&[f32], &[f32], f64),
     out: TileOut,
 ) -> Result<()> {
-    let TileOut { o, track } = out;
-    // The update goes to a scratch tile (in cache; overwritten by the product below), the
-    // normalised rows to `o` if anywhere (unwritten rows need only the norm's statistics).
-    let mut u = Scratch::take(tile.rows * dims.d);
+    let TileOut { o, track, stats } = out;
     let Dims { h, nt, d, .. } = *dims;
     let (rows, hn) = (tile.rows, h * nt);
     // The scores, then the probabilities, `(heads·Nt, rows)` with rows `ld` apart (padded:
@@ -484,6 +571,18 @@ fn one_tile_body(
     for head in s.chunks_mut(nt * ld) {
         softmax_columns_in_place(head, ld, nt, rows);
     }
+    if let Some(f) = stats {
+        let Some(TileTrack { a, mean, inv }) = track else {
+            bail!("image-to-token: factored tokens without a record")
+        };
+        record_probabilities(&s, ld, hn, a);
+        return f
+            .stats
+            .tile(f.bb, f.prompt, f.v, tile.r0, (&s, ld), mean, inv);
+    }
+    // The update goes to a scratch tile (in cache; overwritten by the product below), the
+    // normalised rows to `o` if anywhere (unwritten rows need only the norm's statistics).
+    let mut u = Scratch::take(rows * d);
     // The update: (rows × heads·Nt), read transposed from the probabilities, times
     // (heads·Nt × D).
     matmul_into(
@@ -496,16 +595,7 @@ fn one_tile_body(
     )?;
     let stats = match track {
         Some(TileTrack { a, mean, inv }) => {
-            // The record keeps them image-token-major, `(rows, heads·Nt)`.
-            for (p0, block) in a.chunks_mut(16 * hn).enumerate() {
-                // 16 image tokens at a time: 16 consecutive values of each score row.
-                for (j, srow) in s.chunks(ld).enumerate() {
-                    let src = &srow[16 * p0..];
-                    for (dst, v) in block.chunks_mut(hn).zip(src) {
-                        dst[j] = *v;
-                    }
-                }
-            }
+            record_probabilities(&s, ld, hn, a);
             Some((mean, inv))
         }
         None => None,
@@ -518,6 +608,21 @@ fn one_tile_body(
     let o = o.unwrap_or(&mut []);
     residual_layer_norm_rows(&u, tile.x, bo, nw, nb, eps, o, mean, inv);
     Ok(())
+}
+
+/// The probabilities `s (heads·Nt, rows)`, rows `ld` apart, into the record's
+/// image-token-major `a (rows, heads·Nt)`.
+#[inline(always)]
+fn record_probabilities(s: &[f32], ld: usize, hn: usize, a: &mut [f32]) {
+    for (p0, block) in a.chunks_mut(16 * hn).enumerate() {
+        // 16 image tokens at a time: 16 consecutive values of each score row.
+        for (j, srow) in s.chunks(ld).enumerate() {
+            let src = &srow[16 * p0..];
+            for (dst, v) in block.chunks_mut(hn).zip(src) {
+                dst[j] = *v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

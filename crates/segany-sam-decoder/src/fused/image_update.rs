@@ -1,9 +1,6 @@
-//! What the factored decoder path keeps of an image-to-token step, and the image tokens such a
-//! step reads.
+//! What the factored decoder path keeps of an image-to-token step.
 
 use super::BufferPool;
-use candle_core::{bail, Result, Tensor};
-use segany_core::nn::with_f32_values;
 
 /// One image-to-token step, `out = norm(x + A·U + b)` per prompt and image token, factored:
 /// `A (B, N, heads·Nt)` the attention probabilities, `U (B, heads·Nt, D)` the token values
@@ -38,40 +35,6 @@ impl Drop for ImageUpdate {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
             pool.give(std::mem::take(&mut self.a));
-        }
-    }
-}
-
-/// The image tokens an image-to-token step reads: a tensor `(Bi, N, D)`, or values in that
-/// layout.
-#[derive(Clone, Copy)]
-pub enum ImageIn<'a> {
-    /// A CPU tensor.
-    Tensor(&'a Tensor),
-    /// `(Bi, N, D)` values.
-    Values(&'a [f32], (usize, usize, usize)),
-}
-
-impl ImageIn<'_> {
-    pub(crate) fn dims(&self) -> Result<(usize, usize, usize)> {
-        match self {
-            Self::Tensor(t) => t.dims3(),
-            Self::Values(v, (b, n, d)) => {
-                if v.len() != b * n * d {
-                    bail!(
-                        "image-to-token: {} image values for {b} × {n} × {d}",
-                        v.len()
-                    )
-                }
-                Ok((*b, *n, *d))
-            }
-        }
-    }
-
-    pub(crate) fn with_values<R>(&self, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-        match self {
-            Self::Tensor(t) => with_f32_values(t, f),
-            Self::Values(v, _) => f(v),
         }
     }
 }

@@ -283,6 +283,51 @@ impl Projector<'_> {
         }
         Ok(())
     }
+
+    /// Columns `j0..j0 + cols` of prompt `bb`'s `R·wᵀ`, `(rank, cols)`, into `out` with rows
+    /// `ld` apart.
+    pub(crate) fn project_columns(
+        &self,
+        bb: usize,
+        j0: usize,
+        cols: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) -> Result<()> {
+        let (di, rank) = (self.di, self.keys.rank());
+        if j0 + cols > di || ld < cols || out.len() < rank * ld {
+            bail!(
+                "low-rank keys: columns {j0}..{} of {di}, rows {ld} apart in {} values, for \
+                 rank {rank}",
+                j0 + cols,
+                out.len()
+            )
+        }
+        let mut row0 = 0;
+        for (l, (m, rows)) in self.keys.levels.iter().zip(&self.per_level) {
+            let (h, nt) = (l.heads, l.hn / l.heads);
+            let diu = l.wo.len() / l.d;
+            let c = diu / h;
+            let v = &l.v[bb * nt * diu..(bb + 1) * nt * diu];
+            for hh in 0..h {
+                matmul_few_rows_into(
+                    &mut out[(row0 + hh * nt) * ld..],
+                    ld,
+                    (&v[hh * c..], diu),
+                    (&m[hh * c * di + j0..], di),
+                    (nt, c, cols),
+                    1.0,
+                    false,
+                )?;
+            }
+            row0 += l.hn;
+            for (i, shared) in rows.chunks(di).enumerate() {
+                out[(row0 + i) * ld..][..cols].copy_from_slice(&shared[j0..j0 + cols]);
+            }
+            row0 += 3;
+        }
+        Ok(())
+    }
 }
 
 /// `attn(q = queries, k = keys + pe, v = keys)` with `keys` the per-prompt image tokens in
@@ -479,8 +524,9 @@ fn one_prompt_body(
 #[cfg(test)]
 mod tests {
     use super::super::{
-        image_to_token, image_to_token_tracked, max_abs_diff, token_to_image,
-        upscale_factored_masks, upscale_masks, BufferPool, ImageIn, ImageQueries, SharedQueries,
+        image_to_token, image_to_token_factored, image_to_token_tracked, max_abs_diff,
+        token_to_image, upscale_factored_masks, upscale_masks, BufferPool, ImageQueries,
+        SharedQueries,
     };
     use super::*;
     use crate::test_util::{pseudo_random, randomise};
@@ -497,10 +543,33 @@ mod tests {
         ))
     }
 
+    /// The probabilities and norm statistics of `got` are those of `want` (relative 2e-5).
+    fn same_record(got: &ImageUpdate, want: &ImageUpdate, step: usize) {
+        for (what, a, b) in [
+            ("probabilities", &got.a, &want.a),
+            ("means", &got.mean, &want.mean),
+            ("inverse deviations", &got.inv, &want.inv),
+        ] {
+            assert_eq!(a.len(), b.len(), "step {step}: {what}");
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            let scale = b.iter().map(|b| b.abs()).fold(0f32, f32::max);
+            assert!(
+                diff < 2e-5 * scale.max(1.0),
+                "step {step}, {what}: {diff} (scale {scale})"
+            );
+        }
+    }
+
     /// Two image-to-token steps from one shared image, then a token-to-image attention on
     /// the factored tokens after one and after two steps: the same as [`token_to_image`] on
     /// the materialised tokens. Norm gains far from 1 and non-zero shifts, so a basis row
-    /// scaled by the wrong gain, or a coefficient by the wrong `inv`, shows.
+    /// scaled by the wrong gain, or a coefficient by the wrong `inv`, shows. Each step's
+    /// record made from the factored tokens (norm statistics without the tokens) equals the
+    /// one made from the tokens.
     #[test]
     fn matches_attention_on_materialised_tokens() -> Result<()> {
         let varmap = VarMap::new();
@@ -539,7 +608,7 @@ mod tests {
             let (next, update) = image_to_token_tracked(
                 attn,
                 norm,
-                ImageIn::Tensor(&keys),
+                &keys,
                 &pe,
                 ImageQueries::Project,
                 (&tk, &tv),
@@ -554,7 +623,7 @@ mod tests {
                 let (none, other) = image_to_token_tracked(
                     attn,
                     norm,
-                    ImageIn::Tensor(&keys),
+                    &keys,
                     &pe,
                     queries,
                     (&tk, &tv),
@@ -562,22 +631,44 @@ mod tests {
                     (vec![f32::NAN; b * n * 4 * nt], None),
                 )?;
                 assert!(none.is_none(), "tokens written although not asked");
-                for (what, a, b) in [
-                    ("probabilities", &other.a, &update.a),
-                    ("means", &other.mean, &update.mean),
-                    ("inverse deviations", &other.inv, &update.inv),
-                ] {
-                    let diff = a
-                        .iter()
-                        .zip(b)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
-                    let scale = b.iter().map(|b| b.abs()).fold(0f32, f32::max);
-                    assert!(
-                        diff < 2e-5 * scale.max(1.0),
-                        "{what}: {diff} (scale {scale})"
-                    );
+                same_record(&other, &update, i);
+            }
+            // The step from the shared image and the earlier steps' updates, never reading
+            // `keys`: the first step's queries projected from the image, the later ones'
+            // through the factored tokens.
+            let shared;
+            let (earlier, step_queries) = match i {
+                0 => (None, ImageQueries::Project),
+                _ => {
+                    shared = SharedQueries::new(attn, &x, &pe, &gain)?;
+                    let low = LowRankKeys::new(&updates)?;
+                    (Some(low), ImageQueries::Factored(&shared, low))
                 }
+            };
+            let factored = image_to_token_factored(
+                attn,
+                norm,
+                &x,
+                earlier,
+                &pe,
+                step_queries,
+                (&tk, &tv),
+                (vec![f32::NAN; b * n * 4 * nt], None),
+            )?;
+            same_record(&factored, &update, i);
+            if i > 0 {
+                // Queries projected from the shared image would be those of the wrong tokens.
+                let wrong = image_to_token_factored(
+                    attn,
+                    norm,
+                    &x,
+                    earlier,
+                    &pe,
+                    ImageQueries::Project,
+                    (&tk, &tv),
+                    (vec![0f32; b * n * 4 * nt], None),
+                );
+                assert!(wrong.is_err(), "step {i}: projected queries accepted");
             }
             let next = next.ok_or_else(|| candle_core::Error::Msg("not written".into()))?;
             assert!(
@@ -612,6 +703,13 @@ mod tests {
                     "projected basis of prompt {bb}, {} steps: {diff}",
                     i + 1
                 );
+                // Columns 5..12 of it, rows 9 apart.
+                let mut cols = vec![f32::NAN; r * 9];
+                projector.project_columns(bb, 5, 7, &mut cols, 9)?;
+                let cols: Vec<f32> = cols.chunks(9).flat_map(|row| row[..7].to_vec()).collect();
+                let cols = Tensor::from_vec(cols, (r, 7), x.device())?;
+                let diff = max_abs_diff(&cols, &want.narrow(1, 5, 7)?)?;
+                assert!(diff < 2e-5, "projected columns of prompt {bb}: {diff}");
             }
             for (g, w) in gain.iter_mut().zip(values(norm.weight())?) {
                 *g *= w;

@@ -36,6 +36,7 @@
 mod image_to_token;
 mod image_update;
 mod low_rank;
+mod norm_stats;
 mod pool;
 mod shared;
 mod tile_scores;
@@ -43,8 +44,10 @@ mod token_to_image;
 mod token_to_shared_image;
 mod upscale;
 
-pub use image_to_token::{image_to_token, image_to_token_tracked, ImageQueries};
-pub use image_update::{ImageIn, ImageUpdate};
+#[cfg(test)]
+pub use image_to_token::image_to_token_tracked;
+pub use image_to_token::{image_to_token, image_to_token_factored, ImageQueries};
+pub use image_update::ImageUpdate;
 pub use low_rank::{token_to_low_rank_image, LowRankKeys};
 pub use pool::BufferPool;
 pub use shared::{SharedProjections, SharedQueries};
