@@ -92,10 +92,11 @@ pub fn image_to_token_tracked(
     }
 }
 
-/// [`image_to_token_tracked`] for image tokens kept factored over the shared image
-/// `image (1, N, D)`: the image itself (`earlier` `None`, the first block) or the earlier
-/// blocks' updates over it. Only the record is made: the norm's statistics come from the
-/// factored form ([`super::norm_stats`]), and no token is materialised.
+/// The record ([`ImageUpdate`]) of an image-to-token step on image tokens kept factored over
+/// the shared image `image (1, N, D)`: the image itself (`earlier` `None`, the first block)
+/// or the earlier blocks' updates over it. The norm's statistics come from the factored form
+/// (`norm_stats`) and no token is materialised. The probabilities go to `probs`
+/// (`B·N·heads·Nt` values, overwritten); the update gives it back to `pool` when dropped.
 #[allow(clippy::too_many_arguments)]
 pub fn image_to_token_factored(
     attn: &Attention,

@@ -20,11 +20,11 @@
 //!   scores, softmax and values, instead of materialising all prompts' scores at once.
 //! * [`token_to_low_rank_image`] and [`upscale_factored_masks`]: for a batch of prompts on
 //!   one image, every image-to-token step is a rank-(heads·tokens) update and a layer norm
-//!   ([`image_to_token_tracked`] records it), so after the first block each prompt's image
+//!   ([`image_to_token_factored`] records it), so after the first block each prompt's image
 //!   tokens are the shared image plus a narrow per-prompt product ([`LowRankKeys`]); the
 //!   later token-to-image attentions and `up1` read that form, with the shared image's
-//!   projections computed once per image ([`SharedProjections`]), and the last block's
-//!   tokens are never materialised.
+//!   projections computed once per image ([`SharedProjections`]). No block's tokens are
+//!   materialised: the norms' statistics come from the factored form too (`norm_stats`).
 //! * [`upscale_masks`]: both transposed convolutions, their norm and GELUs and the
 //!   hypernetwork product, one row of the embedding grid at a time, never materialising the
 //!   256×256×32 upscaled features.

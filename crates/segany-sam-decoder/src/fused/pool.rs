@@ -1,9 +1,10 @@
 //! Large buffers reused from one decoder batch to the next on the same image.
 //!
-//! The factored path needs, per batch of 64 prompts, the first block's image tokens (268 MB)
-//! and every block's attention probabilities (58 MB each). Fresh allocations of that size are
-//! new pages each batch, which the kernel zeroes on first touch: ~13 % of the decoder's time.
-//! A prepared image keeps a pool of them instead, so only its first batch pays.
+//! The factored path needs, per batch of 64 prompts, every block's attention probabilities
+//! (58 MB each; until the norm statistics came from the factored form, also the first
+//! block's image tokens, 268 MB). Fresh allocations of that size are new pages each batch,
+//! which the kernel zeroes on first touch (~13 % of the decoder's time with the tokens). A
+//! prepared image keeps a pool of them instead, so only its first batch pays.
 
 use std::sync::{Arc, Mutex};
 
