@@ -150,7 +150,7 @@ pub enum ImageQueries<'a> {
 }
 
 /// Per tile of one prompt: where its normalised rows go (`None`: nowhere, only the record is
-/// kept) and where the probabilities `(rows, heads·Nt)` and norm statistics go (`None`: not
+/// kept) and where the probabilities `(heads·Nt, rows)` and norm statistics go (`None`: not
 /// recorded).
 struct TileOut<'a> {
     o: Option<&'a mut [f32]>,
@@ -611,18 +611,13 @@ fn one_tile_body(
     Ok(())
 }
 
-/// The probabilities `s (heads·Nt, rows)`, rows `ld` apart, into the record's
-/// image-token-major `a (rows, heads·Nt)`.
+/// The probabilities `s (heads·Nt, rows)`, rows `ld` apart, into the record's tile
+/// `a (heads·Nt, rows)` (see [`ImageUpdate`]).
 #[inline(always)]
 fn record_probabilities(s: &[f32], ld: usize, hn: usize, a: &mut [f32]) {
-    for (p0, block) in a.chunks_mut(16 * hn).enumerate() {
-        // 16 image tokens at a time: 16 consecutive values of each score row.
-        for (j, srow) in s.chunks(ld).enumerate() {
-            let src = &srow[16 * p0..];
-            for (dst, v) in block.chunks_mut(hn).zip(src) {
-                dst[j] = *v;
-            }
-        }
+    let rows = a.len() / hn.max(1);
+    for (dst, src) in a.chunks_mut(rows).zip(s.chunks(ld)) {
+        dst.copy_from_slice(&src[..rows]);
     }
 }
 

@@ -3,10 +3,14 @@
 use super::BufferPool;
 
 /// One image-to-token step, `out = norm(x + A·U + b)` per prompt and image token, factored:
-/// `A (B, N, heads·Nt)` the attention probabilities, `U (B, heads·Nt, D)` the token values
+/// `A` the attention probabilities, `U (B, heads·Nt, D)` the token values
 /// through `out_proj`, `b` its bias, and per token the norm's `mean` and `inv`
 /// (`1/sqrt(var + eps)`), with the norm's `gamma` and `beta`:
 /// `out[p] = inv[p]·(x[p] + A[p]·U + b − mean[p])·gamma + beta`.
+///
+/// `A` is kept token-minor in tiles of `TILE_ROWS` image tokens: per prompt and tile
+/// starting at token `t0`, a `(heads·Nt, rows)` block at `(bb·N + t0)·heads·Nt` (the
+/// kernels that read it run across the tokens).
 #[derive(Debug, Clone)]
 pub struct ImageUpdate {
     pub(crate) b: usize,

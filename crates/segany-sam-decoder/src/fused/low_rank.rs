@@ -99,13 +99,13 @@ impl<'a> LowRankKeys<'a> {
             .enumerate()
             .try_for_each(|(bb, o)| {
                 let basis = self.basis(bb);
-                let mut at = vec![0f32; n * r];
+                let mut at = vec![0f32; r * n];
                 let mut c = vec![0f32; n];
-                self.coefficients(bb, 0, &mut at, &mut c);
+                self.coefficients_t(bb, 0, &mut at, n, &mut c);
                 matmul_into(
                     o,
                     d,
-                    MatRef::row_major(&at, n, r)?,
+                    MatRef::row_major(&at, r, n)?.t(),
                     MatRef::row_major(&basis, r, d)?,
                     1.0,
                     false,
@@ -213,29 +213,60 @@ impl<'a> LowRankKeys<'a> {
         })
     }
 
-    /// The coefficients `Ã (len, rank)` and scales `c (len)` of prompt `bb`'s image tokens
-    /// `first..first + len` (`len = c.len()`).
+    /// The coefficients of prompt `bb`'s image tokens `first..first + len` (`len = c.len()`),
+    /// transposed, `Ãᵀ (rank, len)` with rows `ld` apart in `at`, and their scales `c (len)`.
+    /// Token-minor like the records' probabilities ([`ImageUpdate`]), so every step runs
+    /// across the tokens.
     // Inlined into the callers' vector-width builds (`avx2_dispatch!`).
     #[inline(always)]
-    pub(crate) fn coefficients(&self, bb: usize, first: usize, at: &mut [f32], c: &mut [f32]) {
-        let (n, r) = (self.tokens(), self.rank());
-        for (i, (row, cp)) in at.chunks_mut(r).zip(c.iter_mut()).enumerate() {
-            let p = first + i;
-            let mut len = 0;
-            *cp = 1.0;
-            for l in self.levels {
-                let (inv, mean) = (l.inv[bb * n + p], l.mean[bb * n + p]);
-                for v in &mut row[..len] {
-                    *v *= inv;
+    pub(crate) fn coefficients_t(
+        &self,
+        bb: usize,
+        first: usize,
+        at: &mut [f32],
+        ld: usize,
+        c: &mut [f32],
+    ) {
+        let (n, len) = (self.tokens(), c.len());
+        let end = first + len;
+        c.fill(1.0);
+        let mut row0 = 0;
+        for l in self.levels {
+            let inv = &l.inv[bb * n + first..bb * n + end];
+            let mean = &l.mean[bb * n + first..bb * n + end];
+            for r in 0..row0 {
+                for (v, i) in at[r * ld..][..len].iter_mut().zip(inv) {
+                    *v *= i;
                 }
-                let a = &l.a[(bb * n + p) * l.hn..(bb * n + p + 1) * l.hn];
-                for (v, a) in row[len..len + l.hn].iter_mut().zip(a) {
-                    *v = inv * a;
+            }
+            // This step's probabilities, record tile by record tile.
+            let mut p = first;
+            while p < end {
+                let t0 = p / TILE * TILE;
+                let rows = TILE.min(n - t0);
+                let stop = end.min(t0 + rows);
+                let block = &l.a[(bb * n + t0) * l.hn..(bb * n + t0 + rows) * l.hn];
+                for (j, src) in block.chunks(rows).enumerate() {
+                    let dst = &mut at[(row0 + j) * ld + (p - first)..][..stop - p];
+                    let src = src[p - t0..stop - t0].iter().zip(&inv[p - first..]);
+                    for (d, (a, i)) in dst.iter_mut().zip(src) {
+                        *d = i * a;
+                    }
                 }
-                len += l.hn;
-                row[len..len + 3].copy_from_slice(&[inv, -inv * mean, 1.0]);
-                len += 3;
-                *cp *= inv;
+                p = stop;
+            }
+            row0 += l.hn;
+            at[row0 * ld..][..len].copy_from_slice(inv);
+            let shift = at[(row0 + 1) * ld..][..len]
+                .iter_mut()
+                .zip(inv.iter().zip(mean));
+            for (v, (i, m)) in shift {
+                *v = -i * m;
+            }
+            at[(row0 + 2) * ld..][..len].fill(1.0);
+            row0 += 3;
+            for (cp, i) in c.iter_mut().zip(inv) {
+                *cp *= i;
             }
         }
     }
@@ -444,11 +475,11 @@ fn one_prompt_body(
     for j0 in (0..n).step_by(TILE) {
         let cols = TILE.min(n - j0);
         let ls = cols + 16;
-        let (at, cl) = (&mut at[..cols * r], &mut cl[..cols]);
+        let (at, cl) = (&mut at[..r * cols], &mut cl[..cols]);
         let (s, kt) = (&mut s[..hn * ls], &mut kt[..di * cols]);
-        keys.coefficients(bb, j0, at, cl);
+        keys.coefficients_t(bb, j0, at, cols, cl);
         // Scores (heads·Nq, cols): the basis part, then the shared part `c ⊙ Sk + Pk` per head.
-        let at_t = MatRef::row_major(at, cols, r)?.t();
+        let at_t = MatRef::row_major(at, r, cols)?;
         matmul_into(s, ls, MatRef::row_major(&e, hn, r)?, at_t, scale, false)?;
         // The tile's contiguous (Di × cols) blocks of the shared projections.
         let block = j0 * di..(j0 + cols) * di;
@@ -488,7 +519,7 @@ fn one_prompt_body(
             &mut z,
             r,
             MatRef::new(s, hn, cols, ls, 1)?,
-            MatRef::row_major(at, cols, r)?,
+            at_t.t(),
             1.0,
             false,
         )?;

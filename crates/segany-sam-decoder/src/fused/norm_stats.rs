@@ -224,15 +224,7 @@ impl<'a> NormStats<'a> {
         let mut bt = Scratch::take(k * lt);
         let mut cl = Scratch::take(rows);
         match &self.prev {
-            Some((p, _)) => {
-                let mut at = Scratch::take(rows * rp);
-                p.coefficients(bb, r0, &mut at, &mut cl);
-                for (i, row) in at.chunks(rp).enumerate() {
-                    for (j, a) in row.iter().enumerate() {
-                        bt[j * lt + i] = *a;
-                    }
-                }
-            }
+            Some((p, _)) => p.coefficients_t(bb, r0, &mut bt, lt, &mut cl),
             None => cl.fill(1.0),
         }
         for j in 0..hn {

@@ -69,14 +69,14 @@ pub(super) fn tile_scores(
         TileQueries::Factored(sq, keys, bb) => {
             // The basis part fkᵀ·Ãᵀ, then per head k_h·(c ⊙ Sq + Pq)_hᵀ.
             let r = keys.rank();
-            let mut at = Scratch::take(rows * r);
+            let mut at = Scratch::take(r * rows);
             let mut cl = Scratch::take(rows);
-            keys.coefficients(bb, r0, &mut at, &mut cl);
+            keys.coefficients_t(bb, r0, &mut at, rows, &mut cl);
             matmul_into(
                 s,
                 stride,
                 MatRef::row_major(&side.fk, r, hn)?.t(),
-                MatRef::row_major(&at, rows, r)?.t(),
+                MatRef::row_major(&at, r, rows)?,
                 scale,
                 false,
             )?;

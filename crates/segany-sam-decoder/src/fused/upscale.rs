@@ -142,9 +142,9 @@ pub fn upscale_factored_masks(
         )?;
         let (shared, st) = (&shared, &st);
         Ok(move |i: usize| {
-            let mut at = vec![0f32; gw * r];
+            let mut at = vec![0f32; r * gw];
             let mut c = vec![0f32; gw];
-            keys.coefficients(bb, i * gw, &mut at, &mut c);
+            keys.coefficients_t(bb, i * gw, &mut at, gw, &mut c);
             let mut y1 = Scratch::take(gw * 4 * o1);
             let rows = shared[i * gw * 4 * o1..(i + 1) * gw * 4 * o1].chunks(4 * o1);
             for ((y, row), c) in y1.chunks_mut(4 * o1).zip(rows).zip(&c) {
@@ -155,7 +155,7 @@ pub fn upscale_factored_masks(
             matmul_acc_into(
                 &mut y1,
                 4 * o1,
-                MatRef::row_major(&at, gw, r)?,
+                MatRef::row_major(&at, r, gw)?.t(),
                 MatRef::row_major(&rw, r, 4 * o1)?,
                 1.0,
                 false,
