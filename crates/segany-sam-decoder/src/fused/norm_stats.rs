@@ -204,7 +204,7 @@ impl<'a> NormStats<'a> {
         let (h, c, nt, n) = (self.h, self.c, self.nt, self.n);
         let (hn, di, rp, k) = (h * nt, h * c, self.prev_rank(), self.rank());
         let rows = mean.len();
-        if probs.len() < (hn - 1) * ld + rows
+        if probs.len() < hn.saturating_sub(1) * ld + rows
             || inv.len() != rows
             || r0 + rows > n
             || v.len() != nt * di
