@@ -38,7 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::postprocess_masks;
-use segany_core::nn::{transpose_into, with_f32_values};
+use segany_core::nn::{transpose_bytes_into, with_f32_values};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -313,10 +313,8 @@ struct MaskContext {
 fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, f32)>> {
     let (h, w) = ctx.crop_size;
     let (hi, lo) = (0.0 + ctx.offset, 0.0 - ctx.offset);
-    // Three simple passes (each vectorises) rather than one loop with pushes.
-    let count = |t: f32| logits.iter().map(|&v| u32::from(v > t)).sum::<u32>();
-    let (inter, union) = (count(hi), count(lo));
-    let m: Vec<u8> = logits.iter().map(|&v| u8::from(v > 0.0)).collect();
+    let mut m = vec![0u8; logits.len()];
+    let (inter, union) = threshold_pass(logits, hi, lo, &mut m);
     let stability = inter as f32 / union as f32;
     // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -336,6 +334,25 @@ fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, 
         bbox,
         stability,
     )))
+}
+
+segany_core::avx2_dispatch! {
+    /// One pass over a mask's logits: how many exceed `hi` and how many `lo` (the stability
+    /// score's intersection and union), and the mask itself (`> 0`, as 0/1) into `m`. Built
+    /// for the CPU's vector width.
+    fn threshold_pass(logits: &[f32], hi: f32, lo: f32, m: &mut [u8]) -> (u32, u32)
+        => threshold_pass_body
+}
+
+#[inline(always)]
+fn threshold_pass_body(logits: &[f32], hi: f32, lo: f32, m: &mut [u8]) -> (u32, u32) {
+    let (mut inter, mut union) = (0u32, 0u32);
+    for (&v, o) in logits.iter().zip(m.iter_mut()) {
+        inter += u32::from(v > hi);
+        union += u32::from(v > lo);
+        *o = u8::from(v > 0.0);
+    }
+    (inter, union)
 }
 
 /// The predicted IoUs `(B, K)` flattened, `K`, and the flat indices of the masks kept by the
@@ -378,7 +395,7 @@ fn uncropped_rle(
         )));
     }
     let mut t = vec![0u8; ch * cw];
-    transpose_into(m, &mut t, ch, cw);
+    transpose_bytes_into(m, &mut t, ch, cw);
     let mut runs = Runs::default();
     for x in 0..w {
         if x < x0 || x >= x0 + cw {
@@ -386,9 +403,7 @@ fn uncropped_rle(
             continue;
         }
         runs.zeros(y0);
-        for &v in &t[(x - x0) * ch..(x - x0 + 1) * ch] {
-            runs.push(v);
-        }
+        runs.extend(&t[(x - x0) * ch..(x - x0 + 1) * ch]);
         runs.zeros(h - y0 - ch);
     }
     Rle::new(h, w, runs.finish()).map_err(data_err)
@@ -403,13 +418,20 @@ struct Runs {
 }
 
 impl Runs {
-    fn push(&mut self, v: u8) {
-        if v != self.cur {
+    /// The values `s` pushed one by one: each change of value closes a run.
+    fn extend(&mut self, s: &[u8]) {
+        let mut i = 0;
+        loop {
+            let j = next_change(s, i, self.cur);
+            self.run += (j - i) as u32;
+            let Some(&v) = s.get(j) else {
+                return;
+            };
             self.counts.push(self.run);
             self.run = 0;
             self.cur = v;
+            i = j;
         }
-        self.run += 1;
     }
 
     fn zeros(&mut self, n: usize) {
@@ -428,6 +450,26 @@ impl Runs {
         self.counts.push(self.run);
         self.counts
     }
+}
+
+/// The first index from `i` on where `s` is not `v` (`s.len()` if none), eight bytes at a
+/// time: a mask's runs are long, so most words hold no change.
+fn next_change(s: &[u8], mut i: usize, v: u8) -> usize {
+    let same = u64::from_le_bytes([v; 8]);
+    while let Some(word) = s.get(i..i + 8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(word);
+        let diff = u64::from_le_bytes(b) ^ same;
+        if diff != 0 {
+            // Little-endian: the lowest differing byte is the first.
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while s.get(i).is_some_and(|&x| x == v) {
+        i += 1;
+    }
+    i.min(s.len())
 }
 
 /// Removes small holes and islands, then NMS preferring masks that did not change
@@ -477,6 +519,27 @@ mod tests {
     /// The pasted crop's RLE equals the RLE of the whole image mask built pixel by pixel, for a
     /// crop touching no image edge, one at the corner, and the whole image.
     #[test]
+    fn threshold_pass_matches_three_comparisons() {
+        // Values on both thresholds and on zero, NaN, and a length that is no multiple of
+        // any vector width.
+        let (hi, lo) = (1.0f32, -1.0f32);
+        let logits: Vec<f32> = (0..1003)
+            .map(|i| match i % 7 {
+                0 => hi,
+                1 => lo,
+                2 => 0.0,
+                3 => f32::NAN,
+                _ => ((i * 37 % 101) as f32 - 50.0) / 20.0,
+            })
+            .collect();
+        let mut m = vec![7u8; logits.len()];
+        let (inter, union) = threshold_pass(&logits, hi, lo, &mut m);
+        let count = |t: f32| logits.iter().filter(|&&v| v > t).count() as u32;
+        assert_eq!((inter, union), (count(hi), count(lo)));
+        assert!(logits.iter().zip(&m).all(|(&v, &b)| b == u8::from(v > 0.0)));
+    }
+
+    #[test]
     fn uncropped_rle_matches_encoding_the_pasted_mask() -> Result<()> {
         let (h, w) = (37, 45);
         for (crop_box, ch, cw) in [
@@ -484,19 +547,30 @@ mod tests {
             ([0, 0, 20, 11], 11, 20),
             ([0, 0, 45, 37], 37, 45),
         ] {
-            let m: Vec<u8> = (0..ch * cw)
+            // Short runs, and a blob with runs longer than the 8-byte words scanned at once
+            // (ending inside words and on their edges).
+            let speckle: Vec<u8> = (0..ch * cw)
                 .map(|i| u8::from((i * 7919 % 13) < 6))
                 .collect();
-            let mut full = vec![0u8; h * w];
-            for y in 0..ch {
-                for x in 0..cw {
-                    full[(y + crop_box[1] as usize) * w + x + crop_box[0] as usize] = m[y * cw + x];
+            let blob: Vec<u8> = (0..ch * cw)
+                .map(|i| {
+                    let (y, x) = ((i / cw) as i64 - 10, (i % cw) as i64 - 12);
+                    u8::from(x * x + y * y < 80 || (x + 12) % 17 == 0)
+                })
+                .collect();
+            for m in [speckle, blob] {
+                let mut full = vec![0u8; h * w];
+                for y in 0..ch {
+                    for x in 0..cw {
+                        full[(y + crop_box[1] as usize) * w + x + crop_box[0] as usize] =
+                            m[y * cw + x];
+                    }
                 }
+                let expect = Rle::encode(&Mask::from_vec(h, w, full).map_err(data_err)?)
+                    .map_err(data_err)?;
+                let got = uncropped_rle(&m, (ch, cw), crop_box, (h, w))?;
+                assert_eq!(got.counts(), expect.counts(), "crop {crop_box:?}");
             }
-            let expect =
-                Rle::encode(&Mask::from_vec(h, w, full).map_err(data_err)?).map_err(data_err)?;
-            let got = uncropped_rle(&m, (ch, cw), crop_box, (h, w))?;
-            assert_eq!(got.counts(), expect.counts(), "crop {crop_box:?}");
         }
         assert!(uncropped_rle(&[0; 4], (2, 2), [44, 0, 46, 2], (h, w)).is_err());
         Ok(())

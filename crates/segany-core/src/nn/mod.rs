@@ -43,5 +43,5 @@ pub use softmax::{
     exp, exp_in_place, rel_softmax_unnormalised, softmax_chunk_unnormalised,
     softmax_columns_in_place, softmax_in_place, softmax_rows_in_place,
 };
-pub use transpose::{transpose_into, transpose_last2};
+pub use transpose::{transpose_bytes_into, transpose_into, transpose_last2};
 pub use values::{is_cpu_f32, with_f32_values};

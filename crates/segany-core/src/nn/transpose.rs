@@ -42,6 +42,74 @@ pub(crate) fn transpose_strided_into<T: Copy>(
     }
 }
 
+/// [`transpose_into`] for bytes (binary masks), eight rows at a time: each 8 × 8 block is
+/// loaded as eight words and transposed inside them in three rounds of block swaps, so a
+/// mask moves a word, not a byte, per load and store. The edges that do not fill a block go
+/// byte by byte. Both slices must hold `rows · cols` bytes (it panics otherwise, as
+/// [`transpose_into`] does).
+///
+/// ```
+/// use segany_core::nn::transpose_bytes_into;
+/// let src: Vec<u8> = (0..27).collect(); // 3 × 9
+/// let mut dst = vec![0u8; 27];
+/// transpose_bytes_into(&src, &mut dst, 3, 9);
+/// assert_eq!(&dst[..6], &[0, 9, 18, 1, 10, 19]);
+/// ```
+pub fn transpose_bytes_into(src: &[u8], dst: &mut [u8], rows: usize, cols: usize) {
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for c0 in (0..cb).step_by(8) {
+        for r0 in (0..rb).step_by(8) {
+            let mut w = [0u64; 8];
+            for (i, w) in w.iter_mut().enumerate() {
+                let at = (r0 + i) * cols + c0;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&src[at..at + 8]);
+                *w = u64::from_le_bytes(b);
+            }
+            transpose_8x8(&mut w);
+            for (j, w) in w.iter().enumerate() {
+                let at = (c0 + j) * rows + r0;
+                dst[at..at + 8].copy_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+    // The right edge (all rows), then the bottom edge (the blocked columns).
+    for r in 0..rows {
+        for c in cb..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+    for r in rb..rows {
+        for c in 0..cb {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// Eight words of eight bytes each (rows of an 8 × 8 byte matrix, byte `k` of word `i` the
+/// element `(i, k)`) transposed in place: 4 × 4 blocks swapped, then 2 × 2, then bytes.
+#[inline(always)]
+fn transpose_8x8(w: &mut [u64; 8]) {
+    const LO32: u64 = 0x0000_0000_FFFF_FFFF;
+    const M16: u64 = 0x0000_FFFF_0000_FFFF;
+    const M8: u64 = 0x00FF_00FF_00FF_00FF;
+    for i in 0..4 {
+        let (a, b) = (w[i], w[i + 4]);
+        w[i] = (a & LO32) | (b << 32);
+        w[i + 4] = (a >> 32) | (b & !LO32);
+    }
+    for i in [0, 1, 4, 5] {
+        let (a, b) = (w[i], w[i + 2]);
+        w[i] = (a & M16) | ((b & M16) << 16);
+        w[i + 2] = ((a >> 16) & M16) | (b & !M16);
+    }
+    for i in [0, 2, 4, 6] {
+        let (a, b) = (w[i], w[i + 1]);
+        w[i] = (a & M8) | ((b & M8) << 8);
+        w[i + 1] = ((a >> 8) & M8) | (b & !M8);
+    }
+}
+
 fn transpose_batch<T: WithDType>(src: &[T], batches: usize, rows: usize, cols: usize) -> Vec<T> {
     let mut dst = src.to_vec();
     let plane = rows * cols;
@@ -123,5 +191,18 @@ mod tests {
         let mut t = vec![f32::NAN; rows * cols];
         transpose_into(&dense, &mut t, rows, cols);
         assert!((0..rows * cols).all(|i| t[(i % cols) * rows + i / cols] == dense[i]));
+    }
+
+    /// Bytes by blocks of 8 equal the generic transpose, for sides that are multiples of 8,
+    /// that are not, and that are smaller than a block.
+    #[test]
+    fn byte_transpose_matches_the_generic_one() {
+        for (rows, cols) in [(16, 24), (37, 45), (64, 3), (5, 7), (8, 8), (1, 17)] {
+            let src: Vec<u8> = (0..rows * cols).map(|i| (i * 7 % 251) as u8).collect();
+            let (mut fast, mut want) = (vec![0u8; rows * cols], vec![1u8; rows * cols]);
+            transpose_bytes_into(&src, &mut fast, rows, cols);
+            transpose_into(&src, &mut want, rows, cols);
+            assert_eq!(fast, want, "{rows} × {cols}");
+        }
     }
 }
