@@ -37,8 +37,7 @@ use crate::{Sam, SamPredictor};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
-use segany_core::image::postprocess_masks;
-use segany_core::nn::{transpose_bytes_into, with_f32_values};
+use segany_core::nn::{resize_bilinear_crop_into, transpose_bytes_into, with_f32_values};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -186,8 +185,10 @@ impl SamAutomaticMaskGenerator {
             .map(|p| [p[0] * crop_size.1 as f64, p[1] * crop_size.0 as f64])
             .collect();
         let mut data = Vec::new();
+        // The full-resolution logits' memory, reused by every chunk of masks of this crop.
+        let mut full = FullRes::default();
         for batch in points.chunks(self.config.points_per_batch.max(1)) {
-            data.extend(self.process_batch(batch, crop_size, crop_box, orig)?);
+            data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut full)?);
         }
         self.predictor.reset_image();
         // Remove duplicates within this crop. The reference runs this NMS on crop-frame boxes;
@@ -205,6 +206,7 @@ impl SamAutomaticMaskGenerator {
         crop_size: (usize, usize),
         crop_box: BoxXyxy,
         orig: (usize, usize),
+        full: &mut FullRes,
     ) -> Result<Vec<Candidate>> {
         let cfg = &self.config;
         let sam = self.predictor.model();
@@ -265,14 +267,12 @@ impl SamAutomaticMaskGenerator {
         let mut out = Vec::new();
         for start in (0..kept.len()).step_by(MASKS_PER_CHUNK) {
             let len = MASKS_PER_CHUNK.min(kept.len() - start);
-            let logits = postprocess_masks(
-                &low.narrow(1, start, len)?,
-                sam.image_size(),
-                emb.input_size,
-                crop_size,
-            )?;
-            let found = with_f32_values(&logits, |values| {
-                values
+            let chunk = low.narrow(1, start, len)?.contiguous()?;
+            let found = with_f32_values(&chunk, |low| {
+                let dims = (chunk.dim(2)?, chunk.dim(3)?);
+                let logits =
+                    full.postprocess(low, dims, sam.image_size(), emb.input_size, (h, w))?;
+                logits
                     .par_chunks(h * w)
                     .map(|m| candidate(m, &ctx))
                     .collect::<Result<Vec<_>>>()
@@ -298,6 +298,49 @@ impl SamAutomaticMaskGenerator {
 
 /// Masks whose full-resolution logits are materialised at once in [`SamAutomaticMaskGenerator`].
 const MASKS_PER_CHUNK: usize = 16;
+
+/// Memory for a chunk's full-resolution logits (and the intermediate size when the crop is not
+/// the model's input size), kept from chunk to chunk: fresh memory of that size (64 MiB for 16
+/// masks at 1024²) is new pages each time, which the kernel faults in and zeroes.
+#[derive(Default)]
+struct FullRes {
+    mid: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl FullRes {
+    /// [`segany_core::image::postprocess_masks`] on the values of `(P, lh, lw)` low-resolution
+    /// logits: the same two resizes (the padded model input's corner `input`, then `crop`),
+    /// into this memory. Returns the `P · crop` logits.
+    fn postprocess(
+        &mut self,
+        low: &[f32],
+        (lh, lw): (usize, usize),
+        image_size: usize,
+        input: (usize, usize),
+        crop: (usize, usize),
+    ) -> Result<&[f32]> {
+        let planes = low.len() / (lh * lw).max(1);
+        let grow = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        let square = (image_size, image_size);
+        let n_out = planes * crop.0 * crop.1;
+        grow(&mut self.out, n_out);
+        if input == crop {
+            resize_bilinear_crop_into(low, (lh, lw), square, input, &mut self.out[..n_out])?;
+        } else {
+            let n_mid = planes * input.0 * input.1;
+            grow(&mut self.mid, n_mid);
+            let mid = &mut self.mid[..n_mid];
+            resize_bilinear_crop_into(low, (lh, lw), square, input, mid)?;
+            resize_bilinear_crop_into(mid, input, crop, crop, &mut self.out[..n_out])?;
+        }
+        Ok(&self.out[..n_out])
+    }
+}
 
 /// What [`candidate`] needs to know about the crop a mask comes from.
 struct MaskContext {

@@ -44,47 +44,84 @@ impl CustomOp1 for Bilinear {
             _ => candle_core::bail!("bilinear-resize: expects a contiguous f32 tensor"),
         };
         let (oh, ow) = (self.keep_h, self.keep_w);
-        let mut ys = axis(h, self.out_h);
-        let mut xs = axis(w, self.out_w);
-        ys.truncate(oh);
-        xs.truncate(ow);
         let mut dst = vec![0f32; b * c * oh * ow];
-        if dst.is_empty() {
-            return Ok((CpuStorage::F32(dst), Shape::from_dims(&[b, c, oh, ow])));
-        }
-        // Per plane, bands of output rows in parallel. A band first interpolates along x the
-        // source rows it reads (each is shared by about out_h / h output rows), then blends
-        // pairs of those rows: the same products and sums as the formula above, in the same
-        // order, with the blend vectorisable.
-        dst.par_chunks_mut(oh * ow)
-            .enumerate()
-            .for_each(|(plane, out_plane)| {
-                let src = &src[plane * h * w..(plane + 1) * h * w];
-                out_plane
-                    .par_chunks_mut(BAND_ROWS * ow)
-                    .enumerate()
-                    .for_each(|(band, out)| {
-                        let rows = &ys[band * BAND_ROWS..band * BAND_ROWS + out.len() / ow];
-                        let lo = rows.iter().map(|r| r.0).min().unwrap_or(0);
-                        let hi = rows.iter().map(|r| r.1).max().unwrap_or(0);
-                        let mut across = vec![0f32; (hi + 1 - lo) * ow];
-                        for (y, a) in (lo..=hi).zip(across.chunks_exact_mut(ow)) {
-                            let r = &src[y * w..(y + 1) * w];
-                            for (o, &(x0, x1, w0, w1)) in a.iter_mut().zip(&xs) {
-                                *o = r[x0] * w0 + r[x1] * w1;
-                            }
-                        }
-                        for (o, &(y0, y1, h0, h1)) in out.chunks_exact_mut(ow).zip(rows) {
-                            let a0 = &across[(y0 - lo) * ow..(y0 - lo + 1) * ow];
-                            let a1 = &across[(y1 - lo) * ow..(y1 - lo + 1) * ow];
-                            for ((o, &u), &v) in o.iter_mut().zip(a0).zip(a1) {
-                                *o = u * h0 + v * h1;
-                            }
-                        }
-                    });
-            });
+        resize_bilinear_crop_into(src, (h, w), (self.out_h, self.out_w), (oh, ow), &mut dst)?;
         Ok((CpuStorage::F32(dst), Shape::from_dims(&[b, c, oh, ow])))
     }
+}
+
+/// [`resize_bilinear_crop`] on values: `src` holds planes of `h × w` values, `dst` receives
+/// each plane's top-left `keep_h × keep_w` corner of its resize to `out_h × out_w` (every value
+/// overwritten). For callers that reuse the output's memory (fresh pages cost the kernel a
+/// fault and a zeroing per 4 KiB on first write).
+///
+/// ```
+/// let mut dst = [9f32; 4];
+/// segany_core::nn::resize_bilinear_crop_into(&[0., 4.], (1, 2), (1, 4), (1, 4), &mut dst)?;
+/// assert_eq!(dst, [0., 1., 3., 4.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn resize_bilinear_crop_into(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    (keep_h, keep_w): (usize, usize),
+    dst: &mut [f32],
+) -> Result<()> {
+    let planes = if h * w == 0 { 0 } else { src.len() / (h * w) };
+    if keep_h > out_h
+        || keep_w > out_w
+        || src.len() != planes * h * w
+        || dst.len() != planes * keep_h * keep_w
+        || (h * w == 0 && !dst.is_empty())
+    {
+        candle_core::bail!(
+            "resize: {} values of {h}×{w} planes to {} values of {keep_h}×{keep_w} corners of \
+             {out_h}×{out_w}",
+            src.len(),
+            dst.len()
+        )
+    }
+    let (oh, ow) = (keep_h, keep_w);
+    if dst.is_empty() {
+        return Ok(());
+    }
+    let mut ys = axis(h, out_h);
+    let mut xs = axis(w, out_w);
+    ys.truncate(oh);
+    xs.truncate(ow);
+    // Per plane, bands of output rows in parallel. A band first interpolates along x the
+    // source rows it reads (each is shared by about out_h / h output rows), then blends
+    // pairs of those rows: the same products and sums as the module docs' formula, in the same
+    // order, with the blend vectorisable.
+    dst.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, out_plane)| {
+            let src = &src[plane * h * w..(plane + 1) * h * w];
+            out_plane
+                .par_chunks_mut(BAND_ROWS * ow)
+                .enumerate()
+                .for_each(|(band, out)| {
+                    let rows = &ys[band * BAND_ROWS..band * BAND_ROWS + out.len() / ow];
+                    let lo = rows.iter().map(|r| r.0).min().unwrap_or(0);
+                    let hi = rows.iter().map(|r| r.1).max().unwrap_or(0);
+                    let mut across = vec![0f32; (hi + 1 - lo) * ow];
+                    for (y, a) in (lo..=hi).zip(across.chunks_exact_mut(ow)) {
+                        let r = &src[y * w..(y + 1) * w];
+                        for (o, &(x0, x1, w0, w1)) in a.iter_mut().zip(&xs) {
+                            *o = r[x0] * w0 + r[x1] * w1;
+                        }
+                    }
+                    for (o, &(y0, y1, h0, h1)) in out.chunks_exact_mut(ow).zip(rows) {
+                        let a0 = &across[(y0 - lo) * ow..(y0 - lo + 1) * ow];
+                        let a1 = &across[(y1 - lo) * ow..(y1 - lo + 1) * ow];
+                        for ((o, &u), &v) in o.iter_mut().zip(a0).zip(a1) {
+                            *o = u * h0 + v * h1;
+                        }
+                    }
+                });
+        });
+    Ok(())
 }
 
 /// Resizes `(B, C, H, W)` to `(B, C, out_h, out_w)` bilinearly (`align_corners=False`).
@@ -167,6 +204,27 @@ mod tests {
                 assert_eq!(got.to_bits(), want.to_bits(), "{oh}×{ow} at {i}");
             }
         }
+        Ok(())
+    }
+
+    /// Into reused memory with stale values: the same values as the tensor op; lengths that
+    /// do not match the planes are refused.
+    #[test]
+    fn into_memory_equals_the_op() -> Result<()> {
+        let x = Tensor::arange(0f32, 2.0 * 5.0 * 7.0, &candle_core::Device::Cpu)?
+            .reshape((1, 2, 5, 7))?
+            .sin()?;
+        let want = resize_bilinear_crop(&x, 20, 28, 17, 23)?;
+        let mut dst = vec![f32::NAN; 2 * 17 * 23];
+        let src = x.flatten_all()?.to_vec1::<f32>()?;
+        resize_bilinear_crop_into(&src, (5, 7), (20, 28), (17, 23), &mut dst)?;
+        assert_eq!(dst, want.flatten_all()?.to_vec1::<f32>()?);
+        let mut short = vec![0f32; 2 * 17 * 23 - 1];
+        assert!(resize_bilinear_crop_into(&src, (5, 7), (20, 28), (17, 23), &mut short).is_err());
+        assert!(
+            resize_bilinear_crop_into(&src[1..], (5, 7), (20, 28), (17, 23), &mut dst).is_err()
+        );
+        assert!(resize_bilinear_crop_into(&src, (5, 7), (20, 28), (21, 23), &mut dst).is_err());
         Ok(())
     }
 
