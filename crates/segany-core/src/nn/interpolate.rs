@@ -68,7 +68,7 @@ pub fn resize_bilinear_crop_into(
     (keep_h, keep_w): (usize, usize),
     dst: &mut [f32],
 ) -> Result<()> {
-    let planes = if h * w == 0 { 0 } else { src.len() / (h * w) };
+    let planes = src.len().checked_div(h * w).unwrap_or(0);
     if keep_h > out_h
         || keep_w > out_w
         || src.len() != planes * h * w
