@@ -83,13 +83,7 @@ pub fn image_to_token_tracked(
         out,
         Some(probs),
     )?;
-    match update {
-        Some(mut u) => {
-            u.pool = pool.cloned();
-            Ok((out, u))
-        }
-        None => bail!("image-to-token: update not recorded"),
-    }
+    Ok((out, pooled(update, pool)?))
 }
 
 /// The record ([`ImageUpdate`]) of an image-to-token step on image tokens kept factored over
@@ -118,6 +112,11 @@ pub fn image_to_token_factored(
         None,
         Some(probs),
     )?;
+    pooled(update, pool)
+}
+
+/// The update `run` recorded, giving its probabilities back to `pool` when dropped.
+fn pooled(update: Option<ImageUpdate>, pool: Option<&BufferPool>) -> Result<ImageUpdate> {
     match update {
         Some(mut u) => {
             u.pool = pool.cloned();

@@ -35,6 +35,16 @@ pub struct ImageUpdate {
     pub(crate) pool: Option<BufferPool>,
 }
 
+impl ImageUpdate {
+    /// Prompt `bb`'s token values `(Nt, heads·c)`, with `(heads, Nt, c)`: per head
+    /// `U_h = v_h·W_o,hᵀ`.
+    pub(crate) fn prompt_values(&self, bb: usize) -> (&[f32], (usize, usize, usize)) {
+        let (h, nt) = (self.heads, self.hn / self.heads);
+        let di = self.wo.len() / self.d;
+        (&self.v[bb * nt * di..(bb + 1) * nt * di], (h, nt, di / h))
+    }
+}
+
 impl Drop for ImageUpdate {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {

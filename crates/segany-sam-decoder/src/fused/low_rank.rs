@@ -299,10 +299,8 @@ impl Projector<'_> {
         }
         let mut row0 = 0;
         for (l, (m, rows)) in self.keys.levels.iter().zip(&self.per_level) {
-            let (h, nt) = (l.heads, l.hn / l.heads);
-            let diu = l.wo.len() / l.d;
-            let c = diu / h;
-            let v = &l.v[bb * nt * diu..(bb + 1) * nt * diu];
+            let (v, (h, nt, c)) = l.prompt_values(bb);
+            let diu = h * c;
             for hh in 0..h {
                 let vh = MatRef::new(&v[hh * c..], nt, c, diu, 1)?;
                 let mh = MatRef::row_major(&m[hh * c * di..(hh + 1) * c * di], c, di)?;
@@ -336,10 +334,8 @@ impl Projector<'_> {
         }
         let mut row0 = 0;
         for (l, (m, rows)) in self.keys.levels.iter().zip(&self.per_level) {
-            let (h, nt) = (l.heads, l.hn / l.heads);
-            let diu = l.wo.len() / l.d;
-            let c = diu / h;
-            let v = &l.v[bb * nt * diu..(bb + 1) * nt * diu];
+            let (v, (h, nt, c)) = l.prompt_values(bb);
+            let diu = h * c;
             for hh in 0..h {
                 matmul_few_rows_into(
                     &mut out[(row0 + hh * nt) * ld..],
