@@ -559,8 +559,7 @@ mod tests {
     use super::*;
     use segany_data::mask::Mask;
 
-    /// The pasted crop's RLE equals the RLE of the whole image mask built pixel by pixel, for a
-    /// crop touching no image edge, one at the corner, and the whole image.
+    /// The fused pass gives the three comparisons' counts and mask.
     #[test]
     fn threshold_pass_matches_three_comparisons() {
         // Values on both thresholds and on zero, NaN, and a length that is no multiple of
@@ -582,6 +581,8 @@ mod tests {
         assert!(logits.iter().zip(&m).all(|(&v, &b)| b == u8::from(v > 0.0)));
     }
 
+    /// The pasted crop's RLE equals the RLE of the whole image mask built pixel by pixel, for a
+    /// crop touching no image edge, one at the corner, and the whole image.
     #[test]
     fn uncropped_rle_matches_encoding_the_pasted_mask() -> Result<()> {
         let (h, w) = (37, 45);
