@@ -37,7 +37,8 @@ use crate::{Sam, SamPredictor};
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
-use segany_core::nn::{resize_bilinear_crop_into, transpose_bytes_into, with_f32_values};
+use segany_core::image::MaskPostprocessor;
+use segany_core::nn::{transpose_bytes_into, with_f32_values};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -186,7 +187,7 @@ impl SamAutomaticMaskGenerator {
             .collect();
         let mut data = Vec::new();
         // The full-resolution logits' memory, reused by every chunk of masks of this crop.
-        let mut full = FullRes::default();
+        let mut full = MaskPostprocessor::default();
         for batch in points.chunks(self.config.points_per_batch.max(1)) {
             data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut full)?);
         }
@@ -206,7 +207,7 @@ impl SamAutomaticMaskGenerator {
         crop_size: (usize, usize),
         crop_box: BoxXyxy,
         orig: (usize, usize),
-        full: &mut FullRes,
+        full: &mut MaskPostprocessor,
     ) -> Result<Vec<Candidate>> {
         let cfg = &self.config;
         let sam = self.predictor.model();
@@ -298,49 +299,6 @@ impl SamAutomaticMaskGenerator {
 
 /// Masks whose full-resolution logits are materialised at once in [`SamAutomaticMaskGenerator`].
 const MASKS_PER_CHUNK: usize = 16;
-
-/// Memory for a chunk's full-resolution logits (and the intermediate size when the crop is not
-/// the model's input size), kept from chunk to chunk: fresh memory of that size (64 MiB for 16
-/// masks at 1024²) is new pages each time, which the kernel faults in and zeroes.
-#[derive(Default)]
-struct FullRes {
-    mid: Vec<f32>,
-    out: Vec<f32>,
-}
-
-impl FullRes {
-    /// [`segany_core::image::postprocess_masks`] on the values of `(P, lh, lw)` low-resolution
-    /// logits: the same two resizes (the padded model input's corner `input`, then `crop`),
-    /// into this memory. Returns the `P · crop` logits.
-    fn postprocess(
-        &mut self,
-        low: &[f32],
-        (lh, lw): (usize, usize),
-        image_size: usize,
-        input: (usize, usize),
-        crop: (usize, usize),
-    ) -> Result<&[f32]> {
-        let planes = low.len() / (lh * lw).max(1);
-        let grow = |v: &mut Vec<f32>, len: usize| {
-            if v.len() < len {
-                v.resize(len, 0.0);
-            }
-        };
-        let square = (image_size, image_size);
-        let n_out = planes * crop.0 * crop.1;
-        grow(&mut self.out, n_out);
-        if input == crop {
-            resize_bilinear_crop_into(low, (lh, lw), square, input, &mut self.out[..n_out])?;
-        } else {
-            let n_mid = planes * input.0 * input.1;
-            grow(&mut self.mid, n_mid);
-            let mid = &mut self.mid[..n_mid];
-            resize_bilinear_crop_into(low, (lh, lw), square, input, mid)?;
-            resize_bilinear_crop_into(mid, input, crop, crop, &mut self.out[..n_out])?;
-        }
-        Ok(&self.out[..n_out])
-    }
-}
 
 /// What [`candidate`] needs to know about the crop a mask comes from.
 struct MaskContext {

@@ -1,7 +1,7 @@
 //! SAM's `ResizeLongestSide` transform, pixel normalisation and mask post-processing.
 
 use super::resample::{resize_rgb, Filter};
-use crate::nn::{resize_bilinear, resize_bilinear_crop};
+use crate::nn::{resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -104,4 +104,89 @@ pub fn postprocess_masks(
     let cropped =
         resize_bilinear_crop(low_res, image_size, image_size, input_size.0, input_size.1)?;
     Ok(resize_bilinear(&cropped, original_size.0, original_size.1)?)
+}
+
+/// [`postprocess_masks`] into memory kept from call to call, for callers that post-process
+/// many chunks of masks (automatic mask generation): fresh memory of that size (64 MiB for
+/// 16 masks at 1024²) is new pages each time, which the kernel faults in and zeroes.
+#[derive(Debug, Default)]
+pub struct MaskPostprocessor {
+    mid: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl MaskPostprocessor {
+    /// [`postprocess_masks`] on the values of `P` planes of `low_dims` low-resolution logits:
+    /// the same two resizes (the padded input's corner `input_size`, then `original_size`).
+    /// Returns the `P` planes of `original_size` logits.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use segany_core::image::{postprocess_masks, MaskPostprocessor};
+    /// let low = Tensor::arange(0f32, 2.0 * 16.0, &Device::Cpu)?.reshape((1, 2, 4, 4))?;
+    /// let want = postprocess_masks(&low, 16, (12, 16), (6, 8))?;
+    /// let mut post = MaskPostprocessor::default();
+    /// let got = post.postprocess(&low.flatten_all()?.to_vec1()?, (4, 4), 16, (12, 16), (6, 8))?;
+    /// assert_eq!(got, &want.flatten_all()?.to_vec1::<f32>()?[..]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn postprocess(
+        &mut self,
+        low: &[f32],
+        low_dims: (usize, usize),
+        image_size: usize,
+        input_size: (usize, usize),
+        original_size: (usize, usize),
+    ) -> Result<&[f32]> {
+        let planes = low.len().checked_div(low_dims.0 * low_dims.1).unwrap_or(0);
+        let grow = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        let square = (image_size, image_size);
+        let n_out = planes * original_size.0 * original_size.1;
+        grow(&mut self.out, n_out);
+        let out = &mut self.out[..n_out];
+        if input_size == original_size {
+            resize_bilinear_crop_into(low, low_dims, square, input_size, out)?;
+        } else {
+            let n_mid = planes * input_size.0 * input_size.1;
+            grow(&mut self.mid, n_mid);
+            let mid = &mut self.mid[..n_mid];
+            resize_bilinear_crop_into(low, low_dims, square, input_size, mid)?;
+            resize_bilinear_crop_into(mid, input_size, original_size, original_size, out)?;
+        }
+        Ok(&self.out[..n_out])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same values as [`postprocess_masks`], with and without the second resize, on memory
+    /// left from a larger call before.
+    #[test]
+    fn postprocessor_equals_postprocess_masks() -> Result<()> {
+        let low = Tensor::arange(0f32, 3.0 * 64.0, &Device::Cpu)?
+            .reshape((1, 3, 8, 8))?
+            .sin()?;
+        let values = low.flatten_all()?.to_vec1::<f32>()?;
+        let mut post = MaskPostprocessor::default();
+        for (input, original) in [
+            ((32, 24), (32, 24)),
+            ((24, 32), (45, 60)),
+            ((32, 32), (7, 7)),
+        ] {
+            let want = postprocess_masks(&low, 32, input, original)?;
+            let got = post.postprocess(&values, (8, 8), 32, input, original)?;
+            assert_eq!(
+                got,
+                &want.flatten_all()?.to_vec1::<f32>()?[..],
+                "{input:?} → {original:?}"
+            );
+        }
+        Ok(())
+    }
 }
