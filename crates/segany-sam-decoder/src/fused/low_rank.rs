@@ -28,7 +28,7 @@ use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
     matmul_acc_into, matmul_acc_into_col_major, matmul_few_rows_into, matmul_into,
-    softmax_chunk_unnormalised, zeroed_output, MatRef, Scratch,
+    softmax_chunk_unnormalised, transpose_into, zeroed_output, MatRef, Scratch,
 };
 
 /// Image tokens per tile of a token-to-image attention: the tiles of the shared projections.
@@ -511,14 +511,19 @@ fn one_prompt_body(
             }
         }
         // z += A·Ã, then `o_h += (A ⊙ c)_h·Sv_h`, computed as `o_hᵀ += Sv_hᵀ·A_hᵀ`: c rows.
+        // Ã token-major (`Ãᵀ` transposed by register blocks): gemm packs Ã's columns, and
+        // read from `Ãᵀ` they were a gather of one value per row, as slow as the product.
+        let mut ac = Scratch::take(cols * r);
+        transpose_into(at, &mut ac, r, cols);
         matmul_acc_into(
             &mut z,
             r,
             MatRef::new(s, hn, cols, ls, 1)?,
-            at_t.t(),
+            MatRef::row_major(&ac, cols, r)?,
             1.0,
             false,
         )?;
+        drop(ac);
         for row in s.chunks_mut(ls) {
             for (v, c) in row.iter_mut().zip(cl.iter()) {
                 *v *= c;
