@@ -175,18 +175,17 @@ impl<'a> LowRankKeys<'a> {
                     l.wo.len()
                 )
             }
-            // W_o,hᵀ·diag(Γ) per head, (c × D), then through wᵀ: (c × Di).
-            let mut m = vec![0f32; h * c * di];
-            let mut wog = vec![0f32; c * d];
-            for hh in 0..h {
-                for (j, row) in wog.chunks_mut(d).enumerate() {
-                    for (e, (v, g)) in row.iter_mut().zip(&from).enumerate() {
-                        *v = l.wo[e * diu + hh * c + j] * g;
-                    }
+            // W_o,hᵀ·diag(Γ) per head, (c × D), stacked: W_oᵀ·diag(Γ) (heads·c × D); then
+            // through wᵀ in one product: (heads·c × Di), head hh's (c × Di) at hh·c·Di.
+            let mut wog = vec![0f32; diu * d];
+            transpose_into(&l.wo, &mut wog, d, diu);
+            for row in wog.chunks_mut(d) {
+                for (v, g) in row.iter_mut().zip(&from) {
+                    *v *= g;
                 }
-                let mh = &mut m[hh * c * di..(hh + 1) * c * di];
-                matmul_into(mh, di, MatRef::row_major(&wog, c, d)?, wt, 1.0, false)?;
             }
+            let mut m = vec![0f32; diu * di];
+            matmul_into(&mut m, di, MatRef::row_major(&wog, diu, d)?, wt, 1.0, true)?;
             let shared: Vec<f32> = l
                 .bias
                 .iter()

@@ -114,13 +114,18 @@ impl<'a> NormStats<'a> {
             }
             *q = dot(row, row);
         }
+        // W_oᵀ·s̄ᵀ, (heads·c × N): head hh's rows are W_o,hᵀ·s̄ᵀ. One product for all heads
+        // (gemm packs s̄ once, not once per head).
         let mut wos = vec![0f32; h * c * n];
         let st = MatRef::row_major(&sbar, n, d)?.t();
-        for hh in 0..h {
-            // W_o is (D, heads·c): its columns of head hh, transposed, are (c × D).
-            let woh = MatRef::new(&wo[hh * c..], c, d, 1, di)?;
-            matmul_into(&mut wos[hh * c * n..], n, woh, st, 1.0, true)?;
-        }
+        matmul_into(
+            &mut wos,
+            n,
+            MatRef::row_major(wo, d, di)?.t(),
+            st,
+            1.0,
+            true,
+        )?;
         let bs = sbar.chunks(d).map(|row| dot(bias, row)).collect();
         let prev = match prev {
             Some(p) => Some((p, p.projector(&sbar)?)),
