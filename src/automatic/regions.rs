@@ -96,21 +96,92 @@ pub fn remove_small_regions(
 }
 
 /// The inclusive `[x0, y0, x1, y1]` box of a row-major mask, `[0, 0, 0, 0]` when empty.
+///
+/// One pass of byte-wise ORs: each row into the columns' OR (the `x` extent) and into its
+/// own (the `y` extent), which vectorise across the row; a row without any pixel costs a
+/// vector pass, not a byte-by-byte search.
 pub fn mask_to_box(mask: &[u8], h: usize, w: usize) -> BoxXyxy {
-    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
-    for y in 0..h {
-        let row = &mask[y * w..(y + 1) * w];
-        let Some(first) = row.iter().position(|&v| v != 0) else {
-            continue;
-        };
-        let last = row.iter().rposition(|&v| v != 0).unwrap_or(first);
-        x0 = x0.min(first);
-        x1 = x1.max(last);
-        y0 = y0.min(y);
-        y1 = y;
-    }
-    if x0 == usize::MAX {
+    let mut cols = vec![0u8; w];
+    let Some((y0, y1)) = rows_and_columns(mask, w, h, &mut cols) else {
         return [0, 0, 0, 0];
-    }
+    };
+    let x0 = cols.iter().position(|&v| v != 0).unwrap_or(0);
+    let x1 = cols.iter().rposition(|&v| v != 0).unwrap_or(x0);
     [x0 as i64, y0 as i64, x1 as i64, y1 as i64]
+}
+
+segany_core::avx2_dispatch! {
+    /// The first and last row of the `h` rows of `w` bytes in `mask` with a nonzero byte
+    /// (`None` if none), with every row ORed into `cols (w)`. Built for the CPU's vector
+    /// width.
+    fn rows_and_columns(mask: &[u8], w: usize, h: usize, cols: &mut [u8]) -> Option<(usize, usize)>
+        => rows_and_columns_body
+}
+
+#[inline(always)]
+fn rows_and_columns_body(
+    mask: &[u8],
+    w: usize,
+    h: usize,
+    cols: &mut [u8],
+) -> Option<(usize, usize)> {
+    let mut rows = None;
+    for (y, row) in mask.chunks_exact(w.max(1)).take(h).enumerate() {
+        let mut any = 0u8;
+        for (c, &v) in cols.iter_mut().zip(row) {
+            *c |= v;
+            any |= v;
+        }
+        if any != 0 {
+            rows = Some((rows.map_or(y, |(y0, _)| y0), y));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The box by definition (every nonzero pixel's coordinates, min and max).
+    fn box_by_definition(mask: &[u8], h: usize, w: usize) -> BoxXyxy {
+        let on: Vec<(usize, usize)> = (0..h * w)
+            .filter(|&i| mask[i] != 0)
+            .map(|i| (i % w, i / w))
+            .collect();
+        if on.is_empty() {
+            return [0, 0, 0, 0];
+        }
+        let x0 = on.iter().map(|p| p.0).min().unwrap_or(0);
+        let x1 = on.iter().map(|p| p.0).max().unwrap_or(0);
+        let y0 = on.iter().map(|p| p.1).min().unwrap_or(0);
+        let y1 = on.iter().map(|p| p.1).max().unwrap_or(0);
+        [x0 as i64, y0 as i64, x1 as i64, y1 as i64]
+    }
+
+    /// Empty masks, one pixel (at the corners and inside), values other than 1, and widths
+    /// that are no multiple of a vector.
+    #[test]
+    fn mask_to_box_matches_definition() {
+        for (h, w) in [(1, 1), (7, 130), (33, 64), (20, 3)] {
+            let mut cases = vec![vec![0u8; h * w]];
+            for i in [0, h * w - 1, (h / 2) * w + w / 3, w - 1, (h - 1) * w] {
+                let mut m = vec![0u8; h * w];
+                m[i] = 255;
+                cases.push(m);
+            }
+            cases.push(
+                (0..h * w)
+                    .map(|i| u8::from(i * 7919 % 97 == 5) * 3)
+                    .collect(),
+            );
+            for m in cases {
+                assert_eq!(
+                    mask_to_box(&m, h, w),
+                    box_by_definition(&m, h, w),
+                    "{h} × {w}"
+                );
+            }
+        }
+    }
 }
