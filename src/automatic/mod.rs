@@ -38,7 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::MaskPostprocessor;
-use segany_core::nn::{transpose_bytes_into, with_f32_values};
+use segany_core::nn::{transpose_bytes_into, with_f32_planes};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -227,7 +227,9 @@ impl SamAutomaticMaskGenerator {
         let prompts = Some((&coords, &labels));
         // With a prepared image, the masks are upscaled only for prompts that have a mask
         // above the IoU threshold (the others would be dropped by the filter anyway).
-        let (ious, k, kept, low) = match self.predictor.prepared() {
+        // `low`: low-resolution logits `(P, K, h, w)`; `rows`: the row of each kept mask among
+        // its `P·K` masks.
+        let (ious, k, kept, low, rows) = match self.predictor.prepared() {
             Some(prepared) => {
                 let tokens = sam.decode_prepared_tokens(prepared, prompts, None)?;
                 let (ious, k, kept) =
@@ -243,7 +245,7 @@ impl SamAutomaticMaskGenerator {
                     .iter()
                     .map(|&i| needed.partition_point(|&q| q < i / k) * k + i % k)
                     .collect::<Vec<_>>();
-                (ious, k, kept, select_rows(&low, &rows)?)
+                (ious, k, kept, low, rows)
             }
             None => {
                 let (low, iou) = sam.decode(&emb.features, prompts, None, None, true)?;
@@ -251,8 +253,8 @@ impl SamAutomaticMaskGenerator {
                 if kept.is_empty() {
                     return Ok(Vec::new());
                 }
-                let low = select_rows(&low, &kept)?;
-                (ious, k, kept, low)
+                let rows = kept.clone();
+                (ious, k, kept, low, rows)
             }
         };
         let ctx = MaskContext {
@@ -263,16 +265,28 @@ impl SamAutomaticMaskGenerator {
             stability_thresh: cfg.stability_score_thresh,
         };
         // Full-resolution logits a few masks at a time (bounded memory); each mask's stability
-        // score, box and RLE in one pass over its logits, masks in parallel.
+        // score, box and RLE in one pass over its logits, masks in parallel. Each chunk's
+        // low-resolution logits are gathered into memory kept for the batch (no selected
+        // copy of every kept mask's logits, no fresh tensor per chunk).
         let (h, w) = crop_size;
+        let dims = (low.dim(2)?, low.dim(3)?);
+        let mut gathered = Vec::with_capacity(MASKS_PER_CHUNK.min(rows.len()) * dims.0 * dims.1);
         let mut out = Vec::new();
         for start in (0..kept.len()).step_by(MASKS_PER_CHUNK) {
             let len = MASKS_PER_CHUNK.min(kept.len() - start);
-            let chunk = low.narrow(1, start, len)?.contiguous()?;
-            let found = with_f32_values(&chunk, |low| {
-                let dims = (chunk.dim(2)?, chunk.dim(3)?);
+            let found = with_f32_planes(&low, |all| {
+                gathered.clear();
+                for &r in &rows[start..start + len] {
+                    let Some(m) = all.get(r) else {
+                        return Err(Error::InvalidArgument(format!(
+                            "mask {r} of {} low-resolution masks",
+                            all.count()
+                        )));
+                    };
+                    gathered.extend_from_slice(m);
+                }
                 let logits =
-                    full.postprocess(low, dims, sam.image_size(), emb.input_size, (h, w))?;
+                    full.postprocess(&gathered, dims, sam.image_size(), emb.input_size, (h, w))?;
                 logits
                     .par_chunks(h * w)
                     .map(|m| candidate(m, &ctx))
@@ -366,17 +380,6 @@ fn filter_by_iou(iou: &Tensor, thresh: f64) -> Result<(Vec<f32>, usize, Vec<usiz
         .filter(|&i| thresh <= 0.0 || ious[i] > t)
         .collect();
     Ok((ious, k, kept))
-}
-
-/// Masks `rows` (flat indices over `(B, K)`) of low-resolution logits `(B, K, h, w)`, as
-/// `(1, rows, h, w)`.
-fn select_rows(low: &Tensor, rows: &[usize]) -> Result<Tensor> {
-    let idx = Tensor::from_vec(
-        rows.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-        rows.len(),
-        low.device(),
-    )?;
-    Ok(low.flatten(0, 1)?.index_select(&idx, 0)?.unsqueeze(0)?)
 }
 
 /// Column-major COCO RLE of a crop-frame mask pasted into the `orig` image at `crop_box`.
