@@ -269,6 +269,9 @@ impl SamAutomaticMaskGenerator {
         // low-resolution logits are gathered into memory kept for the batch (no selected
         // copy of every kept mask's logits, no fresh tensor per chunk).
         let (h, w) = crop_size;
+        // The post-processing runs on the CPU: logits on another device come over once per
+        // batch (on the CPU this is the same tensor).
+        let low = low.to_device(&candle_core::Device::Cpu)?;
         let dims = (low.dim(2)?, low.dim(3)?);
         let mut gathered = Vec::with_capacity(MASKS_PER_CHUNK.min(rows.len()) * dims.0 * dims.1);
         let mut out = Vec::new();
