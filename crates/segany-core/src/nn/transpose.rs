@@ -105,17 +105,7 @@ mod avx {
                 }
             }
         }
-        // The right edge (all rows), then the bottom edge (the blocked columns).
-        for r in 0..rows {
-            for c in cb..cols {
-                dst[c * rows + r] = src[r * stride + c];
-            }
-        }
-        for r in rb..rows {
-            for c in 0..cb {
-                dst[c * rows + r] = src[r * stride + c];
-            }
-        }
+        super::transpose_edges(src, stride, dst, (rows, cols), (rb, cb));
     }
 
     /// The 8 × 8 block at `src` (rows `sld` apart) transposed to `dst` (rows `dld` apart):
@@ -193,15 +183,27 @@ pub fn transpose_bytes_into(src: &[u8], dst: &mut [u8], rows: usize, cols: usize
             }
         }
     }
-    // The right edge (all rows), then the bottom edge (the blocked columns).
+    transpose_edges(src, cols, dst, (rows, cols), (rb, cb));
+}
+
+/// The values a blocked transpose of a `rows × cols` matrix (rows `stride` apart in `src`)
+/// left out, element by element: the right edge past column `cb` (all rows), then the
+/// bottom edge past row `rb` (the blocked columns).
+fn transpose_edges<T: Copy>(
+    src: &[T],
+    stride: usize,
+    dst: &mut [T],
+    (rows, cols): (usize, usize),
+    (rb, cb): (usize, usize),
+) {
     for r in 0..rows {
         for c in cb..cols {
-            dst[c * rows + r] = src[r * cols + c];
+            dst[c * rows + r] = src[r * stride + c];
         }
     }
     for r in rb..rows {
         for c in 0..cb {
-            dst[c * rows + r] = src[r * cols + c];
+            dst[c * rows + r] = src[r * stride + c];
         }
     }
 }
