@@ -9,6 +9,11 @@
 //!   `stability_score_thresh` 0.95, binary-mask output).
 //! * `amg_grid32/keep_all`: both thresholds off, so all 3,072 masks go through the stability
 //!   score, boxes, RLE and NMS (the most post-processing a 32×32 grid can cause).
+//! * `upscale_all` (only with `SEGANY_BENCH_AMG_ONCE`): every mask upscaled and its stability
+//!   score taken, none kept (`stability_score_thresh` above 1), so no boxes or RLE: the part of
+//!   `keep_all` that real weights, whose IoU predictions pass the filter for most points, cause
+//!   whatever their masks look like. Random weights' masks are noise, whose RLEs are far
+//!   longer than a real mask's.
 //! * `amg_grid32/tiny_encoder`: the tiny encoder's `set_image` alone.
 //! * `amg_grid32/vit_b_total` (only with `SEGANY_BENCH_AMG_FULL=1`; ≈ 4 × the encoder time):
 //!   the whole generator with the ViT-B encoder, as a user runs it.
@@ -111,6 +116,15 @@ fn keep_all() -> AmgConfig {
     }
 }
 
+/// Every mask upscaled and scored, none kept: see the module docs.
+fn upscale_all() -> AmgConfig {
+    AmgConfig {
+        pred_iou_thresh: 0.0,
+        stability_score_thresh: 1.5,
+        ..AmgConfig::default()
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let vit_b = vit_b_weights();
     let sam = tiny_encoder_sam(&vit_b);
@@ -179,6 +193,7 @@ fn once(path: &str) {
         let cfg = match name {
             "default" => AmgConfig::default(),
             "keep_all" => keep_all(),
+            "upscale_all" => upscale_all(),
             other => panic!("SEGANY_BENCH_AMG_CONFIGS: unknown setting {other:?}"),
         };
         let mut generator = SamAutomaticMaskGenerator::new(sam.clone(), cfg).expect("generator");

@@ -186,8 +186,9 @@ impl SamAutomaticMaskGenerator {
             .map(|p| [p[0] * crop_size.1 as f64, p[1] * crop_size.0 as f64])
             .collect();
         let mut data = Vec::new();
-        // The full-resolution logits' memory, reused by every chunk of masks of this crop.
-        let mut full = MaskPostprocessor::default();
+        // The binary masks' memory (and the resize's, for crops the encoder resizes), reused
+        // by every chunk of masks of this crop.
+        let mut full = ChunkMemory::default();
         for batch in points.chunks(self.config.points_per_batch.max(1)) {
             data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut full)?);
         }
@@ -207,7 +208,7 @@ impl SamAutomaticMaskGenerator {
         crop_size: (usize, usize),
         crop_box: BoxXyxy,
         orig: (usize, usize),
-        full: &mut MaskPostprocessor,
+        full: &mut ChunkMemory,
     ) -> Result<Vec<Candidate>> {
         let cfg = &self.config;
         let sam = self.predictor.model();
@@ -264,8 +265,9 @@ impl SamAutomaticMaskGenerator {
             offset: cfg.stability_score_offset as f32,
             stability_thresh: cfg.stability_score_thresh,
         };
-        // Full-resolution logits a few masks at a time (bounded memory); each mask's stability
-        // score, box and RLE in one pass over its logits, masks in parallel. Each chunk's
+        // Full-resolution logits a few masks at a time, never stored: each band of rows goes
+        // through the stability counts and into the binary mask while it is in the cache;
+        // then each mask's stability score, box and RLE, masks in parallel. Each chunk's
         // low-resolution logits are gathered into memory kept for the batch (no selected
         // copy of every kept mask's logits, no fresh tensor per chunk).
         let (h, w) = crop_size;
@@ -288,11 +290,25 @@ impl SamAutomaticMaskGenerator {
                     };
                     gathered.extend_from_slice(m);
                 }
-                let logits =
-                    full.postprocess(&gathered, dims, sam.image_size(), emb.input_size, (h, w))?;
-                logits
+                let (masks, resize) = full.masks(len * h * w);
+                let counts = resize.postprocess_map(
+                    &gathered,
+                    dims,
+                    sam.image_size(),
+                    emb.input_size,
+                    (h, w),
+                    masks,
+                    |logits, m| threshold_pass(logits, ctx.hi(), ctx.lo(), m),
+                )?;
+                masks
                     .par_chunks(h * w)
-                    .map(|m| candidate(m, &ctx))
+                    .zip(counts)
+                    .map(|(m, bands)| {
+                        let (inter, union) = bands
+                            .iter()
+                            .fold((0, 0), |(i, u), &(bi, bu)| (i + bi, u + bu));
+                        candidate(m, inter, union, &ctx)
+                    })
                     .collect::<Result<Vec<_>>>()
             })?;
             for (found, &i) in found.into_iter().zip(&kept[start..start + len]) {
@@ -314,8 +330,28 @@ impl SamAutomaticMaskGenerator {
     }
 }
 
-/// Masks whose full-resolution logits are materialised at once in [`SamAutomaticMaskGenerator`].
+/// Masks post-processed at once in [`SamAutomaticMaskGenerator`] (their binary masks are kept
+/// together, their full-resolution logits never are).
 const MASKS_PER_CHUNK: usize = 16;
+
+/// Memory a crop's chunks of masks reuse: the binary masks of one chunk, and the resize's
+/// intermediate logits.
+#[derive(Default)]
+struct ChunkMemory {
+    masks: Vec<u8>,
+    resize: MaskPostprocessor,
+}
+
+impl ChunkMemory {
+    /// `len` bytes of the binary masks' memory (stale values: every one is overwritten), and
+    /// the resize.
+    fn masks(&mut self, len: usize) -> (&mut [u8], &mut MaskPostprocessor) {
+        if self.masks.len() < len {
+            self.masks.resize(len, 0);
+        }
+        (&mut self.masks[..len], &mut self.resize)
+    }
+}
 
 /// What [`candidate`] needs to know about the crop a mask comes from.
 struct MaskContext {
@@ -326,13 +362,28 @@ struct MaskContext {
     stability_thresh: f64,
 }
 
-/// One mask's full-resolution logits (crop frame) → its RLE in the image, box and stability
-/// score, or `None` when the stability filter or the crop-edge filter drops it.
-fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, f32)>> {
+impl MaskContext {
+    /// The stability score's upper threshold, `0 + offset` (the intersection's).
+    fn hi(&self) -> f32 {
+        0.0 + self.offset
+    }
+
+    /// The lower threshold, `0 - offset` (the union's).
+    fn lo(&self) -> f32 {
+        0.0 - self.offset
+    }
+}
+
+/// One mask (crop frame, 0/1) with the counts of its full-resolution logits above the
+/// stability thresholds → its RLE in the image, box and stability score, or `None` when the
+/// stability filter or the crop-edge filter drops it.
+fn candidate(
+    m: &[u8],
+    inter: u32,
+    union: u32,
+    ctx: &MaskContext,
+) -> Result<Option<(Rle, BoxXyxy, f32)>> {
     let (h, w) = ctx.crop_size;
-    let (hi, lo) = (0.0 + ctx.offset, 0.0 - ctx.offset);
-    let mut m = vec![0u8; logits.len()];
-    let (inter, union) = threshold_pass(logits, hi, lo, &mut m);
     let stability = inter as f32 / union as f32;
     // The reference keeps `stability >= thresh`; negating that also drops NaN (0/0).
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -340,7 +391,7 @@ fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, 
     if ctx.stability_thresh > 0.0 && rejected {
         return Ok(None);
     }
-    let bb = mask_to_box(&m, h, w);
+    let bb = mask_to_box(m, h, w);
     let cb = ctx.crop_box;
     let bbox = [bb[0] + cb[0], bb[1] + cb[1], bb[2] + cb[0], bb[3] + cb[1]];
     let orig_box: BoxXyxy = [0, 0, ctx.orig.1 as i64, ctx.orig.0 as i64];
@@ -348,7 +399,7 @@ fn candidate(logits: &[f32], ctx: &MaskContext) -> Result<Option<(Rle, BoxXyxy, 
         return Ok(None);
     }
     Ok(Some((
-        uncropped_rle(&m, ctx.crop_size, cb, ctx.orig)?,
+        uncropped_rle(m, ctx.crop_size, cb, ctx.orig)?,
         bbox,
         stability,
     )))

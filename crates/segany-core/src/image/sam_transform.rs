@@ -1,7 +1,9 @@
 //! SAM's `ResizeLongestSide` transform, pixel normalisation and mask post-processing.
 
 use super::resample::{resize_rgb, Filter};
-use crate::nn::{resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into};
+use crate::nn::{
+    resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into, resize_bilinear_crop_map,
+};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -158,6 +160,77 @@ impl MaskPostprocessor {
             resize_bilinear_crop_into(mid, input_size, original_size, original_size, out)?;
         }
         Ok(&self.out[..n_out])
+    }
+
+    /// [`postprocess`](Self::postprocess) handing the final logits to `f` a band of rows at a
+    /// time ([`resize_bilinear_crop_map`]) instead of storing them: `f(logits, out)` fills the
+    /// matching part of `dst` (one `T` per `original_size` pixel and plane, e.g. a binary
+    /// mask) while the logits are in the cache, and its results come back per plane, band by
+    /// band from the top. Only the intermediate resize (when `input_size` differs from
+    /// `original_size`) is stored, in memory kept from call to call.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use segany_core::image::{postprocess_masks, MaskPostprocessor};
+    /// let low = Tensor::arange(0f32, 2.0 * 16.0, &Device::Cpu)?.reshape((1, 2, 4, 4))?;
+    /// let logits = postprocess_masks(&low, 16, (12, 16), (6, 8))?.flatten_all()?.to_vec1::<f32>()?;
+    /// let mut masks = vec![0u8; 2 * 6 * 8];
+    /// let areas = MaskPostprocessor::default().postprocess_map(
+    ///     &low.flatten_all()?.to_vec1()?,
+    ///     (4, 4),
+    ///     16,
+    ///     (12, 16),
+    ///     (6, 8),
+    ///     &mut masks,
+    ///     |logits, out| {
+    ///         out.iter_mut().zip(logits).for_each(|(o, &v)| *o = u8::from(v > 20.0));
+    ///         logits.iter().filter(|&&v| v > 20.0).count()
+    ///     },
+    /// )?;
+    /// let want: Vec<u8> = logits.iter().map(|&v| u8::from(v > 20.0)).collect();
+    /// assert_eq!(masks, want);
+    /// let area = |p: usize| want[p * 48..(p + 1) * 48].iter().map(|&m| m as usize).sum::<usize>();
+    /// assert_eq!(areas[0].iter().sum::<usize>(), area(0));
+    /// assert_eq!(areas[1].iter().sum::<usize>(), area(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn postprocess_map<T, A, F>(
+        &mut self,
+        low: &[f32],
+        low_dims: (usize, usize),
+        image_size: usize,
+        input_size: (usize, usize),
+        original_size: (usize, usize),
+        dst: &mut [T],
+        f: F,
+    ) -> Result<Vec<Vec<A>>>
+    where
+        T: Send,
+        A: Send,
+        F: Fn(&[f32], &mut [T]) -> A + Sync,
+    {
+        let square = (image_size, image_size);
+        if input_size == original_size {
+            return Ok(resize_bilinear_crop_map(
+                low, low_dims, square, input_size, dst, f,
+            )?);
+        }
+        let planes = low.len().checked_div(low_dims.0 * low_dims.1).unwrap_or(0);
+        let n_mid = planes * input_size.0 * input_size.1;
+        if self.mid.len() < n_mid {
+            self.mid.resize(n_mid, 0.0);
+        }
+        let mid = &mut self.mid[..n_mid];
+        resize_bilinear_crop_into(low, low_dims, square, input_size, mid)?;
+        Ok(resize_bilinear_crop_map(
+            mid,
+            input_size,
+            original_size,
+            original_size,
+            dst,
+            f,
+        )?)
     }
 }
 

@@ -3,12 +3,13 @@
 //! `src = max(scale·(i + 0.5) − 0.5, 0)`, and `(x00·w0 + x01·w1)·h0 + (x10·w0 + x11·w1)·h1`.
 //! Bands of rows are processed in parallel; non-CPU devices use candle's `upsample_bilinear2d`.
 
-use super::is_cpu_f32;
+use super::bilinear_row::{RowTaps, Tap};
+use super::{is_cpu_f32, Scratch};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Source indices and weights along one axis: `(i0, i1, w0, w1)` per output position.
-fn axis(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
+pub(super) fn axis(input: usize, output: usize) -> Vec<Tap> {
     let scale = input as f32 / output as f32;
     (0..output)
         .map(|o| {
@@ -68,60 +69,148 @@ pub fn resize_bilinear_crop_into(
     (keep_h, keep_w): (usize, usize),
     dst: &mut [f32],
 ) -> Result<()> {
-    let planes = src.len().checked_div(h * w).unwrap_or(0);
-    if keep_h > out_h
-        || keep_w > out_w
-        || src.len() != planes * h * w
-        || dst.len() != planes * keep_h * keep_w
-        || (h * w == 0 && !dst.is_empty())
-    {
-        candle_core::bail!(
-            "resize: {} values of {h}×{w} planes to {} values of {keep_h}×{keep_w} corners of \
-             {out_h}×{out_w}",
-            src.len(),
-            dst.len()
-        )
-    }
-    let (oh, ow) = (keep_h, keep_w);
-    if dst.is_empty() {
+    let Some(plan) = Plan::new(src, (h, w), (out_h, out_w), (keep_h, keep_w), dst.len())? else {
         return Ok(());
-    }
-    let mut ys = axis(h, out_h);
-    let mut xs = axis(w, out_w);
-    ys.truncate(oh);
-    xs.truncate(ow);
-    // Per plane, bands of output rows in parallel. A band first interpolates along x the
-    // source rows it reads (each is shared by about out_h / h output rows), then blends
-    // pairs of those rows: the same products and sums as the module docs' formula, in the same
-    // order, with the blend vectorisable.
-    dst.par_chunks_mut(oh * ow)
+    };
+    dst.par_chunks_mut(plan.plane_len())
         .enumerate()
         .for_each(|(plane, out_plane)| {
-            let src = &src[plane * h * w..(plane + 1) * h * w];
             out_plane
-                .par_chunks_mut(BAND_ROWS * ow)
+                .par_chunks_mut(BAND_ROWS * plan.ow())
                 .enumerate()
-                .for_each(|(band, out)| {
-                    let rows = &ys[band * BAND_ROWS..band * BAND_ROWS + out.len() / ow];
-                    let lo = rows.iter().map(|r| r.0).min().unwrap_or(0);
-                    let hi = rows.iter().map(|r| r.1).max().unwrap_or(0);
-                    let mut across = vec![0f32; (hi + 1 - lo) * ow];
-                    for (y, a) in (lo..=hi).zip(across.chunks_exact_mut(ow)) {
-                        let r = &src[y * w..(y + 1) * w];
-                        for (o, &(x0, x1, w0, w1)) in a.iter_mut().zip(&xs) {
-                            *o = r[x0] * w0 + r[x1] * w1;
-                        }
-                    }
-                    for (o, &(y0, y1, h0, h1)) in out.chunks_exact_mut(ow).zip(rows) {
-                        let a0 = &across[(y0 - lo) * ow..(y0 - lo + 1) * ow];
-                        let a1 = &across[(y1 - lo) * ow..(y1 - lo + 1) * ow];
-                        for ((o, &u), &v) in o.iter_mut().zip(a0).zip(a1) {
-                            *o = u * h0 + v * h1;
-                        }
-                    }
-                });
+                .for_each(|(band, out)| plan.band(src, plane, band, out));
         });
     Ok(())
+}
+
+/// [`resize_bilinear_crop_into`] handing each band of output rows to `f` instead of storing
+/// the values: `f(values, out)` gets a band's resized values (whole rows of the kept corner)
+/// and the part of `dst` at the same positions, to fill as it likes (e.g. a binary mask), while
+/// the values are still in the cache. Returns what `f` returned, per plane, band by band from
+/// the top; the bands' heights are the implementation's choice.
+///
+/// ```
+/// // Count the resized values above 2 and store a mask of them.
+/// let mut mask = [0u8; 4];
+/// let counts = segany_core::nn::resize_bilinear_crop_map(
+///     &[0., 4.],
+///     (1, 2),
+///     (1, 4),
+///     (1, 4),
+///     &mut mask,
+///     |values, out| {
+///         out.iter_mut().zip(values).for_each(|(o, &v)| *o = u8::from(v > 2.0));
+///         values.iter().filter(|&&v| v > 2.0).count()
+///     },
+/// )?;
+/// assert_eq!(mask, [0, 0, 1, 1]);
+/// assert_eq!(counts.iter().map(|bands| bands.iter().sum::<usize>()).collect::<Vec<_>>(), [2]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn resize_bilinear_crop_map<T, A, F>(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    (keep_h, keep_w): (usize, usize),
+    dst: &mut [T],
+    f: F,
+) -> Result<Vec<Vec<A>>>
+where
+    T: Send,
+    A: Send,
+    F: Fn(&[f32], &mut [T]) -> A + Sync,
+{
+    let Some(plan) = Plan::new(src, (h, w), (out_h, out_w), (keep_h, keep_w), dst.len())? else {
+        let planes = src.len().checked_div(h * w).unwrap_or(0);
+        return Ok((0..planes).map(|_| Vec::new()).collect());
+    };
+    Ok(dst
+        .par_chunks_mut(plan.plane_len())
+        .enumerate()
+        .map(|(plane, out_plane)| {
+            out_plane
+                .par_chunks_mut(BAND_ROWS * plan.ow())
+                .enumerate()
+                .map(|(band, out)| {
+                    let mut values = Scratch::take(out.len());
+                    plan.band(src, plane, band, &mut values);
+                    f(&values, out)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The checked sizes and the two axes' source indices and weights of one resize.
+struct Plan {
+    h: usize,
+    w: usize,
+    ys: Vec<Tap>,
+    xs: RowTaps,
+}
+
+impl Plan {
+    /// `None` when there is nothing to compute (no output values).
+    fn new(
+        src: &[f32],
+        (h, w): (usize, usize),
+        (out_h, out_w): (usize, usize),
+        (keep_h, keep_w): (usize, usize),
+        dst_len: usize,
+    ) -> Result<Option<Self>> {
+        let planes = src.len().checked_div(h * w).unwrap_or(0);
+        if keep_h > out_h
+            || keep_w > out_w
+            || src.len() != planes * h * w
+            || dst_len != planes * keep_h * keep_w
+            || (h * w == 0 && dst_len != 0)
+        {
+            candle_core::bail!(
+                "resize: {} values of {h}×{w} planes to {dst_len} values of {keep_h}×{keep_w} \
+                 corners of {out_h}×{out_w}",
+                src.len(),
+            )
+        }
+        if dst_len == 0 {
+            return Ok(None);
+        }
+        let mut ys = axis(h, out_h);
+        let mut xs = RowTaps::new(axis(w, out_w), w);
+        ys.truncate(keep_h);
+        xs.truncate(keep_w);
+        Ok(Some(Self { h, w, ys, xs }))
+    }
+
+    fn ow(&self) -> usize {
+        self.xs.len()
+    }
+
+    fn plane_len(&self) -> usize {
+        self.ys.len() * self.xs.len()
+    }
+
+    /// Band `band` (rows `band·BAND_ROWS..`, as many as `out` holds) of plane `plane` into
+    /// `out`. The band first interpolates along x the source rows it reads (each is shared by
+    /// about out_h / h output rows), then blends pairs of those rows: the same products and
+    /// sums as the module docs' formula, in the same order, with the blend vectorisable.
+    fn band(&self, src: &[f32], plane: usize, band: usize, out: &mut [f32]) {
+        let (h, w, ow) = (self.h, self.w, self.ow());
+        let src = &src[plane * h * w..(plane + 1) * h * w];
+        let rows = &self.ys[band * BAND_ROWS..band * BAND_ROWS + out.len() / ow];
+        let lo = rows.iter().map(|r| r.0).min().unwrap_or(0);
+        let hi = rows.iter().map(|r| r.1).max().unwrap_or(0);
+        let mut across = Scratch::take((hi + 1 - lo) * ow);
+        for (y, a) in (lo..=hi).zip(across.chunks_exact_mut(ow)) {
+            self.xs.apply(&src[y * w..(y + 1) * w], a);
+        }
+        for (o, &(y0, y1, h0, h1)) in out.chunks_exact_mut(ow).zip(rows) {
+            let a0 = &across[(y0 - lo) * ow..(y0 - lo + 1) * ow];
+            let a1 = &across[(y1 - lo) * ow..(y1 - lo + 1) * ow];
+            for ((o, &u), &v) in o.iter_mut().zip(a0).zip(a1) {
+                *o = u * h0 + v * h1;
+            }
+        }
+    }
 }
 
 /// Resizes `(B, C, H, W)` to `(B, C, out_h, out_w)` bilinearly (`align_corners=False`).
@@ -225,6 +314,35 @@ mod tests {
             resize_bilinear_crop_into(&src[1..], (5, 7), (20, 28), (17, 23), &mut dst).is_err()
         );
         assert!(resize_bilinear_crop_into(&src, (5, 7), (20, 28), (21, 23), &mut dst).is_err());
+        Ok(())
+    }
+
+    /// The bands handed to the callback are the stored resize's values at the same positions,
+    /// in order (planes of several bands, a partial last band); results come back per plane.
+    #[test]
+    fn map_hands_over_the_stored_values() -> Result<()> {
+        let (h, w) = (9, 13);
+        let src: Vec<f32> = (0..3 * h * w).map(|i| (i as f32 * 0.61).cos()).collect();
+        for (out, keep) in [((70, 52), (70, 52)), ((70, 52), (41, 33)), ((5, 6), (5, 6))] {
+            let mut want = vec![0f32; 3 * keep.0 * keep.1];
+            resize_bilinear_crop_into(&src, (h, w), out, keep, &mut want)?;
+            let mut got = vec![f32::NAN; want.len()];
+            let rows = resize_bilinear_crop_map(&src, (h, w), out, keep, &mut got, |v, o| {
+                o.copy_from_slice(v);
+                v.len() / keep.1
+            })?;
+            assert_eq!(got, want, "{out:?} kept {keep:?}");
+            assert_eq!(rows.len(), 3);
+            for bands in &rows {
+                assert_eq!(bands.iter().sum::<usize>(), keep.0);
+                assert!(bands.len() == keep.0.div_ceil(BAND_ROWS));
+            }
+        }
+        let mut short = vec![0f32; 3 * 41 * 33 - 1];
+        assert!(
+            resize_bilinear_crop_map(&src, (h, w), (70, 52), (41, 33), &mut short, |_, _| ())
+                .is_err()
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Small layers shared by several models.
 
 pub mod bf16_gemm;
+mod bilinear_row;
 mod channel_norm;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -28,7 +29,9 @@ pub use elementwise::add;
 pub use few_rows::{few_rows_preferred, matmul_few_rows_into};
 pub use gelu::{erf, gelu_erf, gelu_erf_in_place, quick_gelu, quick_gelu_in_place};
 pub use half_softmax::softmax_last_dim;
-pub use interpolate::{resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into};
+pub use interpolate::{
+    resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into, resize_bilinear_crop_map,
+};
 pub use layer_norm::{
     layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,
     residual_layer_norm_rows, LayerNorm, LayerNorm2d,
