@@ -426,14 +426,17 @@ def amg(args):
     """The official generator, 32x32 grid on the 1024x1024 image, encoder excluded: the image is
     encoded once, then set_image/reset_image become no-ops. One timed run per setting
     (``--amg-configs``): ``keep_all`` (thresholds off: every mask through stability, boxes,
-    RLE and NMS) and/or ``default`` (official thresholds; random weights keep no mask)."""
+    RLE and NMS), ``default`` (official thresholds; random weights keep no mask) and/or
+    ``upscale_all`` (no IoU filter, a stability threshold above 1: every mask upscaled and
+    scored, none kept)."""
     from segment_anything import SamAutomaticMaskGenerator
 
     sam = load_official(args)
     img = image(1024, 1024)
     out = {}
     for name in args.amg_configs.split(","):
-        kw = {"default": {}, "keep_all": dict(pred_iou_thresh=0.0, stability_score_thresh=0.0)}[name]
+        kw = {"default": {}, "keep_all": dict(pred_iou_thresh=0.0, stability_score_thresh=0.0),
+              "upscale_all": dict(pred_iou_thresh=0.0, stability_score_thresh=1.5)}[name]
         gen = SamAutomaticMaskGenerator(sam, points_per_side=32, **kw)
         with torch.inference_mode():
             gen.predictor.set_image(img)
@@ -613,7 +616,8 @@ def main():
     ap.add_argument("what", choices=["prepare", "sgemm", "sam_official", "sam_hf", "sam_onnx",
                                      "mobilesam", "amg", "clip", "ssp", "rle", "mem"])
     ap.add_argument("--model", help="mem: a Meta-layout SAM safetensors file")
-    ap.add_argument("--amg-configs", default="keep_all", help="amg: keep_all and/or default")
+    ap.add_argument("--amg-configs", default="keep_all",
+                    help="amg: keep_all, default and/or upscale_all")
     ap.add_argument("--variant", default="vit_h", help="mem: vit_b, vit_l or vit_h")
     ap.add_argument("--work", required=True, help="directory for weights and ONNX files")
     ap.add_argument("--out", required=True, help="directory for the JSON results")

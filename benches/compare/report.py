@@ -30,6 +30,9 @@ _SEGANY_MAC = (12 * N * 12 * D * D
                + N * 768 * D + N * D * 256 + N * 256 * 256 * 9)
 VIT_B_SEGANY_FLOP = 2 * _SEGANY_MAC
 
+# benches/amg.rs settings the report reads (run.sh's AMG_CONFIGS).
+AMG_CONFIGS = ("default", "upscale_all", "keep_all")
+
 
 def ssp_head_flop(clip_dim, grid, last_rows=None, a=512, d=256, ffn=2048, layers=6, prompts=128,
                   t=77):
@@ -117,9 +120,9 @@ def main():
     enc = c("sam_vit_b", "segany_encoder_1024")
     amg_s = raw(a.out, "amg_segany") or {}
     tiny = amg_s.get("tiny_encoder_s")
-    amg_rs = {k: (amg_s.get(k) or {}).get("total_s") for k in ("default", "keep_all")}
-    amg_ex = {k: (amg_s.get(k) or {}).get("encoder_excluded_s") for k in ("default", "keep_all")}
-    kept = {k: (amg_s.get(k) or {}).get("kept") for k in ("default", "keep_all")}
+    amg_rs = {k: (amg_s.get(k) or {}).get("total_s") for k in AMG_CONFIGS}
+    amg_ex = {k: (amg_s.get(k) or {}).get("encoder_excluded_s") for k in AMG_CONFIGS}
+    kept = {k: (amg_s.get(k) or {}).get("kept") for k in AMG_CONFIGS}
     torch_enc = med(off, "encoder")
 
     # benches/compare/sgemm.rs: FMA_FLOP_PER_THREAD per thread and call.
@@ -186,7 +189,10 @@ def main():
          "ONNX Runtime": med(onnx, "decoder")}, "≤ 30 ms and ≤ 0.3× official",
         "candle-transformers: low-res masks only (no upscaling to the image); ONNX: "
         "SamOnnxModel, 4 masks")
-    for k, label in [("default", "official thresholds"), ("keep_all", "thresholds off")]:
+    for k, label in [("default", "official thresholds"),
+                     ("upscale_all", "every mask upscaled and scored, none kept (as real weights "
+                      "cause)"),
+                     ("keep_all", "thresholds off")]:
         if amg_ex[k] is None and med(amg, k) is None:
             continue
         row(f"AMG 32×32 on 1024², {label}, encoder excluded", amg_ex[k],

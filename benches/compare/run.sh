@@ -18,8 +18,8 @@
 # official generator (about a minute per generation on 2 cores). `cargo bench --bench rle`
 # is not part of the run (pycocotools' times on the same masks are in raw/pycocotools_rle.json).
 #
-# Environment: AMG_CONFIGS (default, keep_all or both comma-separated, or none to skip AMG;
-# default `default`),
+# Environment: AMG_CONFIGS (default, upscale_all, keep_all, comma-separated, or none to skip
+# AMG; default `default,upscale_all`),
 # THREADS (RAYON_NUM_THREADS / torch.set_num_threads / ORT intra-op, default 2),
 # REPEATS (timed runs per reference measurement after one warm-up, default 2), WORK (weights and
 # ONNX files, default $TMPDIR/segany-compare, ~4 GB, reused), OUT (default
@@ -32,8 +32,11 @@ PY=${PYTHON:-python3}
 THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-2}
 # keep_all (every one of the 3,072 masks through stability, RLE and NMS) takes > 10 min per
-# implementation on 2 loaded cores; with random weights `default` keeps no mask (decoder only).
-AMG_CONFIGS=${AMG_CONFIGS:-default}
+# implementation on 2 loaded cores; with random weights `default` keeps no mask (decoder only
+# for segany, which upscales only masks that pass the IoU filter), `upscale_all` upscales and
+# scores every mask and keeps none (the work real weights, whose IoU predictions pass the
+# filter for most points, cause).
+AMG_CONFIGS=${AMG_CONFIGS:-default,upscale_all}
 WORK=${WORK:-${TMPDIR:-/tmp}/segany-compare}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET/compare/$(date -u +%Y%m%dT%H%M%SZ)}
