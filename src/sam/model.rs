@@ -329,8 +329,9 @@ impl Sam {
         select: Option<&[usize]>,
         multimask_output: bool,
     ) -> Result<Tensor> {
-        let masks = self.mask_decoder.upscale_masks(prepared, tokens, select)?;
-        let (start, len) = self.mask_decoder.selected_tokens(multimask_output);
-        Ok(masks.narrow(1, start, len)?.to_dtype(DType::F32)?)
+        let masks =
+            self.mask_decoder
+                .upscale_selected_masks(prepared, tokens, select, multimask_output)?;
+        Ok(masks.to_dtype(DType::F32)?)
     }
 }

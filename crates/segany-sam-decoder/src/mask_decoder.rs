@@ -170,6 +170,31 @@ impl MaskDecoder {
         tokens: &DecodedTokens,
         select: Option<&[usize]>,
     ) -> Result<Tensor> {
+        self.upscale_token_masks(image, tokens, select, (0, self.num_mask_tokens))
+    }
+
+    /// [`Self::upscale_masks`] for the official selection only ([`Self::selected_tokens`]):
+    /// `(P, 3, 4h, 4w)` with `multimask_output`, else `(P, 1, 4h, 4w)`. The other tokens'
+    /// hypernetworks and mask products are not computed.
+    pub fn upscale_selected_masks(
+        &self,
+        image: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+        multimask_output: bool,
+    ) -> Result<Tensor> {
+        let range = self.selected_tokens(multimask_output);
+        self.upscale_token_masks(image, tokens, select, range)
+    }
+
+    /// The masks of mask tokens `start..start + len`.
+    fn upscale_token_masks(
+        &self,
+        image: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+        (start, len): (usize, usize),
+    ) -> Result<Tensor> {
         let (c, h, w) = image.grid;
         let batch = tokens.hs.dim(0)?;
         let all: Vec<usize>;
@@ -182,7 +207,7 @@ impl MaskDecoder {
         };
         if sel.is_empty() {
             let (dev, dtype) = (tokens.hs.device(), tokens.hs.dtype());
-            return Tensor::zeros((0, self.num_mask_tokens, 4 * h, 4 * w), dtype, dev);
+            return Tensor::zeros((0, len, 4 * h, 4 * w), dtype, dev);
         }
         if let Some(bad) = sel.iter().find(|&&i| i >= batch) {
             candle_core::bail!("mask decoder: prompt {bad} selected from a batch of {batch}")
@@ -203,6 +228,8 @@ impl MaskDecoder {
             .hypernetworks
             .iter()
             .enumerate()
+            .skip(start)
+            .take(len)
             .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
@@ -253,7 +280,7 @@ impl MaskDecoder {
         let (_, uh, uw, uc) = up.dims4()?;
         hyper_in
             .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
-            .reshape((b, self.num_mask_tokens, uh, uw))
+            .reshape((b, len, uh, uw))
     }
 
     /// Which of the `n` mask tokens the official selection returns: with `multimask_output`,
@@ -367,8 +394,27 @@ mod tests {
         let some = decoder.upscale_masks(&prepared, &tokens, Some(&[2, 0]))?;
         let expect = Tensor::stack(&[masks.get(2)?, masks.get(0)?], 0)?;
         assert_eq!(max(&some, &expect)?, 0.0);
+        // The official selection alone: the same values as the narrowed full set.
+        for multimask in [true, false] {
+            let (start, len) = decoder.selected_tokens(multimask);
+            let sel =
+                decoder.upscale_selected_masks(&prepared, &tokens, Some(&[2, 0]), multimask)?;
+            assert_eq!(
+                max(&sel, &expect.narrow(1, start, len)?)?,
+                0.0,
+                "{multimask}"
+            );
+            let sel = decoder.upscale_selected_masks(&prepared, &tokens, None, multimask)?;
+            assert_eq!(
+                max(&sel, &masks.narrow(1, start, len)?)?,
+                0.0,
+                "{multimask}, all"
+            );
+        }
         let none = decoder.upscale_masks(&prepared, &tokens, Some(&[]))?;
         assert_eq!(none.dim(0)?, 0);
+        let none = decoder.upscale_selected_masks(&prepared, &tokens, Some(&[]), true)?;
+        assert_eq!(none.dims(), [0, 3, 16, 16]);
         assert!(decoder
             .upscale_masks(&prepared, &tokens, Some(&[5]))
             .is_err());
