@@ -141,25 +141,18 @@ impl MaskPostprocessor {
         original_size: (usize, usize),
     ) -> Result<&[f32]> {
         let planes = low.len().checked_div(low_dims.0 * low_dims.1).unwrap_or(0);
-        let grow = |v: &mut Vec<f32>, len: usize| {
-            if v.len() < len {
-                v.resize(len, 0.0);
-            }
-        };
-        let square = (image_size, image_size);
         let n_out = planes * original_size.0 * original_size.1;
-        grow(&mut self.out, n_out);
-        let out = &mut self.out[..n_out];
-        if input_size == original_size {
-            resize_bilinear_crop_into(low, low_dims, square, input_size, out)?;
-        } else {
-            let n_mid = planes * input_size.0 * input_size.1;
-            grow(&mut self.mid, n_mid);
-            let mid = &mut self.mid[..n_mid];
-            resize_bilinear_crop_into(low, low_dims, square, input_size, mid)?;
-            resize_bilinear_crop_into(mid, input_size, original_size, original_size, out)?;
-        }
-        Ok(&self.out[..n_out])
+        let last = last_resize(
+            &mut self.mid,
+            low,
+            low_dims,
+            image_size,
+            input_size,
+            original_size,
+        )?;
+        let out = grown(&mut self.out, n_out);
+        resize_bilinear_crop_into(last.src, last.src_dims, last.out_dims, original_size, out)?;
+        Ok(out)
     }
 
     /// [`postprocess`](Self::postprocess) handing the final logits to `f` a band of rows at a
@@ -210,28 +203,67 @@ impl MaskPostprocessor {
         A: Send,
         F: Fn(&[f32], &mut [T]) -> A + Sync,
     {
-        let square = (image_size, image_size);
-        if input_size == original_size {
-            return Ok(resize_bilinear_crop_map(
-                low, low_dims, square, input_size, dst, f,
-            )?);
-        }
-        let planes = low.len().checked_div(low_dims.0 * low_dims.1).unwrap_or(0);
-        let n_mid = planes * input_size.0 * input_size.1;
-        if self.mid.len() < n_mid {
-            self.mid.resize(n_mid, 0.0);
-        }
-        let mid = &mut self.mid[..n_mid];
-        resize_bilinear_crop_into(low, low_dims, square, input_size, mid)?;
-        Ok(resize_bilinear_crop_map(
-            mid,
+        let last = last_resize(
+            &mut self.mid,
+            low,
+            low_dims,
+            image_size,
             input_size,
             original_size,
+        )?;
+        Ok(resize_bilinear_crop_map(
+            last.src,
+            last.src_dims,
+            last.out_dims,
             original_size,
             dst,
             f,
         )?)
     }
+}
+
+/// The last of [`postprocess_masks`]' resizes, whose `original_size` corner is the result:
+/// from the low-resolution logits to the padded square when the crop of the padding is
+/// already the original size, else from the cropped intermediate (computed into `mid`) to the
+/// original size.
+struct LastResize<'a> {
+    src: &'a [f32],
+    src_dims: (usize, usize),
+    out_dims: (usize, usize),
+}
+
+fn last_resize<'a>(
+    mid: &'a mut Vec<f32>,
+    low: &'a [f32],
+    low_dims: (usize, usize),
+    image_size: usize,
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<LastResize<'a>> {
+    let square = (image_size, image_size);
+    if input_size == original_size {
+        return Ok(LastResize {
+            src: low,
+            src_dims: low_dims,
+            out_dims: square,
+        });
+    }
+    let planes = low.len().checked_div(low_dims.0 * low_dims.1).unwrap_or(0);
+    let mid = grown(mid, planes * input_size.0 * input_size.1);
+    resize_bilinear_crop_into(low, low_dims, square, input_size, mid)?;
+    Ok(LastResize {
+        src: mid,
+        src_dims: input_size,
+        out_dims: original_size,
+    })
+}
+
+/// The first `len` values of `v`, grown with zeros when shorter (stale values otherwise).
+fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 #[cfg(test)]
