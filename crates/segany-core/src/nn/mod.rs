@@ -33,8 +33,8 @@ pub use interpolate::{
     resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into, resize_bilinear_crop_map,
 };
 pub use layer_norm::{
-    layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats, layer_norm_stats,
-    residual_layer_norm_rows, LayerNorm, LayerNorm2d,
+    bias_layer_norm_rows_in_place, layer_norm, layer_norm_2d, layer_norm_row, layer_norm_row_stats,
+    layer_norm_stats, residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, Activation, CpuMatmul, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};

@@ -5,8 +5,8 @@ use crate::upscale::ConvTranspose2x2;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 use segany_core::nn::{
-    gelu_erf_in_place, layer_norm_row, matmul_acc_into, matmul_few_rows_into, matmul_into,
-    transpose_into, with_f32_values, zeroed_output, LayerNorm, MatRef, Scratch,
+    bias_layer_norm_rows_in_place, gelu_erf_in_place, matmul_acc_into, matmul_few_rows_into,
+    matmul_into, transpose_into, with_f32_values, zeroed_output, LayerNorm, MatRef, Scratch,
 };
 
 /// The mask decoder's output: `src (Bi, h·w, D)` (image tokens after the transformer, `Bi` 1
@@ -223,13 +223,7 @@ fn band(x: &[f32], w: usize, d: usize, hyper: &[f32], m: usize, st: &Stages) -> 
 /// The rest of [`band`] from `y1 (w, 4·O₁)`, the row's product with `up1`'s weight (no bias).
 fn finish_band(y1: &mut [f32], w: usize, hyper: &[f32], m: usize, st: &Stages) -> Result<Vec<f32>> {
     let (o1, o2) = (st.o1, st.o2);
-    let mut tmp = vec![0f32; o1];
-    for px in y1.chunks_mut(o1) {
-        for ((t, v), b) in tmp.iter_mut().zip(px.iter()).zip(&st.b1) {
-            *t = v + b;
-        }
-        layer_norm_row(&tmp, px, &st.nw, &st.nb, st.eps);
-    }
+    bias_layer_norm_rows_in_place(y1, &st.b1, &st.nw, &st.nb, st.eps);
     gelu_erf_in_place(y1);
     // up2: (4w × O₁)·(O₁ × 4·O₂).
     let mut y2 = Scratch::take(4 * w * 4 * o2);
