@@ -38,7 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::MaskPostprocessor;
-use segany_core::nn::{transpose_bytes_into, with_f32_planes};
+use segany_core::nn::transpose_bytes_into;
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -186,8 +186,8 @@ impl SamAutomaticMaskGenerator {
             .map(|p| [p[0] * crop_size.1 as f64, p[1] * crop_size.0 as f64])
             .collect();
         let mut data = Vec::new();
-        // The binary masks' memory (and the resize's, for crops the encoder resizes), reused
-        // by every chunk of masks of this crop.
+        // The low-resolution logits' memory, the binary masks' (and the resize's, for crops
+        // the encoder resizes), reused by every batch and chunk of masks of this crop.
         let mut full = ChunkMemory::default();
         for batch in points.chunks(self.config.points_per_batch.max(1)) {
             data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut full)?);
@@ -228,9 +228,14 @@ impl SamAutomaticMaskGenerator {
         let prompts = Some((&coords, &labels));
         // With a prepared image, the masks are upscaled only for prompts that have a mask
         // above the IoU threshold (the others would be dropped by the filter anyway).
-        // `low`: low-resolution logits `(P, K, h, w)`; `rows`: the row of each kept mask among
-        // its `P·K` masks.
-        let (ious, k, kept, low, rows) = match self.predictor.prepared() {
+        // `low`: low-resolution logits `(P, K, h, w)` (values in memory kept for the crop,
+        // `dims` their shape); `rows`: the row of each kept mask among its `P·K` masks.
+        let ChunkMemory {
+            masks: mask_memory,
+            resize,
+            low,
+        } = full;
+        let (ious, k, kept, dims, rows) = match self.predictor.prepared() {
             Some(prepared) => {
                 let tokens = sam.decode_prepared_tokens(prepared, prompts, None)?;
                 let (ious, k, kept) =
@@ -240,22 +245,25 @@ impl SamAutomaticMaskGenerator {
                 }
                 let mut needed: Vec<usize> = kept.iter().map(|&i| i / k).collect();
                 needed.dedup();
-                let low = sam.upscale_prepared(prepared, &tokens, Some(&needed), true)?;
+                let dims =
+                    sam.upscale_prepared_into(prepared, &tokens, Some(&needed), true, low)?;
                 // Row of each kept mask among the upscaled prompts' masks.
                 let rows = kept
                     .iter()
                     .map(|&i| needed.partition_point(|&q| q < i / k) * k + i % k)
                     .collect::<Vec<_>>();
-                (ious, k, kept, low, rows)
+                (ious, k, kept, dims, rows)
             }
             None => {
-                let (low, iou) = sam.decode(&emb.features, prompts, None, None, true)?;
+                let (logits, iou) = sam.decode(&emb.features, prompts, None, None, true)?;
                 let (ious, k, kept) = filter_by_iou(&iou, cfg.pred_iou_thresh)?;
                 if kept.is_empty() {
                     return Ok(Vec::new());
                 }
+                let dims = logits.dims4()?;
+                *low = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
                 let rows = kept.clone();
-                (ious, k, kept, low, rows)
+                (ious, k, kept, dims, rows)
             }
         };
         let ctx = MaskContext {
@@ -271,26 +279,24 @@ impl SamAutomaticMaskGenerator {
         // low-resolution logits are gathered into memory kept for the batch (no selected
         // copy of every kept mask's logits, no fresh tensor per chunk).
         let (h, w) = crop_size;
-        // The post-processing runs on the CPU: logits on another device come over once per
-        // batch (on the CPU this is the same tensor).
-        let low = low.to_device(&candle_core::Device::Cpu)?;
-        let dims = (low.dim(2)?, low.dim(3)?);
-        let mut gathered = Vec::with_capacity(MASKS_PER_CHUNK.min(rows.len()) * dims.0 * dims.1);
+        let plane = dims.2 * dims.3;
+        let dims = (dims.2, dims.3);
+        let mut gathered = Vec::with_capacity(MASKS_PER_CHUNK.min(rows.len()) * plane);
         let mut out = Vec::new();
         for start in (0..kept.len()).step_by(MASKS_PER_CHUNK) {
             let len = MASKS_PER_CHUNK.min(kept.len() - start);
-            let found = with_f32_planes(&low, |all| {
+            let found = {
                 gathered.clear();
                 for &r in &rows[start..start + len] {
-                    let Some(m) = all.get(r) else {
+                    let Some(m) = low.get(r * plane..(r + 1) * plane) else {
                         return Err(Error::InvalidArgument(format!(
                             "mask {r} of {} low-resolution masks",
-                            all.count()
+                            low.len() / plane.max(1)
                         )));
                     };
                     gathered.extend_from_slice(m);
                 }
-                let (masks, resize) = full.masks(len * h * w);
+                let masks = grown_bytes(mask_memory, len * h * w);
                 let counts = resize.postprocess_map(
                     &gathered,
                     dims,
@@ -309,8 +315,8 @@ impl SamAutomaticMaskGenerator {
                             .fold((0, 0), |(i, u), &(bi, bu)| (i + bi, u + bu));
                         candidate(m, inter, union, &ctx)
                     })
-                    .collect::<Result<Vec<_>>>()
-            })?;
+                    .collect::<Result<Vec<_>>>()?
+            };
             for (found, &i) in found.into_iter().zip(&kept[start..start + len]) {
                 let Some((rle, bbox, stability)) = found else {
                     continue;
@@ -334,23 +340,21 @@ impl SamAutomaticMaskGenerator {
 /// together, their full-resolution logits never are).
 const MASKS_PER_CHUNK: usize = 16;
 
-/// Memory a crop's chunks of masks reuse: the binary masks of one chunk, and the resize's
-/// intermediate logits.
+/// Memory a crop's batches and chunks of masks reuse: a batch's low-resolution logits, the
+/// binary masks of one chunk, and the resize's intermediate logits.
 #[derive(Default)]
 struct ChunkMemory {
+    low: Vec<f32>,
     masks: Vec<u8>,
     resize: MaskPostprocessor,
 }
 
-impl ChunkMemory {
-    /// `len` bytes of the binary masks' memory (stale values: every one is overwritten), and
-    /// the resize.
-    fn masks(&mut self, len: usize) -> (&mut [u8], &mut MaskPostprocessor) {
-        if self.masks.len() < len {
-            self.masks.resize(len, 0);
-        }
-        (&mut self.masks[..len], &mut self.resize)
+/// The first `len` bytes of `v`, grown when shorter (stale values: every one is overwritten).
+fn grown_bytes(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if v.len() < len {
+        v.resize(len, 0);
     }
+    &mut v[..len]
 }
 
 /// What [`candidate`] needs to know about the crop a mask comes from.

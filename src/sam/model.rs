@@ -334,4 +334,24 @@ impl Sam {
                 .upscale_selected_masks(prepared, tokens, select, multimask_output)?;
         Ok(masks.to_dtype(DType::F32)?)
     }
+
+    /// [`Sam::upscale_prepared`] as values into `out` (row-major, resized, every value
+    /// overwritten), returning the dimensions `(P, K, 4g, 4g)`: for callers that upscale batch
+    /// after batch into the same memory (automatic mask generation).
+    pub fn upscale_prepared_into(
+        &self,
+        prepared: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+        multimask_output: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize, usize, usize)> {
+        Ok(self.mask_decoder.upscale_selected_masks_into(
+            prepared,
+            tokens,
+            select,
+            multimask_output,
+            out,
+        )?)
+    }
 }

@@ -170,7 +170,9 @@ impl MaskDecoder {
         tokens: &DecodedTokens,
         select: Option<&[usize]>,
     ) -> Result<Tensor> {
-        self.upscale_token_masks(image, tokens, select, (0, self.num_mask_tokens))
+        let range = (0, self.num_mask_tokens);
+        self.upscale_token_masks(image, tokens, select, range, None)
+            .and_then(tensor_returned)
     }
 
     /// [`Self::upscale_masks`] for the official selection only ([`Self::selected_tokens`]):
@@ -184,17 +186,46 @@ impl MaskDecoder {
         multimask_output: bool,
     ) -> Result<Tensor> {
         let range = self.selected_tokens(multimask_output);
-        self.upscale_token_masks(image, tokens, select, range)
+        self.upscale_token_masks(image, tokens, select, range, None)
+            .and_then(tensor_returned)
     }
 
-    /// The masks of mask tokens `start..start + len`.
+    /// [`Self::upscale_selected_masks`] as f32 values into `out` (row-major, resized to the
+    /// masks' length, every value overwritten), returning the dimensions `(P, K, 4h, 4w)`: for
+    /// callers that upscale batch after batch (automatic mask generation), whose fresh output
+    /// would be new pages each time, faulted in and zeroed by the kernel. Written in place on
+    /// the CPU's factored path, copied from the tensor otherwise.
+    pub fn upscale_selected_masks_into(
+        &self,
+        image: &PreparedImage,
+        tokens: &DecodedTokens,
+        select: Option<&[usize]>,
+        multimask_output: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize, usize, usize)> {
+        let (_, h, w) = image.grid;
+        let range = self.selected_tokens(multimask_output);
+        let p = select.map_or(tokens.hs.dim(0)?, <[usize]>::len);
+        let dims = (p, range.1, 4 * h, 4 * w);
+        if let Some(t) = self.upscale_token_masks(image, tokens, select, range, Some(out))? {
+            *out = t
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+        }
+        Ok(dims)
+    }
+
+    /// The masks of mask tokens `start..start + len`: into `out` when given and the factored
+    /// CPU path applies (then `None`), else as a tensor.
     fn upscale_token_masks(
         &self,
         image: &PreparedImage,
         tokens: &DecodedTokens,
         select: Option<&[usize]>,
         (start, len): (usize, usize),
-    ) -> Result<Tensor> {
+        out: Option<&mut Vec<f32>>,
+    ) -> Result<Option<Tensor>> {
         let (c, h, w) = image.grid;
         let batch = tokens.hs.dim(0)?;
         let all: Vec<usize>;
@@ -207,7 +238,7 @@ impl MaskDecoder {
         };
         if sel.is_empty() {
             let (dev, dtype) = (tokens.hs.device(), tokens.hs.dtype());
-            return Tensor::zeros((0, len, 4 * h, 4 * w), dtype, dev);
+            return Tensor::zeros((0, len, 4 * h, 4 * w), dtype, dev).map(Some);
         }
         if let Some(bad) = sel.iter().find(|&&i| i >= batch) {
             candle_core::bail!("mask decoder: prompt {bad} selected from a batch of {batch}")
@@ -235,16 +266,33 @@ impl MaskDecoder {
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
         let src = match &tokens.src {
             ImageTokens::Factored(f) if fused::applies(&hyper_in) => {
-                return fused::upscale_factored_masks(
-                    f.low_rank()?,
-                    f.image(),
+                let (keys, x) = (f.low_rank()?, f.image());
+                let (up1, norm, up2) = (&self.upscale1, &self.upscale_ln, &self.upscale2);
+                let Some(out) = out else {
+                    return fused::upscale_factored_masks(
+                        keys,
+                        x,
+                        sel,
+                        (h, w),
+                        up1,
+                        norm,
+                        up2,
+                        &hyper_in,
+                    )
+                    .map(Some);
+                };
+                fused::upscale_factored_masks_into(
+                    keys,
+                    x,
                     sel,
                     (h, w),
-                    &self.upscale1,
-                    &self.upscale_ln,
-                    &self.upscale2,
+                    up1,
+                    norm,
+                    up2,
                     &hyper_in,
-                );
+                    out,
+                )?;
+                return Ok(None);
             }
             ImageTokens::Factored(f) => f.materialise()?,
             ImageTokens::Dense(t) => t.clone(),
@@ -262,7 +310,8 @@ impl MaskDecoder {
                 &self.upscale_ln,
                 &self.upscale2,
                 &hyper_in,
-            );
+            )
+            .map(Some);
         }
         let src = if src.dim(0)? == b {
             src
@@ -281,6 +330,7 @@ impl MaskDecoder {
         hyper_in
             .matmul(&up.reshape((b, uh * uw, uc))?.transpose(1, 2)?)?
             .reshape((b, len, uh, uw))
+            .map(Some)
     }
 
     /// Which of the `n` mask tokens the official selection returns: with `multimask_output`,
@@ -322,6 +372,11 @@ impl MaskDecoder {
         let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense)?;
         self.select(masks, iou, multimask_output)
     }
+}
+
+/// The tensor [`MaskDecoder::upscale_token_masks`] returns when given no output buffer.
+fn tensor_returned(t: Option<Tensor>) -> Result<Tensor> {
+    t.ok_or_else(|| candle_core::Error::Msg("mask decoder: upscaled masks not returned".into()))
 }
 
 #[cfg(test)]
@@ -410,6 +465,20 @@ mod tests {
                 0.0,
                 "{multimask}, all"
             );
+        }
+        // Into memory reused from a larger call (stale values): the same values and shape.
+        let mut buf = vec![f32::NAN; 6 * 3 * 16 * 16];
+        for (sel, multimask) in [(&[2usize, 0][..], true), (&[4][..], false), (&[][..], true)] {
+            let want = decoder.upscale_selected_masks(&prepared, &tokens, Some(sel), multimask)?;
+            let dims = decoder.upscale_selected_masks_into(
+                &prepared,
+                &tokens,
+                Some(sel),
+                multimask,
+                &mut buf,
+            )?;
+            assert_eq!([dims.0, dims.1, dims.2, dims.3], want.dims(), "{sel:?}");
+            assert_eq!(buf, want.flatten_all()?.to_vec1::<f32>()?, "{sel:?}");
         }
         let none = decoder.upscale_masks(&prepared, &tokens, Some(&[]))?;
         assert_eq!(none.dim(0)?, 0);

@@ -47,4 +47,4 @@ pub use softmax::{
     softmax_columns_in_place, softmax_in_place, softmax_rows_in_place,
 };
 pub use transpose::{transpose_bytes_into, transpose_into, transpose_last2};
-pub use values::{is_cpu_f32, with_f32_planes, with_f32_values, Planes};
+pub use values::{is_cpu_f32, with_f32_values};

@@ -53,7 +53,7 @@ pub use pool::BufferPool;
 pub use shared::{SharedProjections, SharedQueries};
 pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
-pub use upscale::{upscale_factored_masks, upscale_masks};
+pub use upscale::{upscale_factored_masks, upscale_factored_masks_into, upscale_masks};
 
 use candle_core::{DType, Result, Tensor};
 use segany_core::nn::is_cpu_f32;

@@ -35,8 +35,9 @@ pub fn upscale_masks(
     }
     let w = stages(up1, norm, up2, d)?;
     let hv = values(hyper)?;
-    let out = with_f32_values(src, |x| {
-        assemble(b, m, (gh, gw), |bb| {
+    let mut out = zeroed_output(b * m * 16 * gh * gw);
+    with_f32_values(src, |x| {
+        assemble(&mut out, b, m, (gh, gw), |bb| {
             let xb = if bi == 1 { 0 } else { bb };
             let x = &x[xb * n * d..(xb + 1) * n * d];
             let (hyper, w) = (&hv[bb * m * o2..(bb + 1) * m * o2], &w);
@@ -46,16 +47,28 @@ pub fn upscale_masks(
     Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), src.device())
 }
 
-/// The masks `(B, M, 4h, 4w)` of `b` prompts from their bands: `prompt(k)` prepares prompt `k`
-/// and returns what computes its band of embedding row `i` (as [`band`] lays it out); the bands
-/// of a prompt run in parallel, then are put in place.
-fn assemble<P, F>(b: usize, m: usize, (gh, gw): (usize, usize), prompt: P) -> Result<Vec<f32>>
+/// The masks `(B, M, 4h, 4w)` of `b` prompts from their bands, into `out` (that many values,
+/// each overwritten): `prompt(k)` prepares prompt `k` and returns what computes its band of
+/// embedding row `i` (as [`band`] lays it out); the bands of a prompt run in parallel, then
+/// are put in place.
+fn assemble<P, F>(
+    out: &mut [f32],
+    b: usize,
+    m: usize,
+    (gh, gw): (usize, usize),
+    prompt: P,
+) -> Result<()>
 where
     P: Fn(usize) -> Result<F> + Sync,
     F: Fn(usize) -> Result<Vec<f32>> + Sync,
 {
     let (oh, ow) = (4 * gh, 4 * gw);
-    let mut out = zeroed_output(b * m * oh * ow);
+    if out.len() != b * m * oh * ow {
+        bail!(
+            "upscale: {} values for {b} × {m} masks of {oh}×{ow}",
+            out.len()
+        )
+    }
     out.par_chunks_mut(m * oh * ow)
         .enumerate()
         .try_for_each(|(k, ob)| {
@@ -68,8 +81,7 @@ where
                 scatter(z, i, gw, m, ob, (oh, ow));
             }
             Ok::<_, candle_core::Error>(())
-        })?;
-    Ok(out)
+        })
 }
 
 /// [`upscale_masks`] for the prompts `select` of per-prompt image tokens in factored form
@@ -91,6 +103,28 @@ pub fn upscale_factored_masks(
     up2: &ConvTranspose2x2,
     hyper: &Tensor,
 ) -> Result<Tensor> {
+    let (b, m, _) = hyper.dims3()?;
+    let mut out = zeroed_output(b * m * 16 * gh * gw);
+    upscale_factored_masks_into(keys, x, select, (gh, gw), up1, norm, up2, hyper, &mut out)?;
+    Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), hyper.device())
+}
+
+/// [`upscale_factored_masks`] into `out`, the `(P, M, 4h, 4w)` values row-major (resized to
+/// that length; every value overwritten): for callers that upscale batch after batch into
+/// the same memory (fresh memory of that size, 48 MiB for 64 prompts of 3 masks at 256², is
+/// new pages each time, which the kernel faults in and zeroes).
+#[allow(clippy::too_many_arguments)]
+pub fn upscale_factored_masks_into(
+    keys: LowRankKeys,
+    x: &Tensor,
+    select: &[usize],
+    (gh, gw): (usize, usize),
+    up1: &ConvTranspose2x2,
+    norm: &LayerNorm,
+    up2: &ConvTranspose2x2,
+    hyper: &Tensor,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     let (n, d, r) = (keys.tokens(), keys.width(), keys.rank());
     let (b, m, o2) = hyper.dims3()?;
     let o1 = up1.out_channels();
@@ -127,7 +161,8 @@ pub fn upscale_factored_masks(
         )
     })?;
     let hv = values(hyper)?;
-    let out = assemble(b, m, (gh, gw), |k| {
+    out.resize(b * m * 16 * gh * gw, 0.0);
+    assemble(out, b, m, (gh, gw), |k| {
         let bb = select[k];
         let hyper = &hv[k * m * o2..(k + 1) * m * o2];
         // The basis through up1's weight, (rank, 4·O₁).
@@ -162,8 +197,7 @@ pub fn upscale_factored_masks(
             )?;
             finish_band(&mut y1, gw, hyper, m, st)
         })
-    })?;
-    Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), hyper.device())
+    })
 }
 
 /// The stages' weights as plain values, checked against the widths `d → O₁ → O₂`.
