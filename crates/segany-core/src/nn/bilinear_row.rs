@@ -22,10 +22,12 @@ struct Group {
     w1: [f32; 8],
 }
 
-/// The taps of every output position, and those groups of eight that one vector load serves.
+/// The taps of every output position for source rows of `w` values, and those groups of
+/// eight that one vector load serves.
 pub(super) struct RowTaps {
     taps: Vec<Tap>,
     groups: Vec<Group>,
+    w: usize,
 }
 
 impl RowTaps {
@@ -58,7 +60,7 @@ impl RowTaps {
                 Some(grp)
             })
             .collect();
-        Self { taps, groups }
+        Self { taps, groups, w }
     }
 
     /// Outputs in a row.
@@ -76,12 +78,13 @@ impl RowTaps {
     pub(super) fn apply(&self, r: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if !self.groups.is_empty()
-            && std::arch::is_x86_feature_detected!("avx2")
-            && self.groups.iter().all(|g| g.base + 8 <= r.len())
+            && r.len() == self.w
             && out.len() == self.taps.len()
+            && std::arch::is_x86_feature_detected!("avx2")
         {
-            // SAFETY: AVX2 is present (checked above); every group's eight source values
-            // lie in `r` and its eight outputs in `out` (checked above and by `truncate`).
+            // SAFETY: AVX2 is present (checked above). Every group's eight source values lie
+            // in a row of `w` values (`new` keeps `base + 8 <= w`), and its eight outputs in
+            // `out` (`truncate` drops groups past the kept outputs).
             unsafe { self.apply_avx2(r, out) };
             return;
         }
