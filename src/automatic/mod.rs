@@ -188,9 +188,9 @@ impl SamAutomaticMaskGenerator {
         let mut data = Vec::new();
         // The low-resolution logits' memory, the binary masks' (and the resize's, for crops
         // the encoder resizes), reused by every batch and chunk of masks of this crop.
-        let mut full = ChunkMemory::default();
+        let mut memory = ChunkMemory::default();
         for batch in points.chunks(self.config.points_per_batch.max(1)) {
-            data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut full)?);
+            data.extend(self.process_batch(batch, crop_size, crop_box, orig, &mut memory)?);
         }
         self.predictor.reset_image();
         // Remove duplicates within this crop. The reference runs this NMS on crop-frame boxes;
@@ -208,7 +208,7 @@ impl SamAutomaticMaskGenerator {
         crop_size: (usize, usize),
         crop_box: BoxXyxy,
         orig: (usize, usize),
-        full: &mut ChunkMemory,
+        memory: &mut ChunkMemory,
     ) -> Result<Vec<Candidate>> {
         let cfg = &self.config;
         let sam = self.predictor.model();
@@ -234,7 +234,7 @@ impl SamAutomaticMaskGenerator {
             masks: mask_memory,
             resize,
             low,
-        } = full;
+        } = memory;
         let (ious, k, kept, dims, rows) = match self.predictor.prepared() {
             Some(prepared) => {
                 let tokens = sam.decode_prepared_tokens(prepared, prompts, None)?;
@@ -285,8 +285,8 @@ impl SamAutomaticMaskGenerator {
         let mut out = Vec::new();
         for start in (0..kept.len()).step_by(MASKS_PER_CHUNK) {
             let len = MASKS_PER_CHUNK.min(kept.len() - start);
+            gathered.clear();
             let found = {
-                gathered.clear();
                 for &r in &rows[start..start + len] {
                     let Some(m) = low.get(r * plane..(r + 1) * plane) else {
                         return Err(Error::InvalidArgument(format!(
