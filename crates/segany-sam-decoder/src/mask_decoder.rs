@@ -8,7 +8,7 @@ use crate::transformer::{ImageTokens, PreparedKeys, TwoWayTransformer};
 use crate::upscale::ConvTranspose2x2;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use segany_core::nn::{layer_norm, LayerNorm};
+use segany_core::nn::{layer_norm, zeroed_output, LayerNorm};
 
 /// One image made ready for many prompts ([`MaskDecoder::prepare`]).
 #[derive(Debug, Clone)]
@@ -266,33 +266,27 @@ impl MaskDecoder {
         let hyper_in = Tensor::stack(&hyper_in, 1)?;
         let src = match &tokens.src {
             ImageTokens::Factored(f) if fused::applies(&hyper_in) => {
-                let (keys, x) = (f.low_rank()?, f.image());
-                let (up1, norm, up2) = (&self.upscale1, &self.upscale_ln, &self.upscale2);
-                let Some(out) = out else {
-                    return fused::upscale_factored_masks(
-                        keys,
-                        x,
-                        sel,
-                        (h, w),
-                        up1,
-                        norm,
-                        up2,
-                        &hyper_in,
-                    )
-                    .map(Some);
+                // Into the caller's memory, or into a fresh output returned as the tensor.
+                let mut own = None;
+                let buf = match out {
+                    Some(buf) => buf,
+                    None => own.insert(zeroed_output(sel.len() * len * 16 * h * w)),
                 };
                 fused::upscale_factored_masks_into(
-                    keys,
-                    x,
+                    f.low_rank()?,
+                    f.image(),
                     sel,
                     (h, w),
-                    up1,
-                    norm,
-                    up2,
+                    &self.upscale1,
+                    &self.upscale_ln,
+                    &self.upscale2,
                     &hyper_in,
-                    out,
+                    buf,
                 )?;
-                return Ok(None);
+                let dims = (sel.len(), len, 4 * h, 4 * w);
+                return own
+                    .map(|v| Tensor::from_vec(v, dims, hyper_in.device()))
+                    .transpose();
             }
             ImageTokens::Factored(f) => f.materialise()?,
             ImageTokens::Dense(t) => t.clone(),

@@ -556,7 +556,7 @@ fn one_prompt_body(
 mod tests {
     use super::super::{
         image_to_token, image_to_token_factored, image_to_token_tracked, max_abs_diff,
-        token_to_image, upscale_factored_masks, upscale_masks, BufferPool, ImageQueries,
+        token_to_image, upscale_factored_masks_into, upscale_masks, BufferPool, ImageQueries,
         SharedQueries,
     };
     use super::*;
@@ -760,7 +760,8 @@ mod tests {
         let (up1, up_norm, up2) = upscaling(&vb)?;
         let hyper = pseudo_random(&[2, 3, 4], 30, 1.0)?;
         let sel = [2usize, 0];
-        let factored = upscale_factored_masks(
+        let mut factored = vec![f32::NAN; 7];
+        upscale_factored_masks_into(
             LowRankKeys::new(&updates)?,
             &x,
             &sel,
@@ -769,7 +770,9 @@ mod tests {
             &up_norm,
             &up2,
             &hyper,
+            &mut factored,
         )?;
+        let factored = Tensor::from_vec(factored, (2, 3, 4 * gh, 4 * gw), x.device())?;
         let idx = Tensor::new(&[2u32, 0], x.device())?;
         let dense = upscale_masks(
             &keys.index_select(&idx, 0)?,

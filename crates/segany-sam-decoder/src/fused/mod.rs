@@ -18,7 +18,7 @@
 //! * [`token_to_shared_image`]: the first block's tokens attending to the image every prompt
 //!   shares (projected once per image): one head and up to 64 query rows per task through
 //!   scores, softmax and values, instead of materialising all prompts' scores at once.
-//! * [`token_to_low_rank_image`] and [`upscale_factored_masks`]: for a batch of prompts on
+//! * [`token_to_low_rank_image`] and [`upscale_factored_masks_into`]: for a batch of prompts on
 //!   one image, every image-to-token step is a rank-(heads·tokens) update and a layer norm
 //!   ([`image_to_token_factored`] records it), so after the first block each prompt's image
 //!   tokens are the shared image plus a narrow per-prompt product ([`LowRankKeys`]); the
@@ -53,7 +53,7 @@ pub use pool::BufferPool;
 pub use shared::{SharedProjections, SharedQueries};
 pub use token_to_image::token_to_image;
 pub use token_to_shared_image::token_to_shared_image;
-pub use upscale::{upscale_factored_masks, upscale_factored_masks_into, upscale_masks};
+pub use upscale::{upscale_factored_masks_into, upscale_masks};
 
 use candle_core::{DType, Result, Tensor};
 use segany_core::nn::is_cpu_f32;

@@ -92,27 +92,11 @@ where
 /// `up1(keys[p]) = c[p]·(x[p]·diag(G)·W₁) + Ã[p]·(R·W₁)` with `x·diag(G)·W₁` computed once for
 /// all prompts — per prompt `N·rank·4·O₁` multiply-adds instead of `N·D·4·O₁` and no
 /// materialised tokens.
-#[allow(clippy::too_many_arguments)]
-pub fn upscale_factored_masks(
-    keys: LowRankKeys,
-    x: &Tensor,
-    select: &[usize],
-    (gh, gw): (usize, usize),
-    up1: &ConvTranspose2x2,
-    norm: &LayerNorm,
-    up2: &ConvTranspose2x2,
-    hyper: &Tensor,
-) -> Result<Tensor> {
-    let (b, m, _) = hyper.dims3()?;
-    let mut out = zeroed_output(b * m * 16 * gh * gw);
-    upscale_factored_masks_into(keys, x, select, (gh, gw), up1, norm, up2, hyper, &mut out)?;
-    Tensor::from_vec(out, (b, m, 4 * gh, 4 * gw), hyper.device())
-}
-
-/// [`upscale_factored_masks`] into `out`, the `(P, M, 4h, 4w)` values row-major (resized to
-/// that length; every value overwritten): for callers that upscale batch after batch into
-/// the same memory (fresh memory of that size, 48 MiB for 64 prompts of 3 masks at 256², is
-/// new pages each time, which the kernel faults in and zeroes).
+///
+/// The masks go into `out`, the `(P, M, 4h, 4w)` values row-major (resized to that length;
+/// every value overwritten), so that callers who upscale batch after batch can reuse the
+/// memory (fresh memory of that size, 48 MiB for 64 prompts of 3 masks at 256², is new pages
+/// each time, which the kernel faults in and zeroes).
 #[allow(clippy::too_many_arguments)]
 pub fn upscale_factored_masks_into(
     keys: LowRankKeys,
