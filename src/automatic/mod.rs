@@ -38,7 +38,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 use segany_core::image::MaskPostprocessor;
-use segany_core::nn::transpose_bytes_into;
+use segany_core::nn::{grown, transpose_bytes_into};
 use segany_core::{Error, Result};
 use segany_data::mask::Rle;
 
@@ -296,7 +296,7 @@ impl SamAutomaticMaskGenerator {
                     };
                     gathered.extend_from_slice(m);
                 }
-                let masks = grown_bytes(mask_memory, len * h * w);
+                let masks = grown(mask_memory, len * h * w);
                 let counts = resize.postprocess_map(
                     &gathered,
                     dims,
@@ -347,14 +347,6 @@ struct ChunkMemory {
     low: Vec<f32>,
     masks: Vec<u8>,
     resize: MaskPostprocessor,
-}
-
-/// The first `len` bytes of `v`, grown when shorter (stale values: every one is overwritten).
-fn grown_bytes(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if v.len() < len {
-        v.resize(len, 0);
-    }
-    &mut v[..len]
 }
 
 /// What [`candidate`] needs to know about the crop a mask comes from.

@@ -2,7 +2,8 @@
 
 use super::resample::{resize_rgb, Filter};
 use crate::nn::{
-    resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into, resize_bilinear_crop_map,
+    grown, resize_bilinear, resize_bilinear_crop, resize_bilinear_crop_into,
+    resize_bilinear_crop_map,
 };
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -256,14 +257,6 @@ fn last_resize<'a>(
         src_dims: input_size,
         out_dims: original_size,
     })
-}
-
-/// The first `len` values of `v`, grown with zeros when shorter (stale values otherwise).
-fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub use layer_norm::{
 };
 pub use linear::{linear, linear_no_bias, Activation, CpuMatmul, Linear};
 pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
-pub use output::{min_rows_per_task, zeroed_output};
+pub use output::{grown, min_rows_per_task, zeroed_output};
 pub use qkv_heads::qkv_heads;
 pub use reduce::{dot, gemv_t, PackedGemv};
 pub use scratch::Scratch;

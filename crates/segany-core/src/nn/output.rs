@@ -63,6 +63,21 @@ pub fn min_rows_per_task(width: usize) -> usize {
     (ROW_TASK_VALUES / width.max(1)).max(1)
 }
 
+/// The first `len` values of `v`, which grows with default values when shorter: memory kept
+/// from call to call by callers that overwrite every value (stale values otherwise).
+///
+/// ```
+/// let mut kept = vec![7u8; 2];
+/// assert_eq!(segany_core::nn::grown(&mut kept, 3), [7, 7, 0]);
+/// assert_eq!(segany_core::nn::grown(&mut kept, 1), [7]);
+/// ```
+pub fn grown<T: Clone + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    &mut v[..len]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
