@@ -13,7 +13,7 @@
 //! builds alternating). The loop is bound by the FPU's issue width, not by its one division.
 
 use super::simd::avx2_dispatch;
-use super::softmax::{exp, exp_with, Fused, MulAdd, Separate};
+use super::softmax::{exp_with, Fused, MulAdd, Separate};
 
 /// Numerator coefficients (odd polynomial: `x · Σ αᵢ x²ⁱ`), highest degree first.
 const ALPHA: [f32; 7] = [
@@ -89,7 +89,7 @@ fn gelu_loop<M: MulAdd>(xs: &mut [f32]) {
 /// candle's `1 / (1 + exp(−y))` and the vectorisable [`exp`](super::softmax::exp).
 #[inline(always)]
 pub fn quick_gelu(x: f32) -> f32 {
-    x * (1.0 / (1.0 + exp(-(x * 1.702))))
+    quick_gelu_with::<Separate>(x)
 }
 
 #[inline(always)]
