@@ -4,7 +4,7 @@ use super::values;
 use crate::attention::{Attention, ProjectionValues};
 use candle_core::{bail, Module, Result, Tensor};
 use rayon::prelude::*;
-use segany_core::nn::{matmul_into, softmax_columns_in_place, with_f32_values, MatRef};
+use segany_core::nn::{matmul_into, softmax_columns_in_place, with_f32_values, MatRef, Scratch};
 
 /// `attn(q = queries, k = image + pe, v = image)` for the two-way transformer's token-to-image
 /// attentions after the first block: `queries (B, Nq, D)`, `image (Bi, N, D)` with `Bi` 1 or
@@ -98,15 +98,10 @@ fn one_prompt(
         let wkh = MatRef::row_major(&w.k[hh * c * d..(hh + 1) * c * d], c, d)?;
         matmul_into(&mut m[hh * nq * d..], d, qh, wkh, 1.0, false)?;
     }
-    // With a single prompt (`parallel`) the element-wise passes are split over the threads too.
-    let xp: Vec<f32> = if parallel {
-        x.par_iter().zip(p).map(|(a, b)| a + b).collect()
-    } else {
-        x.iter().zip(p).map(|(a, b)| a + b).collect()
-    };
     let scale = 1.0 / (c as f32).sqrt();
-    // A single prompt splits its heads over the threads, each group of heads through scores,
-    // softmax and values on its own; several prompts already run in parallel.
+    let st = scores(x, p, &m, (n, d), scale, parallel)?;
+    // Values: a single prompt splits its heads over the threads; several prompts already run
+    // in parallel.
     let threads = if parallel {
         rayon::current_num_threads().clamp(1, h.max(1))
     } else {
@@ -116,7 +111,16 @@ fn one_prompt(
     let groups = h.div_ceil(per_group);
     let group = |g: usize| -> Result<Vec<f32>> {
         let rows = (g * per_group * nq)..((g + 1) * per_group).min(h) * nq;
-        scores_values(&xp, x, &m[rows.start * d..rows.end * d], (n, d), scale)
+        let mut z = vec![0f32; rows.len() * d];
+        matmul_into(
+            &mut z,
+            d,
+            MatRef::new(&st[rows.start..], n, rows.len(), r, 1)?.t(),
+            MatRef::row_major(x, n, d)?,
+            1.0,
+            false,
+        )?;
+        Ok(z)
     };
     let z: Vec<f32> = if groups > 1 {
         (0..groups)
@@ -127,7 +131,6 @@ fn one_prompt(
     } else {
         group(0)?
     };
-    drop(xp);
     for hh in 0..h {
         let zh = MatRef::row_major(&z[hh * nq * d..(hh + 1) * nq * d], nq, d)?;
         let wvh = MatRef::row_major(&w.v[hh * c * d..(hh + 1) * c * d], c, d)?.t();
@@ -141,42 +144,65 @@ fn one_prompt(
     Ok(())
 }
 
-/// `softmax(m·(x+pe)ᵀ·scale)·x` for the `rows` rows of `m (rows, d)`: `xp = x + pe (n, d)` →
-/// `(rows, d)`.
+/// The attention probabilities `softmax(m·(x+pe)ᵀ·scale)` of the `r` rows of `m (r, d)`,
+/// transposed: image `x (n, d)` and positions `p (n, d)` → `(n, r)`, each column a
+/// distribution over the image tokens.
 ///
-/// The scores are computed transposed, one row per image token (`sᵀ = (x+pe)·mᵀ`), with the
-/// softmax down the columns. Written this way the gemm streams the image tokens as they are
-/// stored; `s = m·(x+pe)ᵀ` instead makes it gather the image into packed panels first, a
-/// strided copy that cost about a third as much as the product.
-fn scores_values(
-    xp: &[f32],
+/// The scores are computed one row per image token (`sᵀ = (x+pe)·mᵀ`), with the softmax down
+/// the columns. Written this way the gemm streams the image tokens as they are stored;
+/// `s = m·(x+pe)ᵀ` instead makes it gather the image into packed panels first, a strided copy
+/// that cost about a third as much as the product. `x + pe` is formed [`XP_TILE`] tokens at a
+/// time in a scratch buffer just before their product (the tiles split over the threads when
+/// `parallel`), rather than as a whole new image per attention, 4 MiB for SAM, written out
+/// and read back.
+fn scores(
     x: &[f32],
+    p: &[f32],
     m: &[f32],
     (n, d): (usize, usize),
     scale: f32,
+    parallel: bool,
 ) -> Result<Vec<f32>> {
-    let rows = m.len() / d.max(1);
-    let mut st = vec![0f32; n * rows];
-    matmul_into(
-        &mut st,
-        rows,
-        MatRef::row_major(xp, n, d)?,
-        MatRef::row_major(m, rows, d)?.t(),
-        scale,
-        false,
-    )?;
-    softmax_columns_in_place(&mut st, rows, n, rows);
-    let mut z = vec![0f32; rows * d];
-    matmul_into(
-        &mut z,
-        d,
-        MatRef::row_major(&st, n, rows)?.t(),
-        MatRef::row_major(x, n, d)?,
-        1.0,
-        false,
-    )?;
-    Ok(z)
+    let r = m.len() / d.max(1);
+    if x.len() != n * d || p.len() != n * d || m.len() != r * d {
+        bail!(
+            "token-to-image: {} image and {} position values for {n} × {d}, {} query values",
+            x.len(),
+            p.len(),
+            m.len()
+        )
+    }
+    let mut st = vec![0f32; n * r];
+    let tile = |(t, st): (usize, &mut [f32])| -> Result<()> {
+        let rows = st.len() / r.max(1);
+        let span = t * XP_TILE * d..(t * XP_TILE + rows) * d;
+        let mut xp = Scratch::take(rows * d);
+        for ((v, a), b) in xp.iter_mut().zip(&x[span.clone()]).zip(&p[span]) {
+            *v = a + b;
+        }
+        matmul_into(
+            st,
+            r,
+            MatRef::row_major(&xp, rows, d)?,
+            MatRef::row_major(m, r, d)?.t(),
+            scale,
+            false,
+        )
+    };
+    if parallel {
+        st.par_chunks_mut(XP_TILE * r)
+            .enumerate()
+            .try_for_each(tile)?;
+    } else {
+        st.chunks_mut(XP_TILE * r).enumerate().try_for_each(tile)?;
+    }
+    softmax_columns_in_place(&mut st, r, n, r);
+    Ok(st)
 }
+
+/// Image tokens per block of `x + pe` in [`scores`]: 256 KiB at SAM's width, within a
+/// core's L2 cache.
+const XP_TILE: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -196,22 +222,25 @@ mod tests {
     }
 
     /// Same as projecting the image and attending, for one prompt (parallel products), several
-    /// prompts with their own images, and several prompts sharing one image.
+    /// prompts with their own images, and several prompts sharing one image; images of one
+    /// partial block of `x + pe` and of two full blocks and a partial one.
     #[test]
     fn matches_attention_forward() -> Result<()> {
         let attn = layer()?;
-        let pe = pseudo_random(&[1, 48, 32], 3, 1.0)?;
-        for (b, bi) in [(1, 1), (3, 3), (3, 1)] {
-            let queries = pseudo_random(&[b, 5, 32], 1, 1.0)?;
-            let image = pseudo_random(&[bi, 48, 32], 2, 1.0)?;
-            let fused = token_to_image(&attn, &queries, &image, &pe)?;
-            let keys = image.broadcast_add(&pe)?;
-            let wide = |t: &Tensor| t.broadcast_as((b, 48, 32))?.contiguous();
-            let plain = attn.forward(&queries, &wide(&keys)?, &wide(&image)?)?;
-            let diff = max_abs_diff(&fused, &plain)?;
-            assert!(diff < 2e-5, "B={b}, image batch {bi}: {diff}");
-            let scale = plain.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(scale > 0.1, "outputs too small to compare: {scale}");
+        for n in [48, 2 * XP_TILE + 88] {
+            let pe = pseudo_random(&[1, n, 32], 3, 1.0)?;
+            for (b, bi) in [(1, 1), (3, 3), (3, 1)] {
+                let queries = pseudo_random(&[b, 5, 32], 1, 1.0)?;
+                let image = pseudo_random(&[bi, n, 32], 2, 1.0)?;
+                let fused = token_to_image(&attn, &queries, &image, &pe)?;
+                let keys = image.broadcast_add(&pe)?;
+                let wide = |t: &Tensor| t.broadcast_as((b, n, 32))?.contiguous();
+                let plain = attn.forward(&queries, &wide(&keys)?, &wide(&image)?)?;
+                let diff = max_abs_diff(&fused, &plain)?;
+                assert!(diff < 2e-5, "{n} tokens, B={b}, image batch {bi}: {diff}");
+                let scale = plain.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(scale > 0.1, "outputs too small to compare: {scale}");
+            }
         }
         Ok(())
     }
