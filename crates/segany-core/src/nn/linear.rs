@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::bf16_gemm::{bf16_supported, matmul_bf16_into, PackedBf16};
 use super::few_rows::{few_rows_preferred, matmul_few_rows_into};
 use super::gelu::{gelu_erf_in_place, quick_gelu_in_place};
-use super::matmul::{matmul_into, MatRef};
+use super::matmul::{matmul_into, matmul_new, MatRef};
 use super::output::{min_rows_per_task, zeroed_output};
 use super::values::with_f32_values;
 
@@ -298,12 +298,22 @@ impl Linear {
                 r.dims()
             )
         }
-        let mut out = zeroed_output(rows * len);
-        with_f32_values(&x, |xv| match residual {
-            Some(r) => with_f32_values(r, |res| {
-                self.cpu_into(wt, (xv, rows), act, Some(res), &mut out, outputs.clone())
-            }),
-            None => self.cpu_into(wt, (xv, rows), act, None, &mut out, outputs.clone()),
+        let out = with_f32_values(&x, |xv| {
+            let mut out = match self.product_new(wt, (xv, rows), outputs.clone())? {
+                Some(out) => out,
+                None => {
+                    let mut out = zeroed_output(rows * len);
+                    self.product_into(wt, (xv, rows), &mut out, outputs.clone())?;
+                    out
+                }
+            };
+            match residual {
+                Some(r) => with_f32_values(r, |res| {
+                    self.epilogue(act, Some(res), &mut out, outputs.clone())
+                })?,
+                None => self.epilogue(act, None, &mut out, outputs.clone())?,
+            }
+            Ok::<_, candle_core::Error>(out)
         })?;
         Tensor::from_vec(out, out_dims, x.device())
     }
@@ -364,42 +374,104 @@ impl Linear {
         out: &mut [f32],
         outputs: std::ops::Range<usize>,
     ) -> Result<()> {
+        self.product_into(wt, (xv, rows), out, outputs.clone())?;
+        self.epilogue(act, residual, out, outputs)
+    }
+
+    /// Checks `x` (`rows × in`) against the weight; the weight's dimensions `(out, in)`.
+    fn check_input(&self, xv: &[f32], rows: usize) -> Result<(usize, usize)> {
         let (full_dim, in_dim) = self.weight.dims2()?;
-        let (start, len) = (outputs.start, outputs.len());
-        let out_dim = len;
-        if xv.len() != rows * in_dim
-            || out.len() != rows * out_dim
-            || residual.is_some_and(|r| r.len() != rows * out_dim)
-        {
+        if xv.len() != rows * in_dim {
             candle_core::bail!(
-                "linear: {rows} rows need {} input, {} output and residual values, found {}, {} and {:?}",
+                "linear: {rows} rows need {} input values, found {}",
                 rows * in_dim,
-                rows * out_dim,
-                xv.len(),
-                out.len(),
-                residual.map(<[f32]>::len)
+                xv.len()
+            )
+        }
+        Ok((full_dim, in_dim))
+    }
+
+    /// `x·Wᵀ` for the weight columns `outputs`, as a new vector written by the product alone
+    /// ([`matmul_new`]), when the f32 gemm computes it; `None` for the bf16 and few-row
+    /// products, which write into zeroed memory ([`Self::product_into`]).
+    fn product_new(
+        &self,
+        wt: &Tensor,
+        (xv, rows): (&[f32], usize),
+        outputs: std::ops::Range<usize>,
+    ) -> Result<Option<Vec<f32>>> {
+        let (full_dim, in_dim) = self.check_input(xv, rows)?;
+        let (start, len) = (outputs.start, outputs.len());
+        let bf16 = self
+            .packed_bf16
+            .as_ref()
+            .is_some_and(|p| p.get(start, len).is_some());
+        if bf16 || few_rows_preferred(rows) {
+            return Ok(None);
+        }
+        with_f32_values(wt, |wv| {
+            let wv = wv.get(start..).unwrap_or_default();
+            let a = MatRef::row_major(xv, rows, in_dim)?;
+            let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
+            matmul_new(a, w, 1.0, true).map(Some)
+        })
+    }
+
+    /// `x·Wᵀ` for the weight columns `outputs` into `out` (`rows × outputs.len()`).
+    fn product_into(
+        &self,
+        wt: &Tensor,
+        (xv, rows): (&[f32], usize),
+        out: &mut [f32],
+        outputs: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let (full_dim, in_dim) = self.check_input(xv, rows)?;
+        let (start, len) = (outputs.start, outputs.len());
+        if out.len() != rows * len {
+            candle_core::bail!(
+                "linear: {rows} rows need {} output values, found {}",
+                rows * len,
+                out.len()
+            )
+        }
+        // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
+        // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
+        // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
+        if let Some(packed) = self.packed_bf16.as_ref().and_then(|p| p.get(start, len)) {
+            return matmul_bf16_into(out, len, (xv, in_dim), rows, packed, false, true);
+        }
+        with_f32_values(wt, |wv| {
+            let wv = wv.get(start..).unwrap_or_default();
+            if few_rows_preferred(rows) {
+                return few_rows_product(out, (xv, rows, in_dim), (wv, full_dim, len));
+            }
+            let a = MatRef::row_major(xv, rows, in_dim)?;
+            let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
+            matmul_into(out, len, a, w, 1.0, true)
+        })
+    }
+
+    /// The bias of the weight columns `outputs`, `act` and `residual` (`rows × outputs.len()`
+    /// like `out`) applied to the product in `out`.
+    fn epilogue(
+        &self,
+        act: Act,
+        residual: Option<&[f32]>,
+        out: &mut [f32],
+        outputs: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let (start, len) = (outputs.start, outputs.len());
+        if residual.is_some_and(|r| r.len() != out.len()) {
+            candle_core::bail!(
+                "linear: {} residual values for {} outputs",
+                residual.map_or(0, <[f32]>::len),
+                out.len()
             )
         }
         let bias: Option<Vec<f32>> = match &self.bias {
             Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
             None => None,
         };
-        // x·(Wᵀ) with Wᵀ stored row-major: the weight is read in place. (Stored as given,
-        // `(out, in)`, the product re-packed the whole weight on every call: 20% of CLIP
-        // ViT-L/14's image tower; few-row inputs then took `(W·xᵀ)ᵀ` instead.)
-        if let Some(packed) = self.packed_bf16.as_ref().and_then(|p| p.get(start, len)) {
-            matmul_bf16_into(out, out_dim, (xv, in_dim), rows, packed, false, true)?;
-        } else {
-            with_f32_values(wt, |wv| {
-                let wv = wv.get(start..).unwrap_or_default();
-                if few_rows_preferred(rows) {
-                    return few_rows_product(out, (xv, rows, in_dim), (wv, full_dim, len));
-                }
-                let a = MatRef::row_major(xv, rows, in_dim)?;
-                let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
-                matmul_into(out, out_dim, a, w, 1.0, true)
-            })?;
-        }
         let epilogue = |row: &mut [f32], res: Option<&[f32]>| {
             if let Some(b) = &bias {
                 for (v, &b) in row.iter_mut().zip(b) {
@@ -418,7 +490,7 @@ impl Linear {
                 }
             }
         };
-        let width = out_dim.max(1);
+        let width = len.max(1);
         match residual {
             Some(res) => out
                 .par_chunks_mut(width)

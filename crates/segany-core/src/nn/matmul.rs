@@ -118,6 +118,74 @@ pub fn matmul_acc_into_col_major(
 /// is 1 and the other spans the whole row or column (no two elements share a cell).
 fn gemm_into(
     dst: &mut [f32],
+    strides: (usize, usize),
+    a: MatRef,
+    b: MatRef,
+    scale: f32,
+    parallel: bool,
+    accumulate: bool,
+) -> Result<()> {
+    // SAFETY: `dst` is `dst.len()` initialised values that this call borrows exclusively.
+    unsafe {
+        gemm_ptr(
+            (dst.as_mut_ptr(), dst.len()),
+            strides,
+            a,
+            b,
+            scale,
+            parallel,
+            accumulate,
+        )
+    }
+}
+
+/// `scale · (a · b)` as a new row-major vector of `a.rows() × b.cols()` values, written by the
+/// product alone: no zero-fill before it (a fresh output that the allocator hands back from
+/// freed memory is otherwise cleared by `calloc` on the calling thread while the other threads
+/// wait, ≈ 4% of the SSP-SAM head).
+///
+/// ```
+/// use segany_core::nn::{matmul_new, MatRef};
+/// let a = [1f32, 2.0, 3.0, 4.0]; // 2 × 2
+/// let b = [1f32, 0.0, 1.0, 0.0, 1.0, 1.0]; // 2 × 3
+/// let c = matmul_new(MatRef::row_major(&a, 2, 2)?, MatRef::row_major(&b, 2, 3)?, 0.5, true)?;
+/// assert_eq!(c, [0.5, 1.0, 1.5, 1.5, 2.0, 3.5]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn matmul_new(a: MatRef, b: MatRef, scale: f32, parallel: bool) -> Result<Vec<f32>> {
+    let (m, n) = (a.rows, b.cols);
+    let Some(len) = m.checked_mul(n) else {
+        bail!("matmul: {m}×{n} result is too large")
+    };
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    super::output::advise_huge_pages(out.as_mut_ptr(), len);
+    // SAFETY: the capacity holds `len` values; `gemm_ptr` writes every cell of the `m × n`
+    // row-major result (`accumulate` false: gemm stores into the destination without reading
+    // it, and a product with `k = 0` is written as zeros) or fails before writing any, so
+    // `set_len` only covers written values.
+    unsafe {
+        gemm_ptr(
+            (out.as_mut_ptr(), len),
+            (n, 1),
+            a,
+            b,
+            scale,
+            parallel,
+            false,
+        )?;
+        out.set_len(len);
+    }
+    Ok(out)
+}
+
+/// [`gemm_into`] on a raw destination of `dst.1` values at `dst.0`.
+///
+/// # Safety
+/// `dst.0` must be valid for writes of `dst.1` values that nothing else accesses during the
+/// call; with `accumulate` they must also be initialised (without it they are only written).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptr(
+    (dst, dst_len): (*mut f32, usize),
     (rs, cs): (usize, usize),
     a: MatRef,
     b: MatRef,
@@ -133,11 +201,8 @@ fn gemm_into(
         return Ok(());
     }
     let disjoint = (cs == 1 && rs >= n) || (rs == 1 && cs >= m);
-    if !disjoint || (m - 1) * rs + (n - 1) * cs >= dst.len() {
-        bail!(
-            "matmul: {m}×{n} result (strides {rs}, {cs}) does not fit {} values",
-            dst.len()
-        )
+    if !disjoint || (m - 1) * rs + (n - 1) * cs >= dst_len {
+        bail!("matmul: {m}×{n} result (strides {rs}, {cs}) does not fit {dst_len} values")
     }
     if k == 0 {
         if accumulate {
@@ -145,7 +210,8 @@ fn gemm_into(
         }
         for i in 0..m {
             for j in 0..n {
-                dst[i * rs + j * cs] = 0.0;
+                // SAFETY: the cell lies inside the checked extent.
+                unsafe { dst.add(i * rs + j * cs).write(0.0) };
             }
         }
         return Ok(());
@@ -159,7 +225,7 @@ fn gemm_into(
     if blocks > 1 {
         // Column blocks of a multiple of 16 values, one serial product each: disjoint cells.
         let width = n.div_ceil(blocks).next_multiple_of(16);
-        let out = SendPtr(dst.as_mut_ptr());
+        let out = SendPtr(dst);
         (0..n.div_ceil(width)).into_par_iter().for_each(|i| {
             let j0 = i * width;
             let cols = width.min(n - j0);
@@ -192,7 +258,7 @@ fn gemm_into(
     unsafe {
         raw_gemm(
             (m, n, k),
-            dst.as_mut_ptr(),
+            dst,
             (rs, cs),
             a,
             b.data.as_ptr(),
@@ -382,6 +448,40 @@ mod tests {
                 assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
             }
         }
+        Ok(())
+    }
+
+    /// A new product equals the product into zeroed memory, value for value: on one thread,
+    /// on two (the column split), through a transposed view, and with an empty inner
+    /// dimension (zeros). Each time NaN-filled memory of the same size was just freed, which
+    /// the allocator tends to hand back: a cell the product failed to write would show.
+    #[test]
+    fn new_product_writes_every_value() -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .map_err(candle_core::Error::wrap)?;
+        for (m, k, n) in [(37, 50, 300), (5, 3, 7), (4, 0, 6)] {
+            let a_buf: Vec<f32> = (0..m * k)
+                .map(|v| ((v * 7) % 23) as f32 * 0.1 - 1.0)
+                .collect();
+            let b_buf: Vec<f32> = (0..k * n)
+                .map(|v| ((v * 5) % 19) as f32 * 0.1 - 0.9)
+                .collect();
+            let a = MatRef::row_major(&a_buf, m, k)?;
+            let at_buf: Vec<f32> = (0..k * m).map(|v| a_buf[(v % m) * k + v / m]).collect();
+            let at = MatRef::row_major(&at_buf, k, m)?.t();
+            let b = MatRef::row_major(&b_buf, k, n)?;
+            let mut want = vec![0f32; m * n];
+            matmul_into(&mut want, n, a, b, 0.5, false)?;
+            for (lhs, parallel) in [(a, false), (a, true), (at, true)] {
+                drop(std::hint::black_box(vec![f32::NAN; m * n]));
+                let got = pool.install(|| matmul_new(lhs, b, 0.5, parallel))?;
+                assert_eq!(got, want, "{m}×{k}·{k}×{n}, parallel {parallel}");
+            }
+        }
+        let bad = MatRef::row_major(&[0f32; 6], 2, 3)?;
+        assert!(matmul_new(bad, bad, 1.0, false).is_err());
         Ok(())
     }
 

@@ -37,7 +37,7 @@ pub use layer_norm::{
     layer_norm_stats, residual_layer_norm_rows, LayerNorm, LayerNorm2d,
 };
 pub use linear::{linear, linear_no_bias, Activation, CpuMatmul, Linear};
-pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, MatRef};
+pub use matmul::{matmul_acc_into, matmul_acc_into_col_major, matmul_into, matmul_new, MatRef};
 pub use output::{grown, min_rows_per_task, zeroed_output};
 pub use qkv_heads::qkv_heads;
 pub use reduce::{dot, gemv_t, PackedGemv};

@@ -15,24 +15,33 @@
 /// (`madvise(MADV_HUGEPAGE)`, a hint), so filling it takes one page fault per 2 MiB instead of
 /// one per 4 KiB.
 pub fn zeroed_output(len: usize) -> Vec<f32> {
-    let v = vec![0f32; len];
-    #[cfg(target_os = "linux")]
-    advise_huge_pages(&v);
+    let mut v = vec![0f32; len];
+    advise_huge_pages(v.as_mut_ptr(), len);
     v
 }
 
+/// Asks the kernel to back the whole 2 MiB pages inside the `len` values at `ptr` (an
+/// allocation of this process) with huge pages, for allocations of 8 MiB and more; elsewhere
+/// than on Linux, nothing.
+pub(super) fn advise_huge_pages(ptr: *mut f32, len: usize) {
+    #[cfg(target_os = "linux")]
+    advise_huge_pages_linux(ptr, len);
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
+}
+
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(v: &[f32]) {
+fn advise_huge_pages_linux(ptr: *mut f32, len: usize) {
     const HUGE: usize = 2 << 20;
-    let bytes = std::mem::size_of_val(v);
+    let bytes = len * std::mem::size_of::<f32>();
     if bytes < 4 * HUGE {
         return;
     }
-    let start = v.as_ptr() as usize;
+    let start = ptr as usize;
     let first = start.next_multiple_of(HUGE);
     let end = (start + bytes) / HUGE * HUGE;
     if end > first {
-        // SAFETY: `[first, end)` lies inside `v`'s allocation, which this process owns;
+        // SAFETY: `[first, end)` lies inside the allocation at `ptr`, which this process owns;
         // MADV_HUGEPAGE only changes how the kernel backs those pages, never their contents.
         // A failure (THP disabled, old kernel) leaves the ordinary pages: nothing to handle.
         unsafe {
