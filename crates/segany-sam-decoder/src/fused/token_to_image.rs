@@ -91,6 +91,10 @@ fn one_prompt(
     let Dims { h, c, nq, n, d } = *dims;
     let di = h * c;
     let r = h * nq;
+    if r == 0 {
+        // No heads or no queries: `o` holds no value.
+        return Ok(());
+    }
     // m: row (head, token) = q_h[t] · W_k,h (the token's query mapped back to image width).
     let mut m = vec![0f32; r * d];
     for hh in 0..h {
@@ -171,6 +175,9 @@ fn scores(
             p.len(),
             m.len()
         )
+    }
+    if r == 0 {
+        return Ok(Vec::new());
     }
     let mut st = vec![0f32; n * r];
     let tile = |(t, st): (usize, &mut [f32])| -> Result<()> {
