@@ -405,6 +405,25 @@ mod tests {
         Ok(())
     }
 
+    /// Row-major `m × k` and `k × n` operands of small, varied values.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let a = (0..m * k)
+            .map(|v| ((v * 7) % 23) as f32 * 0.1 - 1.0)
+            .collect();
+        let b = (0..k * n)
+            .map(|v| ((v * 5) % 19) as f32 * 0.1 - 0.9)
+            .collect();
+        (a, b)
+    }
+
+    /// A pool of two threads, for the column split of parallel products.
+    fn two_threads() -> Result<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .map_err(candle_core::Error::wrap)
+    }
+
     /// Column blocks on two threads (the split of parallel products) against one serial
     /// product, for a row-major and a column-major destination, overwriting and accumulating,
     /// with a width that leaves a narrow last block.
@@ -415,18 +434,10 @@ mod tests {
             column_blocks(m, k, n, 2) == 2,
             "the shape must take the split"
         );
-        let a_buf: Vec<f32> = (0..m * k)
-            .map(|v| ((v * 7) % 23) as f32 * 0.1 - 1.0)
-            .collect();
-        let b_buf: Vec<f32> = (0..k * n)
-            .map(|v| ((v * 5) % 19) as f32 * 0.1 - 0.9)
-            .collect();
+        let (a_buf, b_buf) = operands(m, k, n);
         let a = MatRef::row_major(&a_buf, m, k)?;
         let b = MatRef::row_major(&b_buf, k, n)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .map_err(candle_core::Error::wrap)?;
+        let pool = two_threads()?;
         for accumulate in [false, true] {
             let start: Vec<f32> = (0..m * n).map(|v| (v % 3) as f32).collect();
             let (mut serial, mut split) = (start.clone(), start.clone());
@@ -457,17 +468,9 @@ mod tests {
     /// the allocator tends to hand back: a cell the product failed to write would show.
     #[test]
     fn new_product_writes_every_value() -> Result<()> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .map_err(candle_core::Error::wrap)?;
+        let pool = two_threads()?;
         for (m, k, n) in [(37, 50, 300), (5, 3, 7), (4, 0, 6)] {
-            let a_buf: Vec<f32> = (0..m * k)
-                .map(|v| ((v * 7) % 23) as f32 * 0.1 - 1.0)
-                .collect();
-            let b_buf: Vec<f32> = (0..k * n)
-                .map(|v| ((v * 5) % 19) as f32 * 0.1 - 0.9)
-                .collect();
+            let (a_buf, b_buf) = operands(m, k, n);
             let a = MatRef::row_major(&a_buf, m, k)?;
             let at_buf: Vec<f32> = (0..k * m).map(|v| a_buf[(v % m) * k + v / m]).collect();
             let at = MatRef::row_major(&at_buf, k, m)?.t();
