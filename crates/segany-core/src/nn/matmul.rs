@@ -183,7 +183,6 @@ pub fn matmul_new(a: MatRef, b: MatRef, scale: f32, parallel: bool) -> Result<Ve
 /// # Safety
 /// `dst.0` must be valid for writes of `dst.1` values that nothing else accesses during the
 /// call; with `accumulate` they must also be initialised (without it they are only written).
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_ptr(
     (dst, dst_len): (*mut f32, usize),
     (rs, cs): (usize, usize),
