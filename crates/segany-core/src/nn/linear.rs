@@ -374,6 +374,13 @@ impl Linear {
         out: &mut [f32],
         outputs: std::ops::Range<usize>,
     ) -> Result<()> {
+        if residual.is_some_and(|r| r.len() != out.len()) {
+            candle_core::bail!(
+                "linear: {} residual values for {} outputs",
+                residual.map_or(0, <[f32]>::len),
+                out.len()
+            )
+        }
         self.product_into(wt, (xv, rows), out, outputs.clone())?;
         self.epilogue(act, residual, out, outputs)
     }
@@ -451,8 +458,8 @@ impl Linear {
         })
     }
 
-    /// The bias of the weight columns `outputs`, `act` and `residual` (`rows × outputs.len()`
-    /// like `out`) applied to the product in `out`.
+    /// The bias of the weight columns `outputs`, `act` and `residual` applied to the product
+    /// in `out`; the callers have checked that `residual` is as long as `out`.
     fn epilogue(
         &self,
         act: Act,
@@ -461,13 +468,6 @@ impl Linear {
         outputs: std::ops::Range<usize>,
     ) -> Result<()> {
         let (start, len) = (outputs.start, outputs.len());
-        if residual.is_some_and(|r| r.len() != out.len()) {
-            candle_core::bail!(
-                "linear: {} residual values for {} outputs",
-                residual.map_or(0, <[f32]>::len),
-                out.len()
-            )
-        }
         let bias: Option<Vec<f32>> = match &self.bias {
             Some(b) => Some(b.narrow(0, start, len)?.to_vec1()?),
             None => None,
@@ -640,6 +640,15 @@ mod tests {
             assert!(layer
                 .forward_into(&xv, rows, Activation::Identity, None, &mut short)
                 .is_err());
+            // A residual of the wrong length is refused before anything is written.
+            let mut kept = vec![f32::NAN; rows * 48];
+            assert!(layer
+                .forward_into(&xv, rows, Activation::Identity, Some(&rv[1..]), &mut kept)
+                .is_err());
+            assert!(
+                kept.iter().all(|v| v.is_nan()),
+                "{rows} rows: output written"
+            );
         }
         let f64_layer = Linear::new(hashed(&[4, 2], 5)?.to_dtype(DType::F64)?, None);
         let err = f64_layer
