@@ -299,14 +299,7 @@ impl Linear {
             )
         }
         let out = with_f32_values(&x, |xv| {
-            let mut out = match self.product_new(wt, (xv, rows), outputs.clone())? {
-                Some(out) => out,
-                None => {
-                    let mut out = zeroed_output(rows * len);
-                    self.product_into(wt, (xv, rows), &mut out, outputs.clone())?;
-                    out
-                }
-            };
+            let mut out = self.product_new(wt, (xv, rows), outputs.clone())?;
             match residual {
                 Some(r) => with_f32_values(r, |res| {
                     self.epilogue(act, Some(res), &mut out, outputs.clone())
@@ -398,15 +391,15 @@ impl Linear {
         Ok((full_dim, in_dim))
     }
 
-    /// `x·Wᵀ` for the weight columns `outputs`, as a new vector written by the product alone
-    /// ([`matmul_new`]), when the f32 gemm computes it; `None` for the bf16 and few-row
-    /// products, which write into zeroed memory ([`Self::product_into`]).
+    /// `x·Wᵀ` for the weight columns `outputs` as a new vector: written by the f32 gemm alone
+    /// ([`matmul_new`]); the bf16 and few-row products write into zeroed memory
+    /// ([`Self::product_into`]).
     fn product_new(
         &self,
         wt: &Tensor,
         (xv, rows): (&[f32], usize),
         outputs: std::ops::Range<usize>,
-    ) -> Result<Option<Vec<f32>>> {
+    ) -> Result<Vec<f32>> {
         let (full_dim, in_dim) = self.check_input(xv, rows)?;
         let (start, len) = (outputs.start, outputs.len());
         let bf16 = self
@@ -414,13 +407,15 @@ impl Linear {
             .as_ref()
             .is_some_and(|p| p.get(start, len).is_some());
         if bf16 || few_rows_preferred(rows) {
-            return Ok(None);
+            let mut out = zeroed_output(rows * len);
+            self.product_into(wt, (xv, rows), &mut out, outputs)?;
+            return Ok(out);
         }
         with_f32_values(wt, |wv| {
             let wv = wv.get(start..).unwrap_or_default();
             let a = MatRef::row_major(xv, rows, in_dim)?;
             let w = MatRef::new(wv, in_dim, len, full_dim, 1)?;
-            matmul_new(a, w, 1.0, true).map(Some)
+            matmul_new(a, w, 1.0, true)
         })
     }
 
