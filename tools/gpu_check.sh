@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Runs the CUDA checks and timings on a machine with an NVIDIA GPU and no Rust toolchain, from
 # binaries built elsewhere with `--features cuda` (tools/build_cuda_binaries.sh, unpacked):
-#   1. the parity tests (sam_parity, mobilesam_parity, amg_parity, device_parity) on the GPU
-#      (SEGANY_TEST_DEVICE=cuda), against the official f32 outputs in tests/fixtures;
+#   1. the parity tests on the GPU (SEGANY_TEST_DEVICE=cuda): sam_parity, mobilesam_parity,
+#      amg_parity, device_parity and CLIP's parity_layouts against the official outputs in
+#      tests/fixtures, CLIP's golden_surgery against the CLIP Surgery golden file (GOLDEN_DIR,
+#      default the repository's .golden folder when it holds the file, else the test skips and
+#      says so), referring_pipeline's device test against the CPU, and the SAM encoder's unit
+#      tests (segany_sam_encoder: its CUDA kernels against the CPU composition);
 #   2. official segment-anything on the same GPU (benches/compare/gpu_refs.py), which also
 #      writes the random ViT-B / ViT-H weights;
 #   3. benches/gpu.rs on those weights: f32 / f16 / bf16 times, checked against the CPU and
 #      against segment-anything.
 # usage: tools/gpu_check.sh BIN_DIR OUT_DIR [models]   (BIN_DIR holds the binaries, named
-# sam_parity, mobilesam_parity, amg_parity, device_parity and gpu; a `.whl` folder beside the
-# repository root with segment_anything's wheel is installed when the module is missing)
+# after their tests and `gpu`, as tools/build_cuda_binaries.sh packs them; a `.whl` folder in
+# the repository root with segment_anything's wheel is installed when the module is missing)
 set -uo pipefail
 bin=${1:?BIN_DIR}; out=${2:?OUT_DIR}; models=${3:-vit_b,vit_h}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,8 +37,14 @@ if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
     mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in"
 fi
 
+if [ -z "${GOLDEN_DIR:-}" ] && [ -e "$root/.golden/clip_surgery_seed3.safetensors" ]; then
+    export GOLDEN_DIR="$root/.golden"
+fi
+echo "GOLDEN_DIR=${GOLDEN_DIR:-}"
+
 status=0
-for t in sam_parity mobilesam_parity amg_parity device_parity; do
+for t in sam_parity mobilesam_parity amg_parity device_parity referring_pipeline \
+    parity_layouts golden_surgery segany_sam_encoder; do
     echo "== $t on cuda"
     SEGANY_TEST_DEVICE=cuda "$bin/$t" --test-threads 1 --nocapture >"/tmp/$t.log" 2>&1
     rc=$?; [ $rc -ne 0 ] && status=$rc
