@@ -32,19 +32,31 @@ struct RelTables {
     rw: Tensor,
     /// `None` on the CPU, whose fused kernels add the terms themselves.
     keys: Option<Tensor>,
+    /// On CUDA, `rh` then `rw` flattened into one tensor (the kernels' input).
+    #[cfg(feature = "cuda")]
+    packed: Option<Tensor>,
 }
 
 impl RelTables {
     fn new(size: (usize, usize), (table_h, table_w): (&Tensor, &Tensor)) -> Result<Self> {
         let (h, w) = size;
+        let (rh, rw) = (get_rel_pos(h, h, table_h)?, get_rel_pos(w, w, table_w)?);
+        let keys = match table_h.device().is_cpu() {
+            true => None,
+            false => Some(key_indicators(h, w, table_h.dtype(), table_h.device())?),
+        };
+        #[cfg(feature = "cuda")]
+        let packed = match table_h.device().is_cuda() {
+            true => Some(Tensor::cat(&[rh.flatten_all()?, rw.flatten_all()?], 0)?),
+            false => None,
+        };
         Ok(Self {
             size: h,
-            rh: get_rel_pos(h, h, table_h)?,
-            rw: get_rel_pos(w, w, table_w)?,
-            keys: match table_h.device().is_cpu() {
-                true => None,
-                false => Some(key_indicators(h, w, table_h.dtype(), table_h.device())?),
-            },
+            rh,
+            rw,
+            keys,
+            #[cfg(feature = "cuda")]
+            packed,
         })
     }
 }
@@ -141,7 +153,9 @@ impl Attention {
     /// Attention over a `(B, H, W, C)` token grid in `window`×`window` windows (zero-padded
     /// to whole windows), or globally when `window` is 0: `(B, H, W, C)` → `(B, H, W, C)`.
     ///
-    /// f32 on the CPU runs the fused kernel ([`segany_core::nn::fused_attention`]); elsewhere this is
+    /// f32 on the CPU runs the fused kernel ([`segany_core::nn::fused_attention`]); CUDA with
+    /// relative positions runs segany's kernels around the two products (`segany_core::nn::cuda`:
+    /// `window_partition`, `rel_pos_qkv`, `merge_heads`); elsewhere this is
     /// [`window_partition`], [`Attention::forward`] and [`window_unpartition`].
     pub fn forward_grid(&self, x: &Tensor, window: usize) -> Result<Tensor> {
         self.forward_grid_inner(x, window, None)
@@ -237,6 +251,12 @@ impl Attention {
                 None => self.proj.forward(&out),
             };
         }
+        #[cfg(feature = "cuda")]
+        if segany_core::nn::cuda::supported(x) {
+            if let Some(y) = self.cuda_grid(x, window, shortcut)? {
+                return Ok(y);
+            }
+        }
         let y = if window == 0 {
             self.forward(x)?
         } else {
@@ -248,6 +268,55 @@ impl Attention {
             Some(s) => s + y,
             None => Ok(y),
         }
+    }
+
+    /// [`Attention::forward_grid_inner`] on CUDA with relative positions (`None` without
+    /// them, or with tables too long for the kernel's shared memory): the windows from one
+    /// gather; the `qkv` projection, then the products' operands from two passes over it
+    /// (q·scale, k with the terms' indicator columns and v; the decomposed terms); the heads merged back into unpadded tokens by another gather; then `proj` with
+    /// the residual in its bias pass. The values of the composition below, up to the order of
+    /// the terms' sums (and the scale applied in f32 rather than rounded to the dtype first).
+    #[cfg(feature = "cuda")]
+    fn cuda_grid(
+        &self,
+        x: &Tensor,
+        window: usize,
+        shortcut: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
+        use segany_core::nn::cuda;
+        let (b, h, w, c) = x.dims4()?;
+        let (wh, ww) = if window == 0 {
+            (h, w)
+        } else {
+            (window, window)
+        };
+        let Some(tables) = self.rel_tables(wh, ww)? else {
+            return Ok(None);
+        };
+        let windows = match window {
+            0 => x.reshape((b, h * w, c))?,
+            _ => cuda::window_partition(x, window)?.reshape(((), wh * ww, c))?,
+        };
+        let Some(packed) = &tables.packed else {
+            return Ok(None);
+        };
+        let Some((qa, ka, v)) = cuda::rel_pos_qkv(
+            &self.qkv.forward(&windows)?,
+            packed,
+            (wh, ww),
+            self.num_heads,
+            self.scale as f32,
+        )?
+        else {
+            return Ok(None);
+        };
+        let attn = segany_core::nn::softmax_last_dim(&qa.matmul(&ka.t()?)?)?;
+        let out = cuda::merge_heads(&attn.matmul(&v)?, self.num_heads, (b, h, w), (wh, ww))?;
+        match shortcut {
+            Some(s) => self.proj.forward_add(&out, s),
+            None => self.proj.forward(&out),
+        }
+        .map(Some)
     }
 
     /// Attention within each `(B, H, W, C)` window (the reference composition, any device):
@@ -297,14 +366,26 @@ mod fused_tests {
     use candle_nn::{VarBuilder, VarMap};
 
     fn attention(dim: usize, heads: usize, rel_len: usize, bias: bool) -> Result<Attention> {
+        let tensors = random_tensors(dim, heads, rel_len, bias)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        Attention::new(dim, heads, bias, true, rel_len, vb)
+    }
+
+    /// The layer's tensors, random (relative-position tables of `rel_len` rows).
+    fn random_tensors(
+        dim: usize,
+        heads: usize,
+        rel_len: usize,
+        bias: bool,
+    ) -> Result<std::collections::HashMap<String, Tensor>> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         Attention::new(dim, heads, bias, true, rel_len, vb)?;
         for var in varmap.all_vars() {
             var.set(&Tensor::randn(0f32, 0.5, var.shape(), &Device::Cpu)?)?;
         }
-        // Built after the weights are set (`Linear` copies its weight at build time), from the
-        // tensors themselves (a VarMap cannot serve `get_unchecked`).
+        // The layer is built after the weights are set (`Linear` copies its weight at build
+        // time), from the tensors themselves (a VarMap cannot serve `get_unchecked`).
         let tensors = varmap
             .data()
             .lock()
@@ -312,8 +393,7 @@ mod fused_tests {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect();
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        Attention::new(dim, heads, bias, true, rel_len, vb)
+        Ok(tensors)
     }
 
     /// max |a − b| / max(1, max |b|): the inputs are random (unseeded) and the outputs reach
@@ -352,6 +432,78 @@ mod fused_tests {
         let x = Tensor::randn(0f32, 1.0, (2, 33, 34, 16), &Device::Cpu)?;
         let d = max_diff(&attn.forward_grid(&x, 0)?, &attn.forward(&x)?)?;
         assert!(d < 1e-5, "33×34 grid: relative max diff {d}");
+        Ok(())
+    }
+
+    /// segany's CUDA kernels around the products (window gather, relative-position operands,
+    /// head merge, residual in `proj`'s pass) against the candle composition on the CPU in
+    /// f32, with padded windows and global grids (tables resized). f32 within 1e-5; f16 and
+    /// bf16 no further from the CPU than the same dtype's composition on the GPU (the kernels
+    /// round once where the composition rounds the scale and the terms separately), with
+    /// 1e-3 of slack. Without a GPU the test says so and passes.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_kernels_match_composition() -> Result<()> {
+        let Ok(dev) = Device::new_cuda(0) else {
+            println!("NOTICE: no CUDA device; cuda_kernels_match_composition compared nothing");
+            return Ok(());
+        };
+        let cases = [
+            (32, 4, 5, true, (5, 7), 3),
+            (32, 4, 5, false, (6, 6), 3),
+            (48, 3, 7, true, (9, 10), 4),
+            (16, 2, 9, true, (5, 4), 0),
+            (16, 2, 9, true, (33, 34), 0),
+        ];
+        for (dim, heads, rel_len, bias, (h, w), window) in cases {
+            let tensors = random_tensors(dim, heads, rel_len, bias)?;
+            let cpu = Attention::new(
+                dim,
+                heads,
+                bias,
+                true,
+                rel_len,
+                VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu),
+            )?;
+            let x = Tensor::randn(0f32, 1.0, (2, h, w, dim), &Device::Cpu)?;
+            let shortcut = Tensor::randn(0f32, 1.0, (2, h, w, dim), &Device::Cpu)?;
+            let reference = match window {
+                0 => cpu.forward(&x)?,
+                _ => {
+                    let (win, pad) = window_partition(&x, window)?;
+                    window_unpartition(&cpu.forward(&win)?, window, pad, (h, w))?
+                }
+            };
+            let reference = (reference + &shortcut)?;
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &dev);
+                let gpu = Attention::new(dim, heads, bias, true, rel_len, vb)?;
+                let (xd, sd) = (
+                    x.to_dtype(dtype)?.to_device(&dev)?,
+                    shortcut.to_dtype(dtype)?.to_device(&dev)?,
+                );
+                let got = gpu.forward_grid_add(&xd, window, &sd)?;
+                let composed = match window {
+                    0 => gpu.forward(&xd)?,
+                    _ => {
+                        let (win, pad) = window_partition(&xd, window)?;
+                        window_unpartition(&gpu.forward(&win)?, window, pad, (h, w))?
+                    }
+                };
+                let composed = (composed + &sd)?;
+                let host = |t: &Tensor| t.to_dtype(DType::F32)?.to_device(&Device::Cpu);
+                let d = max_diff(&host(&got)?, &reference)?;
+                let dc = max_diff(&host(&composed)?, &reference)?;
+                println!("{dim}/{heads} {h}×{w} window {window} {dtype:?}: kernels {d:.2e}, composition {dc:.2e}");
+                match dtype {
+                    DType::F32 => assert!(d < 1e-5, "{h}×{w} f32: relative max diff {d}"),
+                    _ => assert!(
+                        d <= 1.5 * dc + 1e-3,
+                        "{h}×{w} {dtype:?}: kernels {d} against the composition's {dc}"
+                    ),
+                }
+            }
+        }
         Ok(())
     }
 }

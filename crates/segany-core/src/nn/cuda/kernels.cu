@@ -22,10 +22,11 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // y = act(x + bias[col]) + residual, elementwise over rows x cols (bias, residual nullable).
-// act: 0 identity, 1 exact GELU (erf), 2 ReLU.
-template <typename T>
-__device__ void bias_act(const T* x, const T* bias, const T* residual, T* y, int64_t n, int cols, int act) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+// act: 0 identity, 1 exact GELU (erf), 2 ReLU. I: the index type, 32-bit where n allows (the
+// column's remainder in 64 bits costs more than the pass's memory traffic).
+template <typename T, typename I>
+__device__ void bias_act_n(const T* x, const T* bias, const T* residual, T* y, I n, int cols, int act) {
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
         float v = to_f(x[i]);
         if (bias) v += to_f(bias[i % cols]);
         if (act == 1) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
@@ -33,6 +34,14 @@ __device__ void bias_act(const T* x, const T* bias, const T* residual, T* y, int
         if (residual) v += to_f(residual[i]);
         y[i] = from_f<T>(v);
     }
+}
+
+template <typename T>
+__device__ void bias_act(const T* x, const T* bias, const T* residual, T* y, int64_t n, int cols, int act) {
+    if (n <= 0x7fffffff - (int64_t)gridDim.x * blockDim.x)
+        bias_act_n<T, unsigned int>(x, bias, residual, y, (unsigned int)n, cols, act);
+    else
+        bias_act_n<T, int64_t>(x, bias, residual, y, n, cols, act);
 }
 
 // LayerNorm over rows of `cols` values, one warp per row: the mean, then the mean of squared
@@ -135,6 +144,117 @@ __device__ void qkv_heads(const T* qkv, T* out, int b, int n, int heads, int d) 
     }
 }
 
+
+// The encoder's windows: (B, H, W, C) tokens into (B·nh·nw, wh·ww, C) windows of wh × ww
+// tokens, zero where a window reaches past the grid. One block per window token.
+template <typename T>
+__device__ void window_partition(const T* x, T* out, int h, int w, int c, int wh, int ww, int nh, int nw) {
+    int row = blockIdx.x;
+    int win = row / (wh * ww), p = row % (wh * ww);
+    int b = win / (nh * nw), g = win % (nh * nw);
+    int y = (g / nw) * wh + p / ww, xx = (g % nw) * ww + p % ww;
+    T* dst = out + (int64_t)row * c;
+    if (y < h && xx < w) {
+        const T* src = x + (((int64_t)b * h + y) * w + xx) * c;
+        for (int i = threadIdx.x; i < c; i += blockDim.x) dst[i] = src[i];
+    } else {
+        for (int i = threadIdx.x; i < c; i += blockDim.x) dst[i] = from_f<T>(0.0f);
+    }
+}
+
+// The attention's output heads (B·nh·nw·heads, wh·ww, d) back to (B, H, W, heads·d) tokens,
+// the windows' padding dropped (global attention: one window of the whole grid). One block per
+// output token.
+template <typename T>
+__device__ void merge_heads(const T* o, T* out, int h, int w, int heads, int d, int wh, int ww, int nh, int nw) {
+    int row = blockIdx.x;
+    int b = row / (h * w), yx = row % (h * w);
+    int y = yx / w, xx = yx % w;
+    int win = (b * nh + y / wh) * nw + xx / ww;
+    int p = (y % wh) * ww + xx % ww;
+    int n = wh * ww, c = heads * d;
+    T* dst = out + (int64_t)row * c;
+    for (int i = threadIdx.x; i < c; i += blockDim.x) {
+        int hh = i / d, dd = i % d;
+        dst[i] = o[(((int64_t)win * heads + hh) * n + p) * d + dd];
+    }
+}
+
+// The attention's operands with decomposed relative positions, from a (B', N, 3, heads, d)
+// projection of B' windows of wh × ww tokens (N = wh·ww), into three blocks one after another:
+//   qa (B'·heads, N, d + wh + ww) = [q·scale, q·rh[i, a], q·rw[j, b]] for token (i, j),
+//   ka (B'·heads, N, d + wh + ww) = [k, one at a = i, one at wh + b = j],
+//   v  (B'·heads, N, d),
+// so that qa·kaᵀ = q·kᵀ·scale + rel_h + rel_w (SAM's add_decomposed_rel_pos) in one product.
+// tables: rh (wh, wh, d) then rw (ww, ww, d), from get_rel_pos.
+
+// rel_pos_copy writes all but qa's terms, one block per token.
+template <typename T>
+__device__ void rel_pos_copy(const T* qkv, T* out, int bw, int heads, int d, int wh, int ww,
+                             float scale) {
+    int n = wh * ww, row = blockIdx.x;
+    int bb = row / n, tok = row % n, ti = tok / ww, tj = tok % ww;
+    int c = heads * d, width = d + wh + ww, terms = wh + ww;
+    int64_t per_head = (int64_t)n * width;
+    T* qa = out + (int64_t)bb * heads * per_head + (int64_t)tok * width;
+    T* ka = qa + (int64_t)bw * heads * per_head;
+    T* v = out + 2 * (int64_t)bw * heads * per_head + ((int64_t)bb * heads * n + tok) * d;
+    const T* src = qkv + (int64_t)row * 3 * c;
+    for (int i = threadIdx.x; i < c; i += blockDim.x) {
+        int hh = i / d, dd = i - hh * d;
+        qa[hh * per_head + dd] = from_f<T>(to_f(src[i]) * scale);
+        ka[hh * per_head + dd] = src[c + i];
+        v[(int64_t)hh * n * d + dd] = src[2 * c + i];
+    }
+    for (int i = threadIdx.x; i < heads * terms; i += blockDim.x) {
+        int hh = i / terms, t = i - hh * terms;
+        ka[hh * per_head + d + t] = from_f<T>((t == ti || t == wh + tj) ? 1.0f : 0.0f);
+    }
+}
+
+// qa's terms along one axis (blockIdx.y: 0 rows, 1 columns): the block takes one line L of a
+// window (blockIdx.x = window · max(wh, ww) + L; grid row i = L for rel_h, grid column j = L
+// for rel_w) and a range of its (head, token) query rows (blockIdx.z); its table (rh[L] or
+// rw[L], kt × d) sits in shared memory as float, read by all threads at once, and each thread
+// sums one query row (q unscaled, from the projection) against the table's rows in registers,
+// TERMS_TILE at a time.
+#define TERMS_TILE 16
+template <typename T>
+__device__ void rel_pos_terms(const T* qkv, const T* tables, T* out, int heads, int d, int wh,
+                              int ww) {
+    extern __shared__ float tab[];
+    int axis = blockIdx.y;
+    int lines = axis == 0 ? wh : ww, len = axis == 0 ? ww : wh, kt = axis == 0 ? wh : ww;
+    int maxl = wh > ww ? wh : ww;
+    int bb = blockIdx.x / maxl, line = blockIdx.x % maxl;
+    if (line >= lines) return;
+    const T* table = tables + (axis == 0 ? 0 : (int64_t)wh * wh * d) + (int64_t)line * kt * d;
+    for (int i = threadIdx.x; i < kt * d; i += blockDim.x) tab[i] = to_f(table[i]);
+    __syncthreads();
+    int n = wh * ww, c = heads * d, width = d + wh + ww, off = d + (axis == 0 ? 0 : wh);
+    int rows = heads * len;
+    int r = blockIdx.z * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    int hh = r / len, m = r - hh * len;
+    int tok = axis == 0 ? line * ww + m : m * ww + line;
+    const T* q = qkv + ((int64_t)bb * n + tok) * 3 * c + hh * d;
+    T* dst = out + (((int64_t)bb * heads + hh) * n + tok) * width + off;
+    for (int t0 = 0; t0 < kt; t0 += TERMS_TILE) {
+        float acc[TERMS_TILE];
+#pragma unroll
+        for (int u = 0; u < TERMS_TILE; u++) acc[u] = 0.0f;
+        for (int k = 0; k < d; k++) {
+            float qv = to_f(q[k]);
+#pragma unroll
+            for (int u = 0; u < TERMS_TILE; u++)
+                if (t0 + u < kt) acc[u] += qv * tab[(t0 + u) * d + k];
+        }
+#pragma unroll
+        for (int u = 0; u < TERMS_TILE; u++)
+            if (t0 + u < kt) dst[t0 + u] = from_f<T>(acc[u]);
+    }
+}
+
 #define INSTANTIATE(T, SUFFIX)                                                                    \
 extern "C" __global__ void bias_act_##SUFFIX(const T* x, const T* bias, const T* residual, T* y,   \
                                              int64_t n, int cols, int act) {                      \
@@ -153,6 +273,22 @@ extern "C" __global__ void softmax_long_rows_##SUFFIX(const T* x, T* y, int cols
 extern "C" __global__ void qkv_heads_##SUFFIX(const T* qkv, T* out, int b, int n, int heads,      \
                                               int d) {                                            \
     qkv_heads<T>(qkv, out, b, n, heads, d);                                                       \
+}                                                                                                 \
+extern "C" __global__ void window_partition_##SUFFIX(const T* x, T* out, int h, int w, int c,     \
+                                                     int wh, int ww, int nh, int nw) {            \
+    window_partition<T>(x, out, h, w, c, wh, ww, nh, nw);                                         \
+}                                                                                                 \
+extern "C" __global__ void merge_heads_##SUFFIX(const T* o, T* out, int h, int w, int heads,      \
+                                                int d, int wh, int ww, int nh, int nw) {          \
+    merge_heads<T>(o, out, h, w, heads, d, wh, ww, nh, nw);                                       \
+}                                                                                                 \
+extern "C" __global__ void rel_pos_copy_##SUFFIX(const T* qkv, T* out, int bw, int heads, int d, \
+                                                 int wh, int ww, float scale) {                   \
+    rel_pos_copy<T>(qkv, out, bw, heads, d, wh, ww, scale);                                       \
+}                                                                                                 \
+extern "C" __global__ void rel_pos_terms_##SUFFIX(const T* qkv, const T* tables, T* out,         \
+                                                  int heads, int d, int wh, int ww) {             \
+    rel_pos_terms<T>(qkv, tables, out, heads, d, wh, ww);                                         \
 }
 
 INSTANTIATE(float, f32)

@@ -10,7 +10,13 @@
 //!   each and are read once into registers (the encoder's global attention); other rows get a
 //!   warp with an online first pass;
 //! - [`qkv_heads`]: a fused `qkv` projection split into per-head q, k, v in one pass (candle: a
-//!   5-D permute copy, then a copy per part).
+//!   5-D permute copy, then a copy per part);
+//! - [`window_partition`], [`rel_pos_qkv`], [`merge_heads`]: the SAM encoder's attention
+//!   around its two products: the windows zero-padded in one gather; q·scale, the decomposed
+//!   relative-position terms, k with the terms' indicator columns, and v in one pass over the
+//!   `qkv` projection; the heads merged back into unpadded tokens in one gather (candle: pads
+//!   and strided copies, two batched products for the terms and concatenations, about 20
+//!   kernels per layer).
 //!
 //! Callers dispatch here for CUDA tensors; every other device keeps its own path.
 
@@ -472,4 +478,320 @@ pub fn qkv_heads(qkv: &Tensor, heads: usize) -> Result<Tensor> {
         heads,
         head_dim: width / (3 * heads),
     })
+}
+
+/// Threads per block of the one-block-per-token kernels (window partition, head merge, the
+/// relative-position operands).
+const ROW_THREADS: u32 = 128;
+
+fn token_grid(rows: usize, shared_mem_bytes: u32) -> Result<LaunchConfig> {
+    let rows = u32::try_from(rows)
+        .map_err(|_| candle_core::Error::Msg(format!("segany CUDA op: {rows} rows")))?;
+    Ok(LaunchConfig {
+        grid_dim: (rows.max(1), 1, 1),
+        block_dim: (ROW_THREADS, 1, 1),
+        shared_mem_bytes,
+    })
+}
+
+fn i32s<const N: usize>(values: [usize; N]) -> Result<[i32; N]> {
+    let mut out = [0i32; N];
+    for (o, v) in out.iter_mut().zip(values) {
+        *o = i32::try_from(v)
+            .map_err(|_| candle_core::Error::Msg(format!("segany CUDA op: size {v}")))?;
+    }
+    Ok(out)
+}
+
+/// The windows of a token grid (see [`window_partition`]).
+struct WindowPartition {
+    grid: (usize, usize, usize, usize),
+    window: usize,
+}
+
+impl WindowPartition {
+    fn counts(&self) -> (usize, usize) {
+        let (_, h, w, _) = self.grid;
+        (h.div_ceil(self.window), w.div_ceil(self.window))
+    }
+}
+
+impl Launch for WindowPartition {
+    fn name(&self) -> &'static str {
+        "segany-window-partition"
+    }
+
+    fn out_shape(&self, _: &Shape) -> Shape {
+        let (b, _, _, c) = self.grid;
+        let (nh, nw) = self.counts();
+        Shape::from((b * nh * nw, self.window, self.window, c))
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let (b, h, w, c) = self.grid;
+        let (nh, nw) = self.counts();
+        let rows = b * nh * nw * self.window * self.window;
+        let x = view::<T>(xs, xl)?;
+        let func = load!(dev, "window_partition", xs.dtype())?;
+        // SAFETY: every element is written by the kernel (copied or zero).
+        let out = unsafe { dev.alloc::<T>(rows * c)? };
+        let args = i32s([h, w, c, self.window, self.window, nh, nw])?;
+        let mut builder = func.builder();
+        builder.arg(&x);
+        builder.arg(&out);
+        for v in &args {
+            builder.arg(v);
+        }
+        // SAFETY: the arguments match the kernel's signature; the input holds B·H·W·C values.
+        unsafe { builder.launch(token_grid(rows, 0)?) }.w()?;
+        Ok(out)
+    }
+}
+
+custom_op!(1, WindowPartition);
+
+/// SAM's `window_partition` in one pass: `(B, H, W, C)` → `(B·nh·nw, ws, ws, C)` windows
+/// (`nh = ⌈H/ws⌉`, `nw = ⌈W/ws⌉`), zero where a window reaches past the grid.
+pub fn window_partition(x: &Tensor, window: usize) -> Result<Tensor> {
+    let grid = x.dims4()?;
+    if window == 0 {
+        candle_core::bail!("window_partition: window size 0")
+    }
+    x.contiguous()?
+        .apply_op1_no_bwd(&WindowPartition { grid, window })
+}
+
+/// The attention's heads back to tokens (see [`merge_heads`]).
+struct MergeHeads {
+    grid: (usize, usize, usize),
+    heads: usize,
+    head_dim: usize,
+    window: (usize, usize),
+}
+
+impl Launch for MergeHeads {
+    fn name(&self) -> &'static str {
+        "segany-merge-heads"
+    }
+
+    fn out_shape(&self, _: &Shape) -> Shape {
+        let (b, h, w) = self.grid;
+        Shape::from((b, h, w, self.heads * self.head_dim))
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (os, ol) = inputs[0];
+        let (b, h, w) = self.grid;
+        let (wh, ww) = self.window;
+        let c = self.heads * self.head_dim;
+        let o = view::<T>(os, ol)?;
+        let func = load!(dev, "merge_heads", os.dtype())?;
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(b * h * w * c)? };
+        let args = i32s([
+            h,
+            w,
+            self.heads,
+            self.head_dim,
+            wh,
+            ww,
+            h.div_ceil(wh),
+            w.div_ceil(ww),
+        ])?;
+        let mut builder = func.builder();
+        builder.arg(&o);
+        builder.arg(&out);
+        for v in &args {
+            builder.arg(v);
+        }
+        // SAFETY: the arguments match the kernel's signature; the caller checked the input's
+        // shape against the windows.
+        unsafe { builder.launch(token_grid(b * h * w, 0)?) }.w()?;
+        Ok(out)
+    }
+}
+
+custom_op!(1, MergeHeads);
+
+/// The attention's output `(B·nh·nw·heads, wh·ww, d)` (per window and head, windows of
+/// `wh × ww` tokens as [`window_partition`] makes them; global attention: one window of the
+/// whole `h × w` grid) back to `(B, h, w, heads·d)` tokens in one pass, the windows' padding
+/// dropped: SAM's head merge and `window_unpartition`.
+pub fn merge_heads(
+    o: &Tensor,
+    heads: usize,
+    (b, h, w): (usize, usize, usize),
+    (wh, ww): (usize, usize),
+) -> Result<Tensor> {
+    let (rows, n, head_dim) = o.dims3()?;
+    if wh == 0 || ww == 0 || n != wh * ww || rows != b * h.div_ceil(wh) * w.div_ceil(ww) * heads {
+        candle_core::bail!(
+            "merge_heads: {:?} is not {heads} heads of {b} × {h} × {w} tokens in {wh} × {ww} windows",
+            o.dims()
+        )
+    }
+    o.contiguous()?.apply_op1_no_bwd(&MergeHeads {
+        grid: (b, h, w),
+        heads,
+        head_dim,
+        window: (wh, ww),
+    })
+}
+
+/// The attention's widened operands (see [`rel_pos_qkv`]).
+struct RelPosQkv {
+    windows: usize,
+    window: (usize, usize),
+    heads: usize,
+    head_dim: usize,
+    scale: f32,
+}
+
+impl RelPosQkv {
+    fn width(&self) -> usize {
+        self.head_dim + self.window.0 + self.window.1
+    }
+
+    fn len(&self) -> usize {
+        let rows = self.windows * self.heads * self.window.0 * self.window.1;
+        rows * (2 * self.width() + self.head_dim)
+    }
+
+    /// Shared memory of the terms kernel: the longer axis' table of one line, as f32.
+    fn terms_shared(&self) -> usize {
+        self.window.0.max(self.window.1) * self.head_dim * std::mem::size_of::<f32>()
+    }
+}
+
+/// Shared memory a kernel may take without opting in to more (every CUDA GPU has it).
+const SHARED_DEFAULT: usize = 48 * 1024;
+
+impl Launch for RelPosQkv {
+    fn name(&self) -> &'static str {
+        "segany-rel-pos-qkv"
+    }
+
+    fn out_shape(&self, _: &Shape) -> Shape {
+        Shape::from(self.len())
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> Result<CudaSlice<T>> {
+        let (xs, xl) = inputs[0];
+        let x = view::<T>(xs, xl)?;
+        let tables = view::<T>(inputs[1].0, inputs[1].1)?;
+        let (wh, ww) = self.window;
+        // SAFETY: every element is written: qa's first d columns, ka and v by the copy
+        // kernel, qa's wh + ww term columns by the terms kernel.
+        let out = unsafe { dev.alloc::<T>(self.len())? };
+        let [windows, heads, d, wh32, ww32] =
+            i32s([self.windows, self.heads, self.head_dim, wh, ww])?;
+
+        let copy = load!(dev, "rel_pos_copy", xs.dtype())?;
+        let mut builder = copy.builder();
+        builder.arg(&x);
+        builder.arg(&out);
+        for v in [&windows, &heads, &d, &wh32, &ww32] {
+            builder.arg(v);
+        }
+        builder.arg(&self.scale);
+        // SAFETY: the arguments match the kernel's signature; the caller checked the shapes.
+        unsafe { builder.launch(token_grid(self.windows * wh * ww, 0)?) }.w()?;
+
+        let terms = load!(dev, "rel_pos_terms", xs.dtype())?;
+        let longest = wh.max(ww);
+        let cfg = LaunchConfig {
+            grid_dim: (
+                u32::try_from(self.windows * longest)
+                    .map_err(|_| candle_core::Error::Msg("rel_pos_qkv: too many windows".into()))?,
+                2,
+                (self.heads * longest).div_ceil(ROW_THREADS as usize) as u32,
+            ),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: self.terms_shared() as u32,
+        };
+        let mut builder = terms.builder();
+        builder.arg(&x);
+        builder.arg(&tables);
+        builder.arg(&out);
+        for v in [&heads, &d, &wh32, &ww32] {
+            builder.arg(v);
+        }
+        // SAFETY: the arguments match the kernel's signature; the shared memory holds one
+        // line's table as f32 (checked against the default limit by the caller).
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+custom_op!(2, RelPosQkv);
+
+/// The operands of attention with SAM's decomposed relative positions, from the `(B', N, 3C)`
+/// `qkv` projection of `B'` windows of `wh × ww` tokens (`N = wh·ww`, `C = heads·d`), with
+/// `tables` = the tables `rh (wh, wh, d)` then `rw (ww, ww, d)` of `get_rel_pos`, flattened
+/// into one: in two passes (a copy, and the terms with one line's table in shared memory),
+///
+/// - `qa (B'·heads, N, d + wh + ww)`: `[q·scale, q·rh[i, a], q·rw[j, b]]` for token `(i, j)`;
+/// - `ka (B'·heads, N, d + wh + ww)`: `[k, 1 at a = i, 1 at wh + b = j]`;
+/// - `v (B'·heads, N, d)`.
+///
+/// `qa·kaᵀ` is then `q·kᵀ·scale` plus `add_decomposed_rel_pos`'s terms in one product. The
+/// terms are sums in f32 of the unscaled q, rounded once to the dtype, as the composition's
+/// products compute them. `None` when a line's table exceeds the kernel's shared memory
+/// (`max(wh, ww)·d > 12288`); the caller then composes.
+pub fn rel_pos_qkv(
+    qkv: &Tensor,
+    tables: &Tensor,
+    (wh, ww): (usize, usize),
+    heads: usize,
+    scale: f32,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let (windows, n, width) = qkv.dims3()?;
+    let d = width / (3 * heads.max(1));
+    let dtype = qkv.dtype();
+    if heads == 0
+        || width != 3 * heads * d
+        || n != wh * ww
+        || tables.elem_count() != (wh * wh + ww * ww) * d
+        || tables.dtype() != dtype
+    {
+        candle_core::bail!(
+            "rel_pos_qkv: qkv {:?} {dtype:?} with {heads} heads in {wh} × {ww} windows, tables {:?} {:?}",
+            qkv.dims(),
+            tables.dims(),
+            tables.dtype()
+        )
+    }
+    let op = RelPosQkv {
+        windows,
+        window: (wh, ww),
+        heads,
+        head_dim: d,
+        scale,
+    };
+    if op.terms_shared() > SHARED_DEFAULT {
+        return Ok(None);
+    }
+    let (qkv, tables) = (qkv.contiguous()?, tables.contiguous()?);
+    let all = qkv.apply_op2_no_bwd(&tables, &op)?;
+    let (rows, wide) = (windows * heads, op.width());
+    let block = rows * n * wide;
+    Ok(Some((
+        all.narrow(0, 0, block)?.reshape((rows, n, wide))?,
+        all.narrow(0, block, block)?.reshape((rows, n, wide))?,
+        all.narrow(0, 2 * block, rows * n * d)?
+            .reshape((rows, n, d))?,
+    )))
 }
