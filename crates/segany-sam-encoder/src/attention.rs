@@ -404,16 +404,24 @@ mod fused_tests {
         Ok(d / m.max(1.0))
     }
 
-    /// The fused kernel against the plain candle composition (pad, partition, attention with
-    /// materialised biased logits, unpartition), with padding in both directions.
+    /// The plain candle composition: pad, partition, attention with materialised biased logits,
+    /// unpartition (global attention when `window` is 0: the attention alone).
+    fn composition(attn: &Attention, x: &Tensor, window: usize) -> Result<Tensor> {
+        if window == 0 {
+            return attn.forward(x);
+        }
+        let (_, h, w, _) = x.dims4()?;
+        let (win, pad) = window_partition(x, window)?;
+        window_unpartition(&attn.forward(&win)?, window, pad, (h, w))
+    }
+
+    /// The fused kernel against the composition, with padding in both directions.
     #[test]
     fn windowed_matches_composition() -> Result<()> {
         for (bias, (h, w)) in [(true, (5, 7)), (false, (6, 6)), (true, (2, 3))] {
             let attn = attention(32, 4, 5, bias)?;
             let x = Tensor::randn(0f32, 1.0, (2, h, w, 32), &Device::Cpu)?;
-            let (win, pad) = window_partition(&x, 3)?;
-            let reference = window_unpartition(&attn.forward(&win)?, 3, pad, (h, w))?;
-            let d = max_diff(&attn.forward_grid(&x, 3)?, &reference)?;
+            let d = max_diff(&attn.forward_grid(&x, 3)?, &composition(&attn, &x, 3)?)?;
             assert!(d < 1e-5, "{h}×{w}: relative max diff {d}");
         }
         Ok(())
@@ -467,14 +475,7 @@ mod fused_tests {
             )?;
             let x = Tensor::randn(0f32, 1.0, (2, h, w, dim), &Device::Cpu)?;
             let shortcut = Tensor::randn(0f32, 1.0, (2, h, w, dim), &Device::Cpu)?;
-            let reference = match window {
-                0 => cpu.forward(&x)?,
-                _ => {
-                    let (win, pad) = window_partition(&x, window)?;
-                    window_unpartition(&cpu.forward(&win)?, window, pad, (h, w))?
-                }
-            };
-            let reference = (reference + &shortcut)?;
+            let reference = (composition(&cpu, &x, window)? + &shortcut)?;
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &dev);
                 let gpu = Attention::new(dim, heads, bias, true, rel_len, vb)?;
@@ -483,14 +484,7 @@ mod fused_tests {
                     shortcut.to_dtype(dtype)?.to_device(&dev)?,
                 );
                 let got = gpu.forward_grid_add(&xd, window, &sd)?;
-                let composed = match window {
-                    0 => gpu.forward(&xd)?,
-                    _ => {
-                        let (win, pad) = window_partition(&xd, window)?;
-                        window_unpartition(&gpu.forward(&win)?, window, pad, (h, w))?
-                    }
-                };
-                let composed = (composed + &sd)?;
+                let composed = (composition(&gpu, &xd, window)? + &sd)?;
                 let host = |t: &Tensor| t.to_dtype(DType::F32)?.to_device(&Device::Cpu);
                 let d = max_diff(&host(&got)?, &reference)?;
                 let dc = max_diff(&host(&composed)?, &reference)?;
