@@ -273,8 +273,9 @@ impl Attention {
     /// [`Attention::forward_grid_inner`] on CUDA with relative positions (`None` without
     /// them, or with tables too long for the kernel's shared memory): the windows from one
     /// gather; the `qkv` projection, then the products' operands from two passes over it
-    /// (q·scale, k with the terms' indicator columns and v; the decomposed terms); the heads merged back into unpadded tokens by another gather; then `proj` with
-    /// the residual in its bias pass. The values of the composition below, up to the order of
+    /// (q·scale, k with the terms' indicator columns and v; the decomposed terms); the heads
+    /// merged back into unpadded tokens by another gather; then `proj` with the residual in its
+    /// bias pass. The values of the composition below, up to the order of
     /// the terms' sums (and the scale applied in f32 rather than rounded to the dtype first).
     #[cfg(feature = "cuda")]
     fn cuda_grid(
@@ -290,19 +291,16 @@ impl Attention {
         } else {
             (window, window)
         };
-        let Some(tables) = self.rel_tables(wh, ww)? else {
+        let Some(packed) = self.rel_tables(wh, ww)?.and_then(|t| t.packed) else {
             return Ok(None);
         };
         let windows = match window {
             0 => x.reshape((b, h * w, c))?,
             _ => cuda::window_partition(x, window)?.reshape(((), wh * ww, c))?,
         };
-        let Some(packed) = &tables.packed else {
-            return Ok(None);
-        };
         let Some((qa, ka, v)) = cuda::rel_pos_qkv(
             &self.qkv.forward(&windows)?,
-            packed,
+            &packed,
             (wh, ww),
             self.num_heads,
             self.scale as f32,
@@ -446,9 +444,9 @@ mod fused_tests {
     /// segany's CUDA kernels around the products (window gather, relative-position operands,
     /// head merge, residual in `proj`'s pass) against the candle composition on the CPU in
     /// f32, with padded windows and global grids (tables resized). f32 within 1e-5; f16 and
-    /// bf16 no further from the CPU than the same dtype's composition on the GPU (the kernels
-    /// round once where the composition rounds the scale and the terms separately), with
-    /// 1e-3 of slack. Without a GPU the test says so and passes.
+    /// bf16 within 1.5× the same dtype's composition on the GPU, plus 1e-3, of the CPU (the
+    /// kernels round once where the composition rounds the scale and the terms separately).
+    /// Without a GPU the test says so and passes.
     #[cfg(feature = "cuda")]
     #[test]
     fn cuda_kernels_match_composition() -> Result<()> {
